@@ -1,0 +1,264 @@
+"""The reference backend: every kernel written once, plainly, against ``self.xp``.
+
+A :class:`Backend` owns an array module (NumPy or CuPy) and a device. Its methods fall
+in two groups:
+
+* array plumbing: ``asarray``, ``to_numpy``, ``empty``, ``zeros``, ``rng``, ``synchronize``;
+* in-place kernels (names end in ``_``): the optimizer updates on flat 1-D buffers, the
+  fused bias-add + activation, the activation gradient, and softmax + loss gradient.
+
+The bodies here are the readable specification. :class:`~fastmlp.backends.numpy_backend.NumpyBackend`
+and :class:`~fastmlp.backends.cupy_backend.CupyBackend` override the hot kernels with
+identical signatures (``tests/test_backend_consistency.py`` enforces that) and the tests
+check that every override computes what the body here computes.
+
+Conventions for every kernel:
+
+* arrays are updated in place and belong to this backend; scalars are Python floats;
+* ``p``, ``g`` are the flat parameter and gradient buffers, state buffers have their shape;
+* an activation is named by its canonical lower-case name (see ``fastmlp.nn.activations``).
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+
+class Backend:
+    """Array module + device + reference kernels.
+
+    Attributes:
+        name: ``"numpy"`` or ``"cupy"``.
+        device: ``"cpu"`` or ``"cuda:N"``.
+        xp: the array module every method is written against.
+    """
+
+    name: str = "reference"
+    device: str = "cpu"
+    xp: ModuleType = np
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(device={self.device!r})"
+
+    # ------------------------------------------------------------------ arrays
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """``a`` as an array of this backend (no copy when it already is one)."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """``a`` as a host NumPy array (a device-to-host copy on GPU backends)."""
+        return np.asarray(a)
+
+    def empty(self, shape: int | tuple[int, ...], dtype: Any = "float32") -> Any:
+        """An uninitialised array of this backend."""
+        return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape: int | tuple[int, ...], dtype: Any = "float32") -> Any:
+        """A zero-filled array of this backend."""
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def rng(self, seed: int | None = None) -> Any:
+        """A random generator that lives on this device; it has ``permutation(n)``."""
+        return self.xp.random.default_rng(seed)
+
+    def synchronize(self) -> None:
+        """Wait until all queued device work is done (a no-op on the CPU)."""
+
+    # ------------------------------------------------------- optimizer updates
+
+    def add_scaled_(self, y: Any, x: Any, alpha: float) -> None:
+        """``y = y + alpha * x`` in place (used for L2 weight decay on the gradient)."""
+        # y = y + alpha * x
+        y += alpha * x
+
+
+    def sgd_(self, p: Any, g: Any, lr: float) -> None:
+        """Plain gradient descent."""
+        # p = p - lr * g
+        p -= lr * g
+
+    def momentum_(self, p: Any, g: Any, b: Any, lr: float, momentum: float) -> None:
+        """Heavy-ball momentum (``torch.optim.SGD`` with momentum, dampening 0)."""
+        # b = momentum * b + g
+        b *= momentum
+        b += g
+        # p = p - lr * b
+        p -= lr * b
+
+    def nag_(self, p: Any, g: Any, b: Any, lr: float, momentum: float) -> None:
+        """Nesterov momentum (``torch.optim.SGD`` with ``nesterov=True``)."""
+        # b = momentum * b + g
+        b *= momentum
+        b += g
+        # p = p - lr * (g + momentum * b)
+        p -= lr * (g + momentum * b)
+
+    def rmsprop_(self, p: Any, g: Any, v: Any, lr: float, beta: float, eps: float) -> None:
+        """RMSProp (``torch.optim.RMSprop`` with ``alpha=beta``)."""
+        # v = beta * v + (1 - beta) * g^2
+        v *= beta
+        v += (1.0 - beta) * g * g
+        # p = p - lr * g / (sqrt(v) + eps)
+        p -= lr * g / (self.xp.sqrt(v) + eps)
+
+    def adam_(
+        self,
+        p: Any,
+        g: Any,
+        m: Any,
+        v: Any,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        step: int,
+    ) -> None:
+        """Adam (``torch.optim.Adam``); ``step`` is t, counting this update (t >= 1)."""
+        bias_correction1 = 1.0 - beta1**step
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+        # m = beta1 * m + (1 - beta1) * g
+        m *= beta1
+        m += (1.0 - beta1) * g
+        # v = beta2 * v + (1 - beta2) * g^2
+        v *= beta2
+        v += (1.0 - beta2) * g * g
+        # p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+        p -= (lr / bias_correction1) * m / (self.xp.sqrt(v) / bias_correction2_sqrt + eps)
+
+    def nadam_(
+        self,
+        p: Any,
+        g: Any,
+        m: Any,
+        v: Any,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        step: int,
+        mu: float,
+        mu_next: float,
+        mu_product: float,
+    ) -> None:
+        """NAdam (``torch.optim.NAdam``).
+
+        ``mu`` and ``mu_next`` are the momentum schedule at t and t + 1, ``mu_product`` is
+        the running product mu_1 * ... * mu_t (this step included); the optimizer keeps them.
+        """
+        bias_correction2 = 1.0 - beta2**step
+        grad_step = lr * (1.0 - mu) / (1.0 - mu_product)
+        momentum_step = lr * mu_next / (1.0 - mu_product * mu_next)
+        # m = beta1 * m + (1 - beta1) * g
+        m *= beta1
+        m += (1.0 - beta1) * g
+        # v = beta2 * v + (1 - beta2) * g^2
+        v *= beta2
+        v += (1.0 - beta2) * g * g
+        # denom = sqrt(v / (1 - beta2^t)) + eps
+        denom = self.xp.sqrt(v / bias_correction2) + eps
+        # p = p - lr (1 - mu_t) / (1 - prod_t) * g / denom
+        #       - lr mu_{t+1} / (1 - prod_t mu_{t+1}) * m / denom
+        p -= grad_step * g / denom + momentum_step * m / denom
+
+    def flush_subnormals_(self, x: Any, threshold: float) -> None:
+        """Set every element with ``|x| < threshold`` to exactly zero.
+
+        Optimizer state that decays geometrically (a momentum or second-moment buffer
+        whose gradient is always zero) drifts into subnormal floats, which x86 CPUs
+        process ~100x slower. Optimizers call this every few steps with a threshold far
+        below anything that moves a parameter (see ``fastmlp.optim.optimizer``).
+        """
+        # x = 0 where |x| < threshold
+        x[self.xp.abs(x) < threshold] = 0
+
+    # ------------------------------------------------------------ network math
+
+    def bias_activation_(self, z: Any, b: Any, activation: str) -> None:
+        """``z = f(z + b)`` in place. z: (N, units) pre-activation, b: (units,)."""
+        xp = self.xp
+        # z = z + b
+        z += b
+        if activation == "identity":
+            return
+        if activation == "relu":
+            # z = max(z, 0)
+            xp.maximum(z, 0, out=z)
+        elif activation == "tanh":
+            # z = tanh(z)
+            xp.tanh(z, out=z)
+        elif activation == "sigmoid":
+            # z = 1 / (1 + exp(-z)) for z >= 0, exp(z) / (1 + exp(z)) for z < 0
+            e = xp.exp(-xp.abs(z))
+            z[...] = xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        else:
+            raise ValueError(f"unknown activation {activation!r}")
+
+    def activation_grad_(self, delta: Any, a: Any, activation: str) -> None:
+        """``delta = delta * f'(z)`` in place, with f' written through the output a = f(z).
+
+        delta: (N, units) gradient w.r.t. the layer output; a: (N, units) that output.
+        """
+        if activation == "identity":
+            return
+        if activation == "relu":
+            # delta = delta * [a > 0]
+            delta[a <= 0] = 0
+        elif activation == "tanh":
+            # delta = delta * (1 - a^2)
+            delta *= 1.0 - a * a
+        elif activation == "sigmoid":
+            # delta = delta * a * (1 - a)
+            delta *= a * (1.0 - a)
+        else:
+            raise ValueError(f"unknown activation {activation!r}")
+
+    def softmax_(self, z: Any) -> None:
+        """Row-wise softmax in place (max-subtracted). z: (N, classes)."""
+        xp = self.xp
+        # z = exp(z - max_k z_k) / sum_k exp(z - max_k z_k)
+        z -= z.max(axis=1, keepdims=True)
+        xp.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+
+    def cross_entropy_(self, z: Any, y: Any) -> Any:
+        """Softmax cross-entropy: returns the mean loss, leaves dLoss/dz in ``z``.
+
+        z: (N, classes) logits, overwritten with (softmax(z) - onehot(y)) / N.
+        y: (N,) integer labels. Returns a 0-d array (no host sync).
+        loss = mean_n [ log sum_k exp(z_nk) - z_n,y_n ]   (log-sum-exp, max-subtracted)
+        """
+        xp = self.xp
+        n = z.shape[0]
+        rows = xp.arange(n)
+        shifted = z - z.max(axis=1, keepdims=True)
+        log_normalizer = xp.log(xp.exp(shifted).sum(axis=1))
+        loss = (log_normalizer - shifted[rows, y]).mean()
+        # z = (softmax(z) - onehot(y)) / N
+        z[...] = xp.exp(shifted - log_normalizer[:, None])
+        z[rows, y] -= 1.0
+        z /= n
+        return loss
+
+    def mean_squared_error_(self, z: Any, y: Any) -> Any:
+        """Squared error on the softmax output: returns the loss, leaves dLoss/dz in ``z``.
+
+        loss = mean_n sum_k (p_nk - onehot(y)_nk)^2 with p = softmax(z).
+        Gradient through the softmax Jacobian, with e = dLoss/dp = 2 (p - onehot) / N:
+        dLoss/dz_j = p_j (e_j - sum_k p_k e_k).
+        """
+        xp = self.xp
+        n = z.shape[0]
+        rows = xp.arange(n)
+        self.softmax_(z)
+        err = z.copy()
+        err[rows, y] -= 1.0
+        loss = (err * err).sum(axis=1).mean()
+        err *= 2.0 / n
+        # z = p * (e - sum_k p_k e_k)
+        z *= err - (z * err).sum(axis=1, keepdims=True)
+        return loss
