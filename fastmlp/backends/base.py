@@ -69,13 +69,16 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until all queued device work is done (a no-op on the CPU)."""
 
-    # ------------------------------------------------------- optimizer updates
+    def gather_(self, out: Any, x: Any, indices: Any) -> None:
+        """``out[i] = x[indices[i]]`` along the first axis (a batch of rows)."""
+        self.xp.take(x, indices, axis=0, out=out)
 
     def add_scaled_(self, y: Any, x: Any, alpha: float) -> None:
         """``y = y + alpha * x`` in place (used for L2 weight decay on the gradient)."""
         # y = y + alpha * x
         y += alpha * x
 
+    # ------------------------------------------------------- optimizer updates
 
     def sgd_(self, p: Any, g: Any, lr: float) -> None:
         """Plain gradient descent."""

@@ -53,7 +53,10 @@ class NumpyBackend(Backend):
     def rng(self, seed: int | None = None) -> np.random.Generator:
         return np.random.default_rng(seed)
 
-    # ------------------------------------------------------- optimizer updates
+    def gather_(self, out: Any, x: Any, indices: Any) -> None:
+        # mode="clip" skips the bounds-checked buffered path of the default mode="raise";
+        # the indices come from a permutation, so they are always in range.
+        np.take(x, indices, axis=0, out=out, mode="clip")
 
     def add_scaled_(self, y: Any, x: Any, alpha: float) -> None:
         s = self._scratch("update", y.shape, y.dtype)
@@ -61,6 +64,7 @@ class NumpyBackend(Backend):
         np.multiply(x, alpha, out=s)
         np.add(y, s, out=y)
 
+    # ------------------------------------------------------- optimizer updates
 
     def sgd_(self, p: Any, g: Any, lr: float) -> None:
         s = self._scratch("update", p.shape, p.dtype)

@@ -240,12 +240,15 @@ class MLP:
             return self.backend.cross_entropy_(logits, y)
         return self.backend.mean_squared_error_(logits, y)
 
-    def loss_and_grad(self, x: Any, y: Any) -> Any:
+    def loss_and_grad(self, x: Any, y: Any, correct: Any = None) -> Any:
         """Forward and backward pass over one batch; fills ``self.grads``.
 
         Args:
             x: (N, input_size) float inputs (cast to the model dtype if needed).
             y: (N,) integer class labels.
+            correct: optional 0-d integer array of this backend; the number of samples the
+                forward pass classified correctly is added to it (running training
+                accuracy without a host sync).
 
         Returns:
             The mean data loss of the batch as a 0-d array of this backend (no host sync).
@@ -255,6 +258,8 @@ class MLP:
         xp = self.backend.xp
         buffers = self._batch_buffers(x.shape[0])
         delta = self._forward_logits(x)
+        if correct is not None:
+            correct += (delta.argmax(axis=1) == y).sum()
         loss = self._loss_(delta, y)
         for i in range(len(self.weights) - 1, -1, -1):
             previous = x if i == 0 else buffers.outputs[i - 1]

@@ -1,0 +1,96 @@
+"""``fastmlp evaluate``: test accuracy, per-class precision/recall/F1 and figures of a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fastmlp import data as datasets
+from fastmlp.backends import get_backend
+from fastmlp.cli.targets import resolve_checkpoint
+from fastmlp.config import canonical_dataset
+from fastmlp.nn.checkpoint import load_checkpoint
+from fastmlp.training import to_device_inputs
+
+DESCRIPTION = (
+    "Evaluate a trained model on the test set: accuracy, loss, per-class precision, recall "
+    "and F1, a confusion matrix (counts + row-normalised colours) and a gallery of the most "
+    "confident mistakes."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or checkpoint .npz")
+    parser.add_argument("-d", "--dataset", help="dataset (default: the one the model was trained on)")
+    parser.add_argument("--data_dir", metavar="DIR", help="look for the dataset files here first")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    parser.add_argument("--out", metavar="DIR", help="where to write figures and evaluation.json (default: next to the checkpoint)")
+
+
+def format_report(class_names: list[str], metrics: dict, accuracy: float, loss: float) -> str:
+    """A per-class table of precision, recall, F1 and support, with macro averages."""
+    width = max(len(name) for name in [*class_names, "macro average"])
+    lines = [f"{'class':<{width}}  precision  recall     f1  support"]
+    for index, name in enumerate(class_names):
+        lines.append(
+            f"{name:<{width}}  {metrics['precision'][index]:9.4f}  {metrics['recall'][index]:6.4f}"
+            f"  {metrics['f1'][index]:6.4f}  {metrics['support'][index]:7d}"
+        )
+    lines.append(
+        f"{'macro average':<{width}}  {metrics['macro_precision']:9.4f}  {metrics['macro_recall']:6.4f}"
+        f"  {metrics['macro_f1']:6.4f}  {int(metrics['support'].sum()):7d}"
+    )
+    lines.append(f"\ntest accuracy {accuracy:.4f}   test loss {loss:.4f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fastmlp import figures
+
+    checkpoint_path = resolve_checkpoint(args.target)
+    checkpoint = load_checkpoint(checkpoint_path, device=get_backend(args.device))
+    model = checkpoint.model
+    dataset_name = canonical_dataset(args.dataset or checkpoint.extra.get("dataset", "fashion_mnist"))
+    dataset = datasets.load(dataset_name, data_dir=args.data_dir)
+    x_test = to_device_inputs(model.backend, dataset.x_test, model.dtype)
+    loss, accuracy = model.evaluate(x_test, dataset.y_test.astype(np.int64))
+    probabilities = model.backend.to_numpy(model.forward(x_test))
+    predictions = probabilities.argmax(axis=1)
+    classes = list(dataset.class_names)
+    confusion = figures.confusion_matrix(dataset.y_test, predictions, len(classes))
+    metrics = figures.per_class_metrics(confusion)
+    print(format_report(classes, metrics, accuracy, loss))
+
+    out = Path(args.out) if args.out else checkpoint_path.parent
+    written = [
+        figures.plot_confusion_matrix(
+            confusion, classes, out / "confusion_matrix.png", title=f"{dataset.name} test set"
+        ),
+        figures.plot_confident_mistakes(
+            dataset.x_test, dataset.y_test, predictions, probabilities.max(axis=1), classes,
+            out / "confident_mistakes.png",
+        ),
+    ]
+    report = {
+        "checkpoint": str(checkpoint_path),
+        "dataset": dataset.name,
+        "test_accuracy": accuracy,
+        "test_loss": loss,
+        "classes": {
+            name: {
+                "precision": float(metrics["precision"][index]),
+                "recall": float(metrics["recall"][index]),
+                "f1": float(metrics["f1"][index]),
+                "support": int(metrics["support"][index]),
+            }
+            for index, name in enumerate(classes)
+        },
+        "macro_f1": metrics["macro_f1"],
+        "confusion_matrix": confusion.tolist(),
+    }
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    print("saved " + ", ".join(str(path) for path in [*written, out / "evaluation.json"]))
+    return 0

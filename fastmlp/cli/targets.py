@@ -1,0 +1,21 @@
+"""Resolving what a user points a command at: a run directory or a checkpoint file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastmlp.cli.parsing import UsageError
+from fastmlp.tracking import RunDirectory
+
+
+def resolve_checkpoint(target: str) -> Path:
+    """The checkpoint file of ``target`` (a run directory, or a ``.npz`` checkpoint itself)."""
+    path = Path(target)
+    if path.is_dir():
+        checkpoint = RunDirectory(path).checkpoint_path
+        if not checkpoint.is_file():
+            raise UsageError(f"{path} has no {RunDirectory.CHECKPOINT}: is it a finished run directory?")
+        return checkpoint
+    if not path.exists():
+        raise UsageError(f"checkpoint {path} does not exist")
+    return path

@@ -1,0 +1,244 @@
+"""One complete run: data, model, optimizer, tracking, training, test evaluation, figures.
+
+``run_experiment`` is what ``fastmlp train`` and every sweep trial execute. Each epoch's
+metrics and checkpoint are on disk before the next epoch starts; an interrupted run can be
+continued with ``resume=RUN_DIR`` and then follows exactly the path the uninterrupted run
+would have taken (same weights, optimizer state and shuffling order from that epoch on).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import fastmlp
+from fastmlp import data as datasets
+from fastmlp import optim
+from fastmlp.backends import get_backend
+from fastmlp.config import DEFAULTS, normalize_config, optimizer_hyperparameters
+from fastmlp.nn.checkpoint import load_checkpoint
+from fastmlp.nn.mlp import MLP
+from fastmlp.tracking import RunDirectory, WandbRun, resolve_wandb_mode, run_name, warn_once
+from fastmlp.training import EpochMetrics, to_device_inputs, train
+
+
+@dataclass
+class ExperimentResult:
+    """How a run ended. ``status`` is "finished", "diverged" or "interrupted"."""
+
+    run_dir: RunDirectory
+    status: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    model: MLP | None = None
+
+
+def _figures_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        warn_once('figures need matplotlib; skipping them (pip install "fastmlp[plot]")')
+        return False
+    return True
+
+
+def _write_figures(
+    run_dir: RunDirectory,
+    model: MLP,
+    dataset: Any,
+    x_test: Any,
+    history: list[dict[str, Any]],
+    wandb_run: WandbRun | None,
+) -> dict[str, Any]:
+    """Confusion matrix, most confident mistakes and training curves; returns test predictions."""
+    probabilities = model.backend.to_numpy(model.forward(x_test))
+    predictions = probabilities.argmax(axis=1)
+    if wandb_run is not None:
+        wandb_run.log_confusion_matrix(dataset.y_test, predictions, dataset.class_names)
+    if not _figures_available():
+        return {"predictions": predictions}
+    from fastmlp import figures
+
+    confusion = figures.confusion_matrix(dataset.y_test, predictions, len(dataset.class_names))
+    paths = {
+        "confusion_matrix": figures.plot_confusion_matrix(
+            confusion, dataset.class_names, run_dir.file("confusion_matrix.png"),
+            title=f"{run_dir.name} on {dataset.name} test",
+        ),
+        "confident_mistakes": figures.plot_confident_mistakes(
+            dataset.x_test, dataset.y_test, predictions, probabilities.max(axis=1),
+            dataset.class_names, run_dir.file("confident_mistakes.png"),
+        ),
+    }
+    if history:
+        paths["training_curves"] = figures.plot_training_curves(
+            history, run_dir.file("training_curves.png")
+        )
+    if wandb_run is not None:
+        for key, path in paths.items():
+            wandb_run.log_image(key, path)
+    return {"predictions": predictions}
+
+
+def run_experiment(
+    settings: dict[str, Any] | None = None,
+    *,
+    out: str | PathLike[str] = "runs",
+    data_dir: str | PathLike[str] | None = None,
+    wandb_mode: str | None = None,
+    progress: bool = True,
+    resume: str | PathLike[str] | None = None,
+    group: str | None = None,
+    name: str | None = None,
+    callbacks: Sequence[Callable[[EpochMetrics], Any]] = (),
+    figures: bool = True,
+) -> ExperimentResult:
+    """Train and evaluate one configuration, tracking everything under ``out/<run-name>/``.
+
+    Args:
+        settings: configuration keyed by long flag names (see ``fastmlp.config.DEFAULTS``);
+            missing keys take the defaults. With ``resume``, only ``epochs`` (the new total)
+            may be given; the rest comes from the run being resumed.
+        out: parent directory of run directories.
+        data_dir: where to look for the dataset files first.
+        wandb_mode: online / offline / disabled; None resolves it (see ``fastmlp.tracking``).
+        progress: progress bars and per-epoch lines on the terminal.
+        resume: a run directory whose checkpoint to continue from.
+        group: W&B group (sweeps group their trials); name: run name override.
+        callbacks: extra per-epoch callbacks (after the run's own tracking).
+        figures: write figures at the end (needs matplotlib).
+
+    Raises:
+        ConfigError, DataError, CheckpointError, DeviceUnavailableError: bad input, with
+        a one-line message.
+    """
+    settings = dict(settings or {})
+    start_epoch = 0
+    checkpoint = None
+    if resume is not None:
+        run_dir = RunDirectory(resume)
+        if not run_dir.file(RunDirectory.CONFIG).exists():
+            raise FileNotFoundError(f"{resume} is not a run directory (no {RunDirectory.CONFIG})")
+        stored = run_dir.read_config()
+        config = normalize_config({key: value for key, value in stored.items() if key in DEFAULTS})
+        if "epochs" in settings and settings["epochs"] is not None:
+            config["epochs"] = normalize_config({"epochs": settings["epochs"]})["epochs"]
+    else:
+        config = normalize_config(settings)
+
+    if config["seed"] is None:
+        config["seed"] = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    backend = get_backend(config["device"])
+    # The validation split is the same for every run (data.load's fixed split seed), so
+    # validation accuracies of different runs and sweep trials are comparable.
+    dataset = datasets.load(config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"])
+
+    if resume is not None:
+        checkpoint = load_checkpoint(run_dir.checkpoint_path, device=backend)
+        model, optimizer = checkpoint.model, checkpoint.optimizer
+        start_epoch = checkpoint.epoch or 0
+        if start_epoch >= config["epochs"]:
+            raise ValueError(
+                f"{resume} already finished {start_epoch} of {config['epochs']} epochs; "
+                f"pass --epochs N with N > {start_epoch} to train further"
+            )
+        run_dir.truncate_metrics(start_epoch)
+    else:
+        model = MLP(
+            input_size=int(np.prod(dataset.x_train.shape[1:])),
+            hidden_sizes=config["hidden_size"],
+            output_size=len(dataset.class_names),
+            activation=config["activation"],
+            weight_init=config["weight_init"],
+            loss=config["loss"],
+            weight_decay=config["weight_decay"],
+            device=backend,
+            dtype=config["dtype"],
+            seed=config["seed"],
+        )
+        optimizer = optim.create(config["optimizer"], **optimizer_hyperparameters(config))
+        run_dir = RunDirectory.create(out, name or run_name(config))
+    config["run_name"] = run_dir.name
+    config["device_used"] = backend.device
+    run_dir.write_config(config)
+
+    mode = resolve_wandb_mode(wandb_mode)
+    wandb_run = WandbRun.start(
+        mode=mode,
+        project=config["wandb_project"],
+        entity=config["wandb_entity"],
+        name=run_dir.name,
+        config=config,
+        directory=run_dir.path,
+        group=group,
+        job_type="resume" if resume is not None else "train",
+    )
+    history = run_dir.read_metrics()
+
+    def track(metrics: EpochMetrics) -> None:
+        row = metrics.to_dict()
+        history.append(row)
+        run_dir.append_metrics(row)
+        model.save(
+            run_dir.checkpoint_path,
+            optimizer=optimizer,
+            epoch=metrics.epoch,
+            extra={"dataset": dataset.name, "class_names": list(dataset.class_names)},
+        )
+        if wandb_run is not None:
+            wandb_run.log(row, step=metrics.epoch)
+
+    started = time.perf_counter()
+    status = "finished"
+    diverged_at = None
+    try:
+        result = train(
+            model, optimizer, dataset.x_train, dataset.y_train,
+            epochs=config["epochs"] - start_epoch, batch_size=config["batch_size"],
+            x_val=dataset.x_val, y_val=dataset.y_val, seed=config["seed"],
+            progress=progress, callbacks=[track, *callbacks], start_epoch=start_epoch,
+        )
+        if result.diverged:
+            status, diverged_at = "diverged", result.diverged_at
+    except KeyboardInterrupt:
+        status = "interrupted"
+    train_seconds = time.perf_counter() - started
+
+    summary: dict[str, Any] = {
+        "status": status,
+        "run_dir": str(run_dir.path),
+        "epochs_completed": history[-1]["epoch"] if history else start_epoch,
+        "train_seconds": round(train_seconds, 3),
+        "device": backend.device,
+        "fastmlp_version": fastmlp.__version__,
+        "python": platform.python_version(),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if diverged_at is not None:
+        summary["diverged_at"] = diverged_at
+    val_accuracies = [row["val_accuracy"] for row in history if row.get("val_accuracy") is not None]
+    if val_accuracies:
+        summary["best_val_accuracy"] = max(val_accuracies)
+        summary["val_accuracy"] = val_accuracies[-1]
+    if status != "interrupted":
+        x_test = to_device_inputs(backend, dataset.x_test, model.dtype)
+        test_loss, test_accuracy = model.evaluate(x_test, dataset.y_test.astype(np.int64))
+        summary["test_loss"] = test_loss if math.isfinite(test_loss) else None
+        summary["test_accuracy"] = test_accuracy
+        if figures:
+            _write_figures(run_dir, model, dataset, x_test, history, wandb_run)
+    run_dir.write_summary(summary)
+    if wandb_run is not None:
+        wandb_run.update_summary(summary)
+        wandb_run.finish(exit_code=0 if status == "finished" else 1)
+        summary["wandb_dir"] = wandb_run.directory
+    return ExperimentResult(run_dir=run_dir, status=status, history=history, summary=summary, model=model)

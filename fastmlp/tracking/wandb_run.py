@@ -1,0 +1,155 @@
+"""Weights & Biases logging that never prompts, never hangs, and is never required.
+
+The mode is resolved explicitly (:func:`resolve_wandb_mode`):
+
+1. the ``--wandb_mode`` option, if given;
+2. else ``WANDB_MODE`` from the environment, if set and not empty;
+3. else ``online`` if an API key is configured (``wandb.login(prompt=False, verify=False)``
+   only looks, it never asks);
+4. else ``offline`` (the run is written under the run directory; ``wandb sync`` uploads it).
+
+An online start that fails or times out falls back to offline with a warning. ``disabled``
+is opt-in. Without the ``wandb`` package (``pip install "fastmlp[wandb]"``) training goes on
+with local tracking only and says so once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from os import PathLike
+from typing import Any
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+# Seconds an online wandb.init may take before we fall back to offline.
+ONLINE_INIT_TIMEOUT = 30
+
+_ENV_ALIASES = {"dryrun": "offline", "run": "online"}
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Print a warning to stderr the first time it is given in this process."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"fastmlp: {message}", file=sys.stderr, flush=True)
+
+
+def wandb_installed() -> bool:
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_wandb_mode(option: str | None = None) -> str:
+    """The W&B mode to use: the option, else ``$WANDB_MODE``, else online with a key, else offline."""
+    if option:
+        mode = option.strip().lower()
+        if mode not in WANDB_MODES:
+            raise ValueError(f"unknown W&B mode {option!r}: use online, offline or disabled")
+        return mode
+    environment = os.environ.get("WANDB_MODE", "").strip().lower()
+    if environment:
+        mode = _ENV_ALIASES.get(environment, environment)
+        if mode not in WANDB_MODES:
+            raise ValueError(f"WANDB_MODE={environment!r} is not one of online, offline, disabled")
+        return mode
+    if not wandb_installed():
+        return "disabled"
+    import wandb
+
+    try:
+        has_key = wandb.login(prompt=False, verify=False)
+    except Exception:  # a broken netrc or settings file must not stop training
+        has_key = False
+    return "online" if has_key else "offline"
+
+
+class WandbRun:
+    """One W&B run (a thin wrapper so callers never touch ``wandb`` directly)."""
+
+    def __init__(self, run: Any, mode: str) -> None:
+        self.run = run
+        self.mode = mode
+
+    @property
+    def directory(self) -> str:
+        """The run's local files (``.../wandb/offline-run-*`` or ``run-*``)."""
+        return str(self.run.dir).removesuffix("/files")
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        mode: str,
+        project: str,
+        entity: str | None,
+        name: str,
+        config: dict[str, Any],
+        directory: str | PathLike[str],
+        group: str | None = None,
+        job_type: str | None = None,
+    ) -> WandbRun | None:
+        """Start a run in ``mode``; None when W&B is disabled or not installed."""
+        if mode == "disabled":
+            return None
+        if not wandb_installed():
+            warn_once('wandb is not installed; tracking locally only (pip install "fastmlp[wandb]")')
+            return None
+        import wandb
+
+        def init(run_mode: str) -> Any:
+            return wandb.init(
+                project=project,
+                entity=entity,
+                name=name,
+                config=config,
+                group=group,
+                job_type=job_type,
+                dir=str(directory),
+                mode=run_mode,
+                reinit="create_new",
+                settings=wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT, silent=True),
+            )
+
+        try:
+            return cls(init(mode), mode)
+        except Exception as error:
+            if mode != "online":
+                warn_once(f"W&B could not start ({error}); tracking locally only")
+                return None
+            warn_once(f"W&B online start failed ({error}); logging offline instead")
+        try:
+            return cls(init("offline"), "offline")
+        except Exception as error:
+            warn_once(f"W&B could not start offline either ({error}); tracking locally only")
+            return None
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        self.run.log(metrics, step=step)
+
+    def log_image(self, key: str, path: str | PathLike[str], caption: str | None = None) -> None:
+        import wandb
+
+        self.run.log({key: wandb.Image(str(path), caption=caption)})
+
+    def log_confusion_matrix(
+        self, y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str]
+    ) -> None:
+        import wandb
+
+        chart = wandb.plot.confusion_matrix(
+            y_true=list(map(int, y_true)), preds=list(map(int, y_pred)), class_names=list(class_names)
+        )
+        self.run.log({"confusion_matrix": chart})
+
+    def update_summary(self, summary: dict[str, Any]) -> None:
+        self.run.summary.update(summary)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)

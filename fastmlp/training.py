@@ -1,0 +1,238 @@
+"""The training loop: device-resident data, on-device metrics, one host sync per epoch.
+
+One epoch, for a model on backend B:
+
+1. draw a permutation of the training set on the device (seeded per epoch, so a resumed
+   run shuffles exactly like an uninterrupted one);
+2. for each batch, gather its rows from the device copy of the data into preallocated
+   buffers, run ``model.loss_and_grad`` (which also counts correct predictions), add the
+   0-d loss to an on-device accumulator, and apply ``optimizer.step``;
+3. synchronise once: read the accumulated loss and accuracy; stop if the loss is not
+   finite (the weights are put back to where the epoch started);
+4. evaluate on the validation set, report, and call the callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fastmlp.backends import Backend
+from fastmlp.nn.mlp import MLP
+
+
+@dataclass
+class EpochMetrics:
+    """What one epoch measured. Losses are mean data losses; accuracies in [0, 1].
+
+    ``train_accuracy`` counts the predictions made during the epoch's forward passes
+    (as the weights changed), ``val_*`` are measured after the epoch, ``seconds`` is the
+    wall time of the whole epoch including validation.
+    """
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
+    samples_per_second: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch metrics, and the epoch at which the loss stopped being finite (if any)."""
+
+    epochs: list[EpochMetrics] = field(default_factory=list)
+    diverged_at: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
+
+    def __getitem__(self, index: int) -> EpochMetrics:
+        return self.epochs[index]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+
+Callback = Callable[[EpochMetrics], Any]
+
+
+def to_device_inputs(backend: Backend, x: Any, dtype: str) -> Any:
+    """Images or feature rows as a flat (N, features) array of ``dtype`` on the device.
+
+    uint8 images are uploaded as bytes and scaled to [0, 1] on the device (x / 255);
+    float inputs are cast. Shapes (N, H, W) and (N, features) are both accepted.
+    """
+    x = backend.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"inputs must have shape (N, features) or (N, H, W), got {tuple(x.shape)}")
+    x = x.reshape(x.shape[0], -1)
+    if x.dtype == np.uint8:
+        scaled = backend.empty(x.shape, dtype=dtype)
+        # x = x / 255
+        backend.xp.divide(x, 255, out=scaled)
+        return scaled
+    if x.dtype.kind not in "fiu":
+        raise ValueError(f"inputs must be numeric, got dtype {x.dtype}")
+    return x.astype(dtype, copy=False)
+
+
+def to_device_labels(backend: Backend, y: Any, classes: int) -> Any:
+    """Labels as an int64 (N,) array on the device, checked to lie in [0, classes)."""
+    host = backend.to_numpy(y)
+    if host.ndim != 1 or host.dtype.kind not in "iu":
+        raise ValueError(f"labels must be a 1-D integer array, got {host.dtype} {host.shape}")
+    if host.size and (host.min() < 0 or host.max() >= classes):
+        raise ValueError(f"labels must lie in [0, {classes}), got range [{host.min()}, {host.max()}]")
+    return backend.asarray(host.astype(np.int64))
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffling seed of one epoch, derived from the run seed."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _progress_bar(total: int, epoch: int, epochs: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False)
+
+
+def format_epoch(metrics: EpochMetrics, epochs: int) -> str:
+    """A one-line summary of an epoch."""
+    line = (
+        f"epoch {metrics.epoch}/{epochs}  loss {metrics.train_loss:.4f}  "
+        f"acc {metrics.train_accuracy:.4f}"
+    )
+    if metrics.val_loss is not None:
+        line += f"  val_loss {metrics.val_loss:.4f}  val_acc {metrics.val_accuracy:.4f}"
+    return line + f"  {metrics.seconds:.1f}s  {metrics.samples_per_second:,.0f} samples/s"
+
+
+def train(
+    model: MLP,
+    optimizer: Any,
+    x_train: Any,
+    y_train: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    x_val: Any = None,
+    y_val: Any = None,
+    seed: int | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Callback] | Iterable[Callback] = (),
+    start_epoch: int = 0,
+) -> TrainingHistory:
+    """Train ``model`` with ``optimizer`` for ``epochs`` epochs of shuffled mini-batches.
+
+    Args:
+        model: the network; its backend decides where everything runs.
+        optimizer: a ``fastmlp.optim`` optimizer.
+        x_train: (N, H, W) uint8 images (scaled to [0, 1] on the device) or (N, features)
+            floats. y_train: (N,) integer labels.
+        epochs: epochs to run (counting from ``start_epoch``); batch_size: samples per step
+            (the last batch of an epoch may be smaller).
+        x_val, y_val: optional validation set, evaluated after every epoch.
+        seed: shuffling seed (None: fresh entropy); epoch k always shuffles with
+            ``epoch_seed(seed, k)``, so resuming at ``start_epoch`` repeats the same order.
+        progress: show a progress bar per epoch and print a summary line per epoch.
+        callbacks: called with each epoch's :class:`EpochMetrics` after it ends.
+        start_epoch: epochs already completed (when resuming from a checkpoint).
+
+    Returns:
+        The history. If the loss became NaN or infinite in epoch k, training stops,
+        ``history.diverged_at == k`` and the weights are those from before epoch k.
+    """
+    if int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    backend = model.backend
+    x = to_device_inputs(backend, x_train, model.dtype)
+    y = to_device_labels(backend, y_train, model.output_size)
+    n = x.shape[0]
+    if n == 0 or y.shape[0] != n:
+        raise ValueError(f"need as many labels as inputs (and at least one), got {n} and {y.shape[0]}")
+    has_validation = x_val is not None and y_val is not None and len(y_val) > 0
+    if has_validation:
+        x_validation = to_device_inputs(backend, x_val, model.dtype)
+        y_validation = to_device_labels(backend, y_val, model.output_size)
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    batch_size = min(int(batch_size), n)
+    batch_x = backend.empty((batch_size, x.shape[1]), dtype=model.dtype)
+    batch_y = backend.empty((batch_size,), dtype="int64")
+    snapshot = backend.empty(model.params.shape, dtype=model.dtype)
+    steps_per_epoch = math.ceil(n / batch_size)
+    last_epoch = start_epoch + int(epochs)
+    history = TrainingHistory()
+
+    for epoch in range(start_epoch + 1, last_epoch + 1):
+        started = time.perf_counter()
+        snapshot[...] = model.params
+        order = backend.rng(epoch_seed(seed, epoch)).permutation(n)
+        total_loss = backend.zeros((), dtype="float64")
+        correct = backend.zeros((), dtype="int64")
+        bar = _progress_bar(steps_per_epoch, epoch, last_epoch, progress)
+        for start in range(0, n, batch_size):
+            rows = order[start : start + batch_size]
+            xb = batch_x[: rows.shape[0]]
+            yb = batch_y[: rows.shape[0]]
+            backend.gather_(xb, x, rows)
+            backend.gather_(yb, y, rows)
+            loss = model.loss_and_grad(xb, yb, correct=correct)
+            # total_loss = total_loss + batch mean loss * batch size
+            total_loss += loss * rows.shape[0]
+            optimizer.step(model.params, model.grads)
+            if bar is not None:
+                bar.update(1)
+        train_loss = float(total_loss) / n
+        train_accuracy = int(correct) / n
+        train_seconds = time.perf_counter() - started
+        if bar is not None:
+            bar.close()
+        if not math.isfinite(train_loss):
+            model.params[...] = snapshot
+            history.diverged_at = epoch
+            if progress:
+                print(
+                    f"diverged at epoch {epoch}: the training loss became {train_loss}; "
+                    "weights restored to the end of the previous epoch "
+                    "(try a smaller learning rate)",
+                    flush=True,
+                )
+            break
+        val_loss = val_accuracy = None
+        if has_validation:
+            val_loss, val_accuracy = model.evaluate(x_validation, y_validation)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            seconds=time.perf_counter() - started,
+            samples_per_second=n / train_seconds,
+        )
+        history.epochs.append(metrics)
+        if progress:
+            print(format_epoch(metrics, last_epoch), flush=True)
+        for callback in callbacks:
+            callback(metrics)
+    return history
