@@ -96,6 +96,7 @@ def run_experiment(
     data_dir: str | PathLike[str] | None = None,
     wandb_mode: str | None = None,
     progress: bool = True,
+    verbose: bool = True,
     resume: str | PathLike[str] | None = None,
     group: str | None = None,
     name: str | None = None,
@@ -106,12 +107,13 @@ def run_experiment(
 
     Args:
         settings: configuration keyed by long flag names (see ``fastmlp.config.DEFAULTS``);
-            missing keys take the defaults. With ``resume``, only ``epochs`` (the new total)
-            may be given; the rest comes from the run being resumed.
+            missing keys take the defaults. With ``resume``, the stored configuration is
+            used and ``settings`` overrides it (the CLI allows ``epochs``, the new total,
+            and ``device``).
         out: parent directory of run directories.
         data_dir: where to look for the dataset files first.
         wandb_mode: online / offline / disabled; None resolves it (see ``fastmlp.tracking``).
-        progress: progress bars and per-epoch lines on the terminal.
+        progress: progress bars on the terminal; verbose: a summary line per epoch.
         resume: a run directory whose checkpoint to continue from.
         group: W&B group (sweeps group their trials); name: run name override.
         callbacks: extra per-epoch callbacks (after the run's own tracking).
@@ -130,8 +132,8 @@ def run_experiment(
             raise FileNotFoundError(f"{resume} is not a run directory (no {RunDirectory.CONFIG})")
         stored = run_dir.read_config()
         config = normalize_config({key: value for key, value in stored.items() if key in DEFAULTS})
-        if "epochs" in settings and settings["epochs"] is not None:
-            config["epochs"] = normalize_config({"epochs": settings["epochs"]})["epochs"]
+        overrides = {key: value for key, value in settings.items() if value is not None}
+        config = normalize_config({**config, **overrides})
     else:
         config = normalize_config(settings)
 
@@ -205,7 +207,8 @@ def run_experiment(
             model, optimizer, dataset.x_train, dataset.y_train,
             epochs=config["epochs"] - start_epoch, batch_size=config["batch_size"],
             x_val=dataset.x_val, y_val=dataset.y_val, seed=config["seed"],
-            progress=progress, callbacks=[track, *callbacks], start_epoch=start_epoch,
+            progress=progress, verbose=verbose, callbacks=[track, *callbacks],
+            start_epoch=start_epoch,
         )
         if result.diverged:
             status, diverged_at = "diverged", result.diverged_at

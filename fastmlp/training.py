@@ -136,6 +136,7 @@ def train(
     y_val: Any = None,
     seed: int | None = None,
     progress: bool = True,
+    verbose: bool = True,
     callbacks: Sequence[Callback] | Iterable[Callback] = (),
     start_epoch: int = 0,
 ) -> TrainingHistory:
@@ -151,7 +152,8 @@ def train(
         x_val, y_val: optional validation set, evaluated after every epoch.
         seed: shuffling seed (None: fresh entropy); epoch k always shuffles with
             ``epoch_seed(seed, k)``, so resuming at ``start_epoch`` repeats the same order.
-        progress: show a progress bar per epoch and print a summary line per epoch.
+        progress: show a progress bar during each epoch (needs tqdm).
+        verbose: print a one-line summary after each epoch.
         callbacks: called with each epoch's :class:`EpochMetrics` after it ends.
         start_epoch: epochs already completed (when resuming from a checkpoint).
 
@@ -190,18 +192,20 @@ def train(
         total_loss = backend.zeros((), dtype="float64")
         correct = backend.zeros((), dtype="int64")
         bar = _progress_bar(steps_per_epoch, epoch, last_epoch, progress)
-        for start in range(0, n, batch_size):
-            rows = order[start : start + batch_size]
-            xb = batch_x[: rows.shape[0]]
-            yb = batch_y[: rows.shape[0]]
-            backend.gather_(xb, x, rows)
-            backend.gather_(yb, y, rows)
-            loss = model.loss_and_grad(xb, yb, correct=correct)
-            # total_loss = total_loss + batch mean loss * batch size
-            total_loss += loss * rows.shape[0]
-            optimizer.step(model.params, model.grads)
-            if bar is not None:
-                bar.update(1)
+        # A diverging run overflows; that is detected below from the loss, not warned about.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for start in range(0, n, batch_size):
+                rows = order[start : start + batch_size]
+                xb = batch_x[: rows.shape[0]]
+                yb = batch_y[: rows.shape[0]]
+                backend.gather_(xb, x, rows)
+                backend.gather_(yb, y, rows)
+                loss = model.loss_and_grad(xb, yb, correct=correct)
+                # total_loss = total_loss + batch mean loss * batch size
+                total_loss += loss * rows.shape[0]
+                optimizer.step(model.params, model.grads)
+                if bar is not None:
+                    bar.update(1)
         train_loss = float(total_loss) / n
         train_accuracy = int(correct) / n
         train_seconds = time.perf_counter() - started
@@ -210,7 +214,7 @@ def train(
         if not math.isfinite(train_loss):
             model.params[...] = snapshot
             history.diverged_at = epoch
-            if progress:
+            if verbose:
                 print(
                     f"diverged at epoch {epoch}: the training loss became {train_loss}; "
                     "weights restored to the end of the previous epoch "
@@ -231,7 +235,7 @@ def train(
             samples_per_second=n / train_seconds,
         )
         history.epochs.append(metrics)
-        if progress:
+        if verbose:
             print(format_epoch(metrics, last_epoch), flush=True)
         for callback in callbacks:
             callback(metrics)

@@ -26,6 +26,9 @@ from fastmlp.nn.init import canonical_weight_init
 from fastmlp.nn.losses import canonical_loss
 from fastmlp.tracking import WANDB_MODES
 
+# What may differ when continuing a run: a longer schedule, or another device.
+RESUME_OVERRIDES = {"epochs", "device"}
+
 DESCRIPTION = "Train an MLP on Fashion-MNIST or MNIST, evaluate it on the test set, and track the run."
 
 EPILOG = """\
@@ -164,11 +167,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         raise UsageError(str(error)) from None
     if args.resume:
-        unexpected = sorted(set(settings) - {"epochs"})
+        unexpected = sorted(set(settings) - RESUME_OVERRIDES)
         if unexpected:
             raise UsageError(
-                f"--resume continues a run with its own settings; only --epochs may change "
-                f"(got {', '.join(unexpected)})"
+                f"--resume continues a run with its own settings; only --epochs and --device "
+                f"may change (got {', '.join(unexpected)})"
             )
     result = run_experiment(
         settings,

@@ -136,7 +136,8 @@ class WandbRun:
     def log_image(self, key: str, path: str | PathLike[str], caption: str | None = None) -> None:
         import wandb
 
-        self.run.log({key: wandb.Image(str(path), caption=caption)})
+        # commit=False: attach to the latest epoch's row instead of starting a new step
+        self.run.log({key: wandb.Image(str(path), caption=caption)}, commit=False)
 
     def log_confusion_matrix(
         self, y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str]
@@ -146,7 +147,7 @@ class WandbRun:
         chart = wandb.plot.confusion_matrix(
             y_true=list(map(int, y_true)), preds=list(map(int, y_pred)), class_names=list(class_names)
         )
-        self.run.log({"confusion_matrix": chart})
+        self.run.log({"confusion_matrix_chart": chart}, commit=False)
 
     def update_summary(self, summary: dict[str, Any]) -> None:
         self.run.summary.update(summary)

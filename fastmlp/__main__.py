@@ -1,0 +1,7 @@
+"""``python -m fastmlp`` is the ``fastmlp`` command."""
+
+import sys
+
+from fastmlp.cli import main
+
+sys.exit(main())

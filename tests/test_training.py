@@ -1,0 +1,142 @@
+"""The training loop and a whole experiment: learning, divergence, interruption and resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.experiment import run_experiment
+from fastmlp.training import epoch_seed, to_device_inputs, train
+from tests.datasets import make_images, write_idx_dataset
+
+SMALL = {"epochs": 4, "batch_size": 32, "num_layers": 1, "hidden_size": 32, "device": "cpu"}
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    return write_idx_dataset(tmp_path / "data")
+
+
+def test_train_learns_uint8_images_and_reports_every_epoch():
+    images, labels = make_images(500, seed=3)
+    model = fastmlp.MLP(784, (32,), 10, seed=0)
+    history = train(
+        model, fastmlp.optim.Adam(lr=3e-3), images[:400], labels[:400],
+        epochs=5, batch_size=32, x_val=images[400:], y_val=labels[400:], seed=0, progress=False, verbose=False,
+    )
+    assert [row.epoch for row in history.epochs] == [1, 2, 3, 4, 5]
+    assert history.epochs[-1].train_loss < history.epochs[0].train_loss
+    assert history.epochs[-1].val_accuracy > 0.95
+    assert not history.diverged
+
+
+def test_uint8_inputs_are_scaled_to_unit_interval_on_the_device():
+    backend = fastmlp.get_backend("cpu")
+    images = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
+    scaled = to_device_inputs(backend, images, "float32")
+    np.testing.assert_allclose(scaled, [[0.0, 1.0, 0.2, 0.4]], rtol=1e-7)
+    assert scaled.dtype == np.float32
+
+
+def test_train_matches_a_hand_written_loop_step_for_step():
+    images, labels = make_images(100, seed=4)
+    x = images.reshape(100, -1).astype(np.float32) / 255
+    reference = fastmlp.MLP(784, (16,), 10, seed=1)
+    optimizer = fastmlp.optim.SGD(lr=0.1)
+    for epoch in (1, 2):
+        order = np.random.default_rng(epoch_seed(7, epoch)).permutation(100)
+        for start in range(0, 100, 30):
+            rows = order[start : start + 30]
+            reference.loss_and_grad(x[rows], labels[rows].astype(np.int64))
+            optimizer.step(reference.params, reference.grads)
+    model = fastmlp.MLP(784, (16,), 10, seed=1)
+    train(model, fastmlp.optim.SGD(lr=0.1), images, labels, epochs=2, batch_size=30, seed=7, progress=False, verbose=False)
+    np.testing.assert_allclose(model.params, reference.params, rtol=1e-6, atol=1e-7)
+
+
+def test_divergence_stops_training_and_keeps_the_last_finite_weights():
+    images, labels = make_images(200, seed=5)
+    model = fastmlp.MLP(784, (16,), 10, activation="identity", seed=0)
+    history = train(model, fastmlp.optim.SGD(lr=1e6), images, labels, epochs=5, batch_size=20,
+                    seed=0, progress=False, verbose=False)
+    assert history.diverged_at == 1
+    assert np.isfinite(model.params).all()
+
+
+def test_bad_training_arguments_raise_value_errors():
+    images, labels = make_images(20, seed=6)
+    model = fastmlp.MLP(784, (8,), 10)
+    with pytest.raises(ValueError, match="epochs"):
+        train(model, fastmlp.optim.SGD(), images, labels, epochs=0, batch_size=4)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(model, fastmlp.optim.SGD(), images, labels, epochs=1, batch_size=0)
+    with pytest.raises(ValueError, match="labels"):
+        train(model, fastmlp.optim.SGD(), images, labels + 20, epochs=1, batch_size=4)
+
+
+def test_experiment_writes_the_run_directory_as_it_goes(idx_dir, tmp_path):
+    epochs_seen = []
+
+    def check_files(metrics):
+        run = next((tmp_path / "runs").iterdir())
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        epochs_seen.append((metrics.epoch, len(lines), (run / "checkpoint.npz").exists()))
+
+    result = run_experiment(
+        {**SMALL, "dataset": "mnist"}, out=tmp_path / "runs", data_dir=idx_dir,
+        wandb_mode="disabled", progress=False, callbacks=[check_files], figures=False,
+    )
+    assert epochs_seen == [(1, 1, True), (2, 2, True), (3, 3, True), (4, 4, True)]
+    run = result.run_dir.path
+    assert run.name == "hl_1_sz_32_bs_32_ac_relu_o_adam_lr_1e-3"
+    config = json.loads((run / "config.json").read_text())
+    assert config["optimizer"] == "adam" and config["hidden_size"] == [32]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert summary["test_accuracy"] > 0.9
+    checkpoint = fastmlp.load_checkpoint(run / "checkpoint.npz")
+    assert checkpoint.epoch == 4
+    assert checkpoint.extra["dataset"] == "mnist"
+
+
+def test_interrupted_run_resumes_exactly_like_an_uninterrupted_one(idx_dir, tmp_path):
+    settings = {**SMALL, "dataset": "mnist", "optimizer": "nadam", "seed": 3}
+    common = {"data_dir": idx_dir, "wandb_mode": "disabled", "progress": False, "figures": False}
+    full = run_experiment(settings, out=tmp_path / "full", **common)
+
+    def interrupt_after_second_epoch(metrics):
+        if metrics.epoch == 2:
+            raise KeyboardInterrupt
+
+    cut = run_experiment(settings, out=tmp_path / "cut", callbacks=[interrupt_after_second_epoch], **common)
+    assert cut.status == "interrupted"
+    assert len(cut.run_dir.read_metrics()) == 2
+    resumed = run_experiment({}, resume=cut.run_dir.path, **common)
+    assert resumed.status == "finished"
+    assert [row["epoch"] for row in resumed.run_dir.read_metrics()] == [1, 2, 3, 4]
+    np.testing.assert_array_equal(resumed.model.params, full.model.params)
+    assert resumed.summary["test_accuracy"] == full.summary["test_accuracy"]
+
+
+def test_resuming_a_finished_run_asks_for_more_epochs(idx_dir, tmp_path):
+    common = {"data_dir": idx_dir, "wandb_mode": "disabled", "progress": False, "figures": False}
+    done = run_experiment({**SMALL, "epochs": 1, "dataset": "mnist"}, out=tmp_path, **common)
+    with pytest.raises(ValueError, match="already finished 1 of 1 epochs"):
+        run_experiment({}, resume=done.run_dir.path, **common)
+    longer = run_experiment({"epochs": 2}, resume=done.run_dir.path, **common)
+    assert [row["epoch"] for row in longer.history] == [1, 2]
+
+
+def test_diverging_experiment_is_recorded_as_diverged(idx_dir, tmp_path):
+    result = run_experiment(
+        {**SMALL, "dataset": "mnist", "optimizer": "sgd", "learning_rate": 1e7, "activation": "identity"},
+        out=tmp_path, data_dir=idx_dir, wandb_mode="disabled", progress=False, figures=False,
+    )
+    assert result.status == "diverged"
+    summary = result.run_dir.read_summary()
+    assert summary["diverged_at"] == 1
+    assert summary["test_loss"] is None or math.isfinite(summary["test_loss"])
