@@ -28,7 +28,7 @@ DEVICES_HELP = "cpu, cuda, cuda:N or auto"
 # validation accuracy (README, "How the defaults were chosen").
 DEFAULTS: dict[str, Any] = {
     "dataset": "fashion_mnist",
-    "epochs": 10,
+    "epochs": 15,
     "batch_size": 64,
     "loss": "cross_entropy",
     "optimizer": "adam",
@@ -40,8 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "epsilon": None,
     "weight_decay": 0.0,
     "weight_init": "xavier",
-    "num_layers": 3,
-    "hidden_size": [128],
+    "num_layers": 2,
+    "hidden_size": [256],
     "activation": "relu",
     "device": "auto",
     "dtype": "float32",

@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime
 import math
 import platform
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -29,6 +32,23 @@ from fastmlp.nn.checkpoint import load_checkpoint
 from fastmlp.nn.mlp import MLP
 from fastmlp.tracking import RunDirectory, WandbRun, resolve_wandb_mode, run_name, warn_once
 from fastmlp.training import EpochMetrics, to_device_inputs, train
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, so an epoch's checkpoint and metrics line are
+    written together or not at all (a resumed run then never repeats or skips an epoch)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
 
 
 @dataclass
@@ -189,13 +209,14 @@ def run_experiment(
     def track(metrics: EpochMetrics) -> None:
         row = metrics.to_dict()
         history.append(row)
-        run_dir.append_metrics(row)
-        model.save(
-            run_dir.checkpoint_path,
-            optimizer=optimizer,
-            epoch=metrics.epoch,
-            extra={"dataset": dataset.name, "class_names": list(dataset.class_names)},
-        )
+        with interrupts_deferred():
+            model.save(
+                run_dir.checkpoint_path,
+                optimizer=optimizer,
+                epoch=metrics.epoch,
+                extra={"dataset": dataset.name, "class_names": list(dataset.class_names)},
+            )
+            run_dir.append_metrics(row)
         if wandb_run is not None:
             wandb_run.log(row, step=metrics.epoch)
 

@@ -90,12 +90,14 @@ def to_device_inputs(backend: Backend, x: Any, dtype: str) -> Any:
 
 def to_device_labels(backend: Backend, y: Any, classes: int) -> Any:
     """Labels as an int64 (N,) array on the device, checked to lie in [0, classes)."""
-    host = backend.to_numpy(y)
-    if host.ndim != 1 or host.dtype.kind not in "iu":
-        raise ValueError(f"labels must be a 1-D integer array, got {host.dtype} {host.shape}")
-    if host.size and (host.min() < 0 or host.max() >= classes):
-        raise ValueError(f"labels must lie in [0, {classes}), got range [{host.min()}, {host.max()}]")
-    return backend.asarray(host.astype(np.int64))
+    y = backend.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise ValueError(f"labels must be a 1-D integer array, got {y.dtype} {tuple(y.shape)}")
+    if y.size:
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= classes:
+            raise ValueError(f"labels must lie in [0, {classes}), got range [{low}, {high}]")
+    return y.astype("int64", copy=False)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

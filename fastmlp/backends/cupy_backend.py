@@ -3,6 +3,9 @@
 Each optimizer update is ONE kernel launch over the whole flat parameter buffer; each
 kernel is built once (CuPy caches the compiled code per dtype signature, also on disk)
 and takes its scalars by value, so a changing learning rate never recompiles anything.
+Scalar expressions such as ``1 - beta2`` are computed in double precision on the host and
+rounded once to the array dtype, exactly as the NumPy backend does, so float32 results
+agree with the CPU's instead of differing by a float32 rounding of ``1 - beta2``.
 Bias-add + activation, the activation gradient and the softmax cross-entropy gradient
 are fused the same way. Importing this module imports CuPy: only
 :func:`fastmlp.backends.get_backend` does that, and only when a CUDA device is asked for.
@@ -63,11 +66,11 @@ _NAG = cupy.ElementwiseKernel(
 )
 
 _RMSPROP = cupy.ElementwiseKernel(
-    "T g, T lr, T beta, T eps",
+    "T g, T lr, T beta, T one_minus_beta, T eps",
     "T p, T v",
     """
     // v = beta * v + (1 - beta) * g^2
-    v = beta * v + (1 - beta) * g * g;
+    v = beta * v + one_minus_beta * g * g;
     // p = p - lr * g / (sqrt(v) + eps)
     p -= lr * g / (sqrt(v) + eps);
     """,
@@ -75,13 +78,14 @@ _RMSPROP = cupy.ElementwiseKernel(
 )
 
 _ADAM = cupy.ElementwiseKernel(
-    "T g, T step_size, T beta1, T beta2, T eps, T bias_correction2_sqrt",
+    "T g, T step_size, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T eps, "
+    "T bias_correction2_sqrt",
     "T p, T m, T v",
     """
     // m = beta1 * m + (1 - beta1) * g
-    m = beta1 * m + (1 - beta1) * g;
+    m = beta1 * m + one_minus_beta1 * g;
     // v = beta2 * v + (1 - beta2) * g^2
-    v = beta2 * v + (1 - beta2) * g * g;
+    v = beta2 * v + one_minus_beta2 * g * g;
     // p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
     p -= step_size * m / (sqrt(v) / bias_correction2_sqrt + eps);
     """,
@@ -89,13 +93,14 @@ _ADAM = cupy.ElementwiseKernel(
 )
 
 _NADAM = cupy.ElementwiseKernel(
-    "T g, T beta1, T beta2, T eps, T bias_correction2, T grad_step, T momentum_step",
+    "T g, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T eps, T bias_correction2, "
+    "T grad_step, T momentum_step",
     "T p, T m, T v",
     """
     // m = beta1 * m + (1 - beta1) * g
-    m = beta1 * m + (1 - beta1) * g;
+    m = beta1 * m + one_minus_beta1 * g;
     // v = beta2 * v + (1 - beta2) * g^2
-    v = beta2 * v + (1 - beta2) * g * g;
+    v = beta2 * v + one_minus_beta2 * g * g;
     // denom = sqrt(v / (1 - beta2^t)) + eps
     T denom = sqrt(v / bias_correction2) + eps;
     // p = p - lr (1 - mu_t) / (1 - prod_t) * g / denom
@@ -201,7 +206,7 @@ class CupyBackend(Backend):
         _NAG(g, lr, momentum, p, b)
 
     def rmsprop_(self, p: Any, g: Any, v: Any, lr: float, beta: float, eps: float) -> None:
-        _RMSPROP(g, lr, beta, eps, p, v)
+        _RMSPROP(g, lr, beta, 1.0 - beta, eps, p, v)
 
     def adam_(
         self,
@@ -217,7 +222,7 @@ class CupyBackend(Backend):
     ) -> None:
         step_size = lr / (1.0 - beta1**step)
         bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
-        _ADAM(g, step_size, beta1, beta2, eps, bias_correction2_sqrt, p, m, v)
+        _ADAM(g, step_size, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, bias_correction2_sqrt, p, m, v)
 
     def nadam_(
         self,
@@ -237,7 +242,10 @@ class CupyBackend(Backend):
         bias_correction2 = 1.0 - beta2**step
         grad_step = lr * (1.0 - mu) / (1.0 - mu_product)
         momentum_step = lr * mu_next / (1.0 - mu_product * mu_next)
-        _NADAM(g, beta1, beta2, eps, bias_correction2, grad_step, momentum_step, p, m, v)
+        _NADAM(
+            g, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, bias_correction2, grad_step,
+            momentum_step, p, m, v,
+        )
 
     def flush_subnormals_(self, x: Any, threshold: float) -> None:
         _FLUSH_SUBNORMALS(threshold, x)

@@ -47,7 +47,9 @@ class NumpyBackend(Backend):
     def _label_positions(self, y: np.ndarray, classes: int) -> np.ndarray:
         """Flat positions n * classes + y_n of the true-class entries of an (n, classes) array."""
         positions = self._scratch("label_positions", y.shape, np.intp)
-        np.add(self._row_indices(y.shape[0], classes), y, out=positions)
+        # positions = n * classes + y_n (labels of any integer dtype, uint64 included)
+        np.copyto(positions, y, casting="unsafe")
+        np.add(positions, self._row_indices(y.shape[0], classes), out=positions)
         return positions
 
     def rng(self, seed: int | None = None) -> np.random.Generator:

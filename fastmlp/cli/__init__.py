@@ -1,4 +1,4 @@
-"""The ``fastmlp`` command: ``train``, ``evaluate``, ``samples``, ``predict`` sub-commands.
+"""The ``fastmlp`` command: ``train``, ``evaluate``, ``samples``, ``predict``, ``bench``.
 
 Bad input (an unknown choice, a missing file, a corrupt dataset, no GPU, ...) ends with one
 line on stderr and exit status 2, never a traceback; set ``FASTMLP_DEBUG=1`` to see one.
@@ -12,7 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fastmlp.backends import DeviceUnavailableError
-from fastmlp.cli import evaluate_command, predict_command, samples_command, train_command
+from fastmlp.cli import (
+    bench_command,
+    evaluate_command,
+    predict_command,
+    samples_command,
+    train_command,
+)
 from fastmlp.cli.parsing import EXIT_USAGE, ArgumentParser, UsageError
 
 # Errors that mean "the input was wrong", reported as one line with exit status 2.
@@ -52,6 +58,7 @@ def build_parser() -> ArgumentParser:
         ("evaluate", evaluate_command, "test accuracy, per-class metrics and figures of a model"),
         ("samples", samples_command, "save a grid with one sample image per class"),
         ("predict", predict_command, "classify your own images"),
+        ("bench", bench_command, "training speed side by side with PyTorch and scikit-learn"),
     ):
         command = commands.add_parser(name, help=summary, description=module.DESCRIPTION)
         module.add_arguments(command)

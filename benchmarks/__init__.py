@@ -1,0 +1,1 @@
+"""fastmlp's benchmarks: the pytest-benchmark suite (``pytest benchmarks/``) and the comparison."""

@@ -1,0 +1,54 @@
+"""The CPU subnormal trap: Adam's state decaying into subnormal floats, and the flush.
+
+``test_adam_step_state`` times one Adam step with its moment buffers full of normal,
+subnormal, or zero values: the subnormal case is the slow one on x86. ``test_training_flush``
+trains the reference network on Fashion-MNIST at batch 32 for several epochs (so weights of
+always-black border pixels and dead units get there) with the optimizer's periodic flush on
+and off.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastmlp
+import fastmlp.optim.optimizer as optimizer_module
+
+SIZE = 134_794
+
+
+@pytest.mark.parametrize("state", ["normal", "subnormal", "zero"])
+def test_adam_step_state(benchmark, state):
+    benchmark.group = "adam step, state values"
+    backend = fastmlp.get_backend("cpu")
+    value = {"normal": 1e-3, "subnormal": 1e-39, "zero": 0.0}[state]
+    p = np.zeros(SIZE, np.float32)
+    g = np.zeros(SIZE, np.float32)
+    m = np.full(SIZE, value, np.float32)
+    v = np.full(SIZE, value, np.float32)
+
+    def step():
+        m.fill(value)
+        v.fill(value)
+        backend.adam_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 100)
+
+    benchmark(step)
+
+
+@pytest.mark.parametrize("flush", [True, False], ids=["flush", "no-flush"])
+def test_training_flush(benchmark, images, monkeypatch, flush):
+    benchmark.group = "adam training, batch 32, 4 epochs"
+    if not flush:
+        monkeypatch.setattr(optimizer_module, "flush_period", lambda decay: None)
+    x, y = images
+    model = fastmlp.MLP(seed=0)
+    optimizer = fastmlp.optim.Adam(lr=1e-3)
+    benchmark.pedantic(
+        lambda: fastmlp.train(model, optimizer, x, y, epochs=4, batch_size=32, seed=0,
+                              progress=False, verbose=False),
+        rounds=1,
+    )
+    state = np.concatenate([optimizer.state["m"], optimizer.state["v"]])
+    subnormal = np.count_nonzero((np.abs(state) < np.finfo(np.float32).tiny) & (state != 0))
+    benchmark.extra_info["subnormal_state_entries"] = int(subnormal)

@@ -1,0 +1,46 @@
+"""``fastmlp bench``: training speed side by side with PyTorch and scikit-learn."""
+
+from __future__ import annotations
+
+import argparse
+
+from fastmlp.cli.parsing import positive_int
+
+DESCRIPTION = (
+    "Train the reference network (784-128-128-128-10, ReLU, Adam) with fastmlp, PyTorch "
+    "eager (default and fused Adam) and scikit-learn on the same Fashion-MNIST data, "
+    "interleaved, and report samples/s and median per-round ratios. PyTorch and "
+    'scikit-learn are optional (pip install "fastmlp[bench]").'
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    parser.add_argument(
+        "--batch_sizes", type=positive_int, nargs="+", metavar="B",
+        help="batch sizes (default: 32 64 256 1024 on cpu, 64 4096 on cuda)",
+    )
+    parser.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default: 5)")
+    parser.add_argument("--samples", type=positive_int, default=16384, help="samples per epoch (default: 16384)")
+    parser.add_argument(
+        "--competitors", nargs="+", choices=("torch", "torch-fused", "sklearn"),
+        default=["torch", "torch-fused", "sklearn"], help="whom to compare with (default: all)",
+    )
+    parser.add_argument("--data_dir", metavar="DIR", help="look for Fashion-MNIST here first")
+    parser.add_argument("--out", default="bench-results", metavar="DIR", help="where to write JSON and markdown")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fastmlp.backends import get_backend
+    from fastmlp.bench import compare, markdown_table, write_report
+
+    device = get_backend(args.device).device
+    batch_sizes = args.batch_sizes or ([64, 4096] if device.startswith("cuda") else [32, 64, 256, 1024])
+    results, source = compare(
+        batch_sizes, device=device, rounds=args.rounds, samples=args.samples,
+        competitors=args.competitors, data_dir=args.data_dir,
+    )
+    print(markdown_table(results))
+    json_path, markdown_path = write_report(results, source, device, args.out)
+    print(f"saved {json_path} and {markdown_path}")
+    return 0

@@ -1,0 +1,641 @@
+"""The six optimizers compute exactly the update rules of DESIGN.md and of torch.optim.
+
+Oracles, from the most to the least independent:
+
+* ``REFERENCE_RULES``: each rule written here from the formulas in DESIGN.md, in plain
+  float64 NumPy (not through any fastmlp backend);
+* ``torch.optim`` itself, in float64, when torch is installed;
+* the base ``Backend`` reference kernels, which the fused NumPy kernels must reproduce.
+"""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from fastmlp import optim
+from fastmlp.backends.base import Backend
+from fastmlp.backends.numpy_backend import NumpyBackend
+from fastmlp.optim.optimizer import flush_threshold
+
+OPTIMIZERS = ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam"]
+
+# Shared hyperparameter names, as fastmlp.optim.create takes them.
+DEFAULTS = {
+    "sgd": {"lr": 0.01},
+    "momentum": {"lr": 0.01, "momentum": 0.9},
+    "nag": {"lr": 0.01, "momentum": 0.9},
+    "rmsprop": {"lr": 0.01, "beta": 0.99, "eps": 1e-8},
+    "adam": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+    "nadam": {"lr": 2e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
+NON_DEFAULTS = {
+    "sgd": {"lr": 0.05},
+    "momentum": {"lr": 0.05, "momentum": 0.7},
+    "nag": {"lr": 0.05, "momentum": 0.7},
+    "rmsprop": {"lr": 0.05, "beta": 0.8, "eps": 1e-6},
+    "adam": {"lr": 0.05, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6},
+    "nadam": {"lr": 0.05, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6},
+}
+SETTINGS = [
+    pytest.param(name, hp, id=f"{name}-{label}")
+    for name in OPTIMIZERS
+    for label, hp in (("defaults", DEFAULTS[name]), ("custom", NON_DEFAULTS[name]))
+]
+STEPS = 30
+SIZE = 257
+
+
+# ------------------------------------------------- DESIGN.md formulas, plain NumPy
+
+
+class ReferenceRule:
+    """One optimizer as DESIGN.md writes it: float64 NumPy, nothing shared with fastmlp."""
+
+    def __init__(self, name, lr, momentum=0.0, beta=0.0, beta1=0.0, beta2=0.0, eps=0.0):
+        self.name = name
+        self.lr, self.momentum, self.beta = lr, momentum, beta
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.psi = 4e-3  # NAdam momentum_decay
+        self.t = 0
+        self.b = self.m = self.v = 0.0
+        self.mu_product = 1.0
+
+    def step(self, p, g):
+        """Return the next parameters (p and g are float64 arrays; p is not modified)."""
+        lr = self.lr
+        self.t += 1
+        t = self.t
+        if self.name == "sgd":
+            # p -= lr*g
+            return p - lr * g
+        if self.name == "momentum":
+            # b = momentum*b + g; p -= lr*b
+            self.b = self.momentum * self.b + g
+            return p - lr * self.b
+        if self.name == "nag":
+            # b = momentum*b + g; p -= lr*(g + momentum*b)
+            self.b = self.momentum * self.b + g
+            return p - lr * (g + self.momentum * self.b)
+        if self.name == "rmsprop":
+            # v = beta*v + (1-beta)*g^2; p -= lr*g/(sqrt(v)+eps)
+            self.v = self.beta * self.v + (1 - self.beta) * g**2
+            return p - lr * g / (np.sqrt(self.v) + self.eps)
+        b1, b2, eps = self.beta1, self.beta2, self.eps
+        # m = b1*m + (1-b1)*g, v = b2*v + (1-b2)*g^2
+        self.m = b1 * self.m + (1 - b1) * g
+        self.v = b2 * self.v + (1 - b2) * g**2
+        if self.name == "adam":
+            # p -= (lr/(1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+            return p - (lr / (1 - b1**t)) * self.m / (np.sqrt(self.v) / np.sqrt(1 - b2**t) + eps)
+        if self.name == "nadam":
+            # mu_t = b1(1 - 0.5*0.96^(t psi)), mu_{t+1} likewise, prod_t = prod mu_i
+            mu = b1 * (1 - 0.5 * 0.96 ** (t * self.psi))
+            mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * self.psi))
+            self.mu_product *= mu
+            # denom = sqrt(v/(1-b2^t)) + eps
+            denom = np.sqrt(self.v / (1 - b2**t)) + eps
+            # p -= lr(1-mu_t)/(1-prod_t) g/denom + lr mu_{t+1}/(1-prod_t mu_{t+1}) m/denom
+            return (
+                p
+                - lr * (1 - mu) / (1 - self.mu_product) * g / denom
+                - lr * mu_next / (1 - self.mu_product * mu_next) * self.m / denom
+            )
+        raise AssertionError(self.name)
+
+
+def gradient_sequence(rng, steps=STEPS, size=SIZE):
+    """Random gradients of varied scale, with some entries exactly zero."""
+    grads = []
+    for _ in range(steps):
+        g = rng.normal(size=size) * 10.0 ** rng.uniform(-3, 1, size=size)
+        g[rng.random(size) < 0.1] = 0.0
+        grads.append(g)
+    return grads
+
+
+def run_fastmlp(name, hp, p0, grads, dtype="float64"):
+    params = p0.astype(dtype)
+    optimizer = optim.create(name, **hp)
+    trajectory = []
+    for g in grads:
+        optimizer.step(params, g.astype(dtype))
+        trajectory.append(params.copy())
+    return trajectory
+
+
+# ------------------------------------------------------------- (a) DESIGN.md rules
+
+
+@pytest.mark.parametrize("name,hp", SETTINGS)
+def test_trajectory_matches_design_formulas_in_float64(name, hp, rng):
+    """Every step of a 30-step float64 trajectory equals the DESIGN.md formula to ~1e-12."""
+    p0 = rng.normal(size=SIZE)
+    grads = gradient_sequence(rng)
+    reference = ReferenceRule(name, **hp)
+    expected = p0.copy()
+    for step, actual in enumerate(run_fastmlp(name, hp, p0, grads), start=1):
+        expected = reference.step(expected, grads[step - 1])
+        np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-14, err_msg=f"step {step}")
+    # The trajectory really moved: the comparison is not of two unchanged vectors.
+    assert np.abs(expected - p0).max() > 1e-3
+
+
+def test_reference_adam_first_step_moves_each_parameter_by_lr_times_sign():
+    """Sanity of the oracle: Adam's bias-corrected first step is lr * g / (|g| + eps)."""
+    g = np.array([2.0, -0.5, 0.0])
+    p = ReferenceRule("adam", lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8).step(np.zeros(3), g)
+    np.testing.assert_allclose(p, -0.1 * g / (np.abs(g) + 1e-8), rtol=1e-12)
+
+
+# -------------------------------------------------------------- (b) torch.optim
+
+
+def torch_optimizer(torch, name, hp, parameter):
+    lr = hp["lr"]
+    if name == "sgd":
+        return torch.optim.SGD([parameter], lr=lr)
+    if name == "momentum":
+        return torch.optim.SGD([parameter], lr=lr, momentum=hp["momentum"], dampening=0)
+    if name == "nag":
+        return torch.optim.SGD(
+            [parameter], lr=lr, momentum=hp["momentum"], dampening=0, nesterov=True
+        )
+    if name == "rmsprop":
+        return torch.optim.RMSprop([parameter], lr=lr, alpha=hp["beta"], eps=hp["eps"])
+    betas = (hp["beta1"], hp["beta2"])
+    if name == "adam":
+        return torch.optim.Adam([parameter], lr=lr, betas=betas, eps=hp["eps"])
+    if name == "nadam":
+        return torch.optim.NAdam(
+            [parameter], lr=lr, betas=betas, eps=hp["eps"], momentum_decay=4e-3
+        )
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name,hp", SETTINGS)
+def test_trajectory_matches_torch_optim_in_float64(name, hp, rng):
+    """fastmlp and torch.optim, fed the same 30 gradients, agree to ~1e-12 at every step."""
+    torch = pytest.importorskip("torch")
+    p0 = rng.normal(size=SIZE)
+    grads = gradient_sequence(rng)
+    previous_dtype = torch.get_default_dtype()
+    # torch's NAdam keeps mu_product in the default dtype: float64 for a float64 comparison.
+    torch.set_default_dtype(torch.float64)
+    try:
+        parameter = torch.nn.Parameter(torch.tensor(p0, dtype=torch.float64))
+        optimizer = torch_optimizer(torch, name, hp, parameter)
+        expected = []
+        for g in grads:
+            parameter.grad = torch.tensor(g, dtype=torch.float64)
+            optimizer.step()
+            expected.append(parameter.detach().numpy().copy())
+    finally:
+        torch.set_default_dtype(previous_dtype)
+    for step, (actual, wanted) in enumerate(zip(run_fastmlp(name, hp, p0, grads), expected), 1):
+        np.testing.assert_allclose(actual, wanted, rtol=1e-12, atol=1e-14, err_msg=f"step {step}")
+
+
+# ------------------------------------ (c) fused NumPy kernels == base reference kernels
+
+
+def _state(rng, shape, dtype, positive=False):
+    x = rng.normal(size=shape)
+    return (np.abs(x) if positive else x).astype(dtype)
+
+
+def _optimizer_case(kernel, rng, dtype):
+    n = 1031  # not a multiple of any SIMD width
+    p, g = _state(rng, n, dtype), _state(rng, n, dtype)
+    g[::7] = 0.0
+    if kernel == "add_scaled_":
+        return (p, g, 0.37)
+    if kernel == "sgd_":
+        return (p, g, 0.05)
+    if kernel in ("momentum_", "nag_"):
+        return (p, g, _state(rng, n, dtype), 0.05, 0.7)
+    if kernel == "rmsprop_":
+        return (p, g, _state(rng, n, dtype, positive=True), 0.05, 0.8, 1e-6)
+    m, v = _state(rng, n, dtype), _state(rng, n, dtype, positive=True)
+    if kernel == "adam_":
+        return (p, g, m, v, 0.05, 0.8, 0.99, 1e-6, 3)
+    if kernel == "nadam_":
+        mu, mu_next = 0.8 * (1 - 0.5 * 0.96 ** (3 * 4e-3)), 0.8 * (1 - 0.5 * 0.96 ** (4 * 4e-3))
+        return (p, g, m, v, 0.05, 0.8, 0.99, 1e-6, 3, mu, mu_next, 0.35)
+    raise AssertionError(kernel)
+
+
+def _flush_case(rng, dtype):
+    tiny = float(np.finfo(dtype).tiny)
+    threshold = flush_threshold(dtype)
+    x = rng.normal(size=1031) * 10.0 ** rng.uniform(-45, 0, size=1031)
+    x = x.astype(dtype)
+    x[:6] = [tiny / 8, -tiny / 8, threshold / 2, -threshold * 2, 0.0, tiny]  # both sides of it
+    return (x, threshold)
+
+
+def _row_case(kernel, rng, dtype, activation=None):
+    n, units = 37, 11
+    z = (rng.normal(size=(n, units)) * 4).astype(dtype)
+    if kernel == "bias_activation_":
+        z[0, :3] = [60.0, -60.0, -1000.0]  # saturated sigmoid/tanh, exp overflow territory
+        return (z, rng.normal(size=units).astype(dtype), activation)
+    if kernel == "activation_grad_":
+        a = {
+            "identity": z,
+            "relu": np.maximum(z, 0),
+            "tanh": np.tanh(z),
+            "sigmoid": 1 / (1 + np.exp(-z)),
+        }[activation].astype(dtype)
+        return (rng.normal(size=(n, units)).astype(dtype), a, activation)
+    if kernel == "softmax_":
+        return (z,)
+    y = rng.integers(0, units, size=n)
+    return (z, y)
+
+
+ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu"]
+KERNEL_CASES = (
+    [("gather_", None)]
+    + [
+        (k, None)
+        for k in ["add_scaled_", "sgd_", "momentum_", "nag_", "rmsprop_", "adam_", "nadam_"]
+    ]
+    + [("flush_subnormals_", None)]
+    + [("bias_activation_", a) for a in ACTIVATIONS]
+    + [("activation_grad_", a) for a in ACTIVATIONS]
+    + [("softmax_", None), ("cross_entropy_", None), ("mean_squared_error_", None)]
+)
+
+
+def _gather_case(rng, dtype):
+    x = rng.normal(size=(50, 7)).astype(dtype)
+    indices = rng.permutation(50)[:20]
+    return (np.zeros((20, 7), dtype=dtype), x, indices)
+
+
+def kernel_arguments(kernel, activation, rng, dtype):
+    if kernel == "gather_":
+        return _gather_case(rng, dtype)
+    if kernel == "flush_subnormals_":
+        return _flush_case(rng, dtype)
+    if kernel in (
+        "bias_activation_",
+        "activation_grad_",
+        "softmax_",
+        "cross_entropy_",
+        "mean_squared_error_",
+    ):
+        return _row_case(kernel, rng, dtype, activation)
+    return _optimizer_case(kernel, rng, dtype)
+
+
+def test_kernel_cases_cover_every_in_place_kernel_of_the_backend():
+    """Every public ``*_`` method of Backend has a case in the fused-vs-reference test."""
+    kernels = {
+        name
+        for name, member in inspect.getmembers(Backend, inspect.isfunction)
+        if name.endswith("_") and not name.startswith("_")
+    }
+    assert kernels == {kernel for kernel, _ in KERNEL_CASES}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "kernel,activation", KERNEL_CASES, ids=[k + (f"-{a}" if a else "") for k, a in KERNEL_CASES]
+)
+def test_numpy_kernel_equals_base_reference_kernel(kernel, activation, dtype):
+    """The fused NumPy kernel leaves every array as the base reference body does."""
+    fused, reference = NumpyBackend(), Backend()
+    args = kernel_arguments(kernel, activation, np.random.default_rng(7), dtype)
+    fused_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    reference_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    with np.errstate(over="ignore", under="ignore"):
+        # Twice: the second call reuses the fused kernel's scratch buffers.
+        for _ in range(2):
+            fused_result = getattr(fused, kernel)(*fused_args)
+            reference_result = getattr(reference, kernel)(*reference_args)
+    rtol, atol = (1e-5, 1e-6) if dtype == "float32" else (1e-12, 1e-14)
+    if kernel in ("flush_subnormals_", "gather_"):
+        rtol = atol = 0.0  # no arithmetic: exact
+    for position, (actual, expected) in enumerate(zip(fused_args, reference_args)):
+        if isinstance(expected, np.ndarray):
+            assert actual.dtype == expected.dtype == args[position].dtype, "updated in place"
+            np.testing.assert_allclose(
+                actual, expected, rtol=rtol, atol=atol, err_msg=f"argument {position}"
+            )
+    if reference_result is None:
+        assert fused_result is None
+    else:
+        assert isinstance(fused_result, np.ndarray) and fused_result.ndim == 0
+        assert fused_result.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(fused_result, reference_result, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numpy_kernels_accept_a_new_shape_after_reusing_scratch(dtype):
+    """Scratch buffers are per shape: the same kernel works on buffers of another size."""
+    fused, reference = NumpyBackend(), Backend()
+    rng = np.random.default_rng(3)
+    for n in (10, 1000, 10):
+        p, g, m, v = (rng.normal(size=n).astype(dtype) for _ in range(4))
+        v = np.abs(v)
+        fp, fm, fv = p.copy(), m.copy(), v.copy()
+        fused.adam_(fp, g, fm, fv, 0.01, 0.9, 0.999, 1e-8, 2)
+        reference.adam_(p, g, m, v, 0.01, 0.9, 0.999, 1e-8, 2)
+        np.testing.assert_allclose(fp, p, rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
+# ------------------------------------------------------------------- (d) create()
+
+CLASSES = {
+    "sgd": optim.SGD,
+    "momentum": optim.Momentum,
+    "nag": optim.NAG,
+    "rmsprop": optim.RMSProp,
+    "adam": optim.Adam,
+    "nadam": optim.Nadam,
+}
+
+
+@pytest.mark.parametrize(
+    "name,cls",
+    [(n, c) for n, c in CLASSES.items()]
+    + [
+        ("nesterov", optim.NAG),
+        ("NESTEROV", optim.NAG),
+        ("Adam", optim.Adam),
+        (" RMSProp ", optim.RMSProp),
+    ],
+)
+def test_create_builds_the_class_by_name_or_alias_in_any_case(name, cls):
+    assert type(optim.create(name)) is cls
+
+
+def test_names_lists_the_six_canonical_optimizers():
+    assert set(optim.names()) >= set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_create_ignores_shared_hyperparameters_the_optimizer_does_not_use(name):
+    """The CLI passes every shared hyperparameter to every optimizer: unused ones are ignored."""
+    shared = {"lr": 0.03, "momentum": 0.6, "beta": 0.7, "beta1": 0.8, "beta2": 0.95, "eps": 1e-5}
+    optimizer = optim.create(name, **shared)
+    accepted = optimizer.hyperparameters()
+    for key, value in accepted.items():
+        if key in shared:
+            assert value == shared[key], key
+    assert accepted["lr"] == 0.03
+
+
+def test_create_treats_none_as_the_default():
+    assert (
+        optim.create("adam", lr=None, beta1=None).hyperparameters()
+        == optim.Adam().hyperparameters()
+    )
+
+
+def test_create_rejects_an_unknown_name_listing_the_known_ones():
+    with pytest.raises(ValueError, match="adagrad") as error:
+        optim.create("adagrad")
+    for name in OPTIMIZERS:
+        assert name in str(error.value)
+
+
+def test_create_rejects_a_keyword_no_optimizer_takes():
+    with pytest.raises(TypeError, match="weight_decy"):
+        optim.create("adam", weight_decy=0.1)
+
+
+BAD_VALUES = (
+    [(name, {"lr": -0.1}, "learning rate|lr") for name in OPTIMIZERS]
+    + [(name, {"lr": float("nan")}, "learning rate|lr") for name in OPTIMIZERS]
+    + [(name, {"momentum": 1.0}, "momentum") for name in ("momentum", "nag")]
+    + [(name, {"momentum": -0.1}, "momentum") for name in ("momentum", "nag")]
+    + [("rmsprop", {"beta": 1.0}, "beta"), ("rmsprop", {"beta": 1.5}, "beta")]
+    + [(name, {"beta1": 1.0}, "beta1") for name in ("adam", "nadam")]
+    + [(name, {"beta2": 1.0}, "beta2") for name in ("adam", "nadam")]
+    + [(name, {"eps": 0.0}, "eps") for name in ("rmsprop", "adam", "nadam")]
+    + [(name, {"eps": -1e-8}, "eps") for name in ("rmsprop", "adam", "nadam")]
+)
+
+
+@pytest.mark.parametrize(
+    "name,hp,mentions", BAD_VALUES, ids=[f"{n}-{hp}" for n, hp, _ in BAD_VALUES]
+)
+def test_bad_hyperparameter_values_raise_a_value_error_naming_them(name, hp, mentions):
+    with pytest.raises(ValueError, match=mentions) as error:
+        optim.create(name, **hp)
+    (value,) = hp.values()
+    assert str(value) in str(error.value), "the message shows the rejected value"
+
+
+def test_step_rejects_params_and_grads_of_different_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        optim.create("sgd").step(np.zeros(4), np.zeros(5))
+
+
+def test_load_state_dict_rejects_another_optimizers_state():
+    adam = optim.create("adam")
+    adam.step(np.zeros(3), np.ones(3))
+    with pytest.raises(ValueError, match="adam"):
+        optim.create("nadam").load_state_dict(adam.state_dict())
+
+
+# --------------------------------------------------------------- (e) state round trip
+
+
+@pytest.mark.parametrize("name,hp", SETTINGS)
+def test_state_dict_round_trip_resumes_the_identical_trajectory(name, hp, rng):
+    """10 steps, save, 10 more == restore the saved state into a fresh optimizer, same 10."""
+    grads = gradient_sequence(rng, steps=20, size=64)
+    params = rng.normal(size=64)
+    optimizer = optim.create(name, **hp)
+    for g in grads[:10]:
+        optimizer.step(params, g)
+    saved_params, saved_state = params.copy(), optimizer.state_dict()
+    for g in grads[10:]:
+        optimizer.step(params, g)
+
+    resumed = optim.create(name)  # default hyperparameters: the state brings its own
+    resumed.load_state_dict(saved_state)
+    resumed_params = saved_params.copy()
+    for g in grads[10:]:
+        resumed.step(resumed_params, g)
+    np.testing.assert_array_equal(resumed_params, params)
+    assert resumed.steps == optimizer.steps == 20
+    assert resumed.hyperparameters() == optimizer.hyperparameters()
+
+
+def test_state_dict_is_a_snapshot_not_a_live_view(rng):
+    optimizer = optim.create("adam")
+    params = rng.normal(size=8)
+    optimizer.step(params, rng.normal(size=8))
+    state = optimizer.state_dict()
+    m = state["buffers"]["m"].copy()
+    optimizer.step(params, rng.normal(size=8))
+    np.testing.assert_array_equal(state["buffers"]["m"], m)
+    assert state["steps"] == 1
+
+
+# ------------------------------------------------------------ (f) subnormal flush
+
+FLUSH_SETTINGS = {
+    # Small decay rates keep the walk from ~1 down past the float32 normal range short;
+    # the default Adam betas are covered at the threshold boundary below.
+    "momentum": {"lr": 0.01, "momentum": 0.8},
+    "nag": {"lr": 0.01, "momentum": 0.8},
+    "rmsprop": {"lr": 0.01, "beta": 0.8, "eps": 1e-8},
+    "adam": {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8},
+    "nadam": {"lr": 1e-3, "beta1": 0.7, "beta2": 0.8, "eps": 1e-8},
+}
+# Periods: momentum 0.8 -> 80 steps, so 600 steps hold several flushes for every setting.
+
+
+def drive_kernel_without_flush(name, hp, backend, params, state, g, step, nadam_mu):
+    """One update through the same fused kernel the optimizer calls, with no flush after it."""
+    if name in ("momentum", "nag"):
+        getattr(backend, f"{name}_")(params, g, state["b"], hp["lr"], hp["momentum"])
+    elif name == "rmsprop":
+        backend.rmsprop_(params, g, state["v"], hp["lr"], hp["beta"], hp["eps"])
+    elif name == "adam":
+        backend.adam_(
+            params, g, state["m"], state["v"], hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], step
+        )
+    else:
+        b1 = hp["beta1"]
+        mu = b1 * (1 - 0.5 * 0.96 ** (step * 4e-3))
+        mu_next = b1 * (1 - 0.5 * 0.96 ** ((step + 1) * 4e-3))
+        nadam_mu[0] *= mu
+        backend.nadam_(
+            params,
+            g,
+            state["m"],
+            state["v"],
+            hp["lr"],
+            b1,
+            hp["beta2"],
+            hp["eps"],
+            step,
+            mu,
+            mu_next,
+            nadam_mu[0],
+        )
+
+
+def subnormal_count(x):
+    return int(np.count_nonzero((x != 0) & (np.abs(x) < np.finfo(x.dtype).tiny)))
+
+
+def run_with_and_without_flush(name, gradients, p0, on_step=None):
+    """The optimizer (which flushes) and the same fused kernels driven with no flush."""
+    hp = FLUSH_SETTINGS[name]
+    n = p0.size
+    optimizer = optim.create(name, **hp)
+    params = p0.copy()
+    plain = NumpyBackend()
+    plain_params = p0.copy()
+    plain_state = {key: np.zeros(n, dtype=np.float32) for key in ("b", "m", "v")}
+    plain_mu = [1.0]
+    plain_subnormals = 0
+    for step, g in enumerate(gradients, start=1):
+        optimizer.step(params, g)
+        drive_kernel_without_flush(name, hp, plain, plain_params, plain_state, g, step, plain_mu)
+        if on_step is not None:
+            on_step(step, optimizer)
+        plain_subnormals += sum(subnormal_count(b) for b in plain_state.values())
+    return optimizer, params, plain_state, plain_params, plain_subnormals
+
+
+def dying_gradients(rng, n, steps, smallest_exponent):
+    """float32 gradients: the first half of the entries gets gradients up to a random step
+    (of magnitudes 10^[smallest_exponent, 1]) and zero after it; the second half always."""
+    last_step = rng.integers(1, 60, size=n)
+    last_step[n // 2 :] = steps
+    scale = 10.0 ** rng.uniform(smallest_exponent, 1, size=n)
+    for step in range(1, steps + 1):
+        g = rng.normal(size=n) * scale
+        g[step > last_step] = 0.0
+        yield g.astype(np.float32)
+
+
+def assert_flush_only_removed_tiny_state(optimizer, params, plain_state, plain_params):
+    """Flushed and unflushed runs differ only where the unflushed state is below the
+    threshold, and their parameters by at most 1e-24 per element."""
+    for key, buffer in optimizer.state.items():
+        differs = buffer != plain_state[key]
+        assert np.all(np.abs(plain_state[key][differs]) < flush_threshold(np.float32)), key
+    np.testing.assert_allclose(params, plain_params, rtol=0, atol=1e-24)
+
+
+@pytest.mark.parametrize("name", list(FLUSH_SETTINGS))
+def test_flush_keeps_decaying_float32_state_normal_at_every_step(name):
+    """State entries whose gradients stop decay to exactly 0 without ever being subnormal."""
+    rng = np.random.default_rng(11)
+    n, steps = 512, 600
+    p0 = rng.normal(size=n).astype(np.float32)
+    p0[: n // 8] = 0.0  # parameters at 0 show even the tiniest update
+
+    def no_subnormal_state(step, optimizer):
+        for key, buffer in optimizer.state.items():
+            assert subnormal_count(buffer) == 0, f"subnormal in state {key!r} after step {step}"
+
+    # Gradients >= ~1e-6 put every state entry above the flush threshold when it last moves.
+    gradients = dying_gradients(rng, n, steps, smallest_exponent=-6)
+    optimizer, params, plain_state, plain_params, plain_subnormals = run_with_and_without_flush(
+        name, gradients, p0, on_step=no_subnormal_state
+    )
+    assert plain_subnormals > 0, "without the flush this run does produce subnormals"
+    for key, buffer in optimizer.state.items():
+        assert np.all(buffer[: n // 2] == 0), f"decayed {key!r} entries end exactly at zero"
+    assert_flush_only_removed_tiny_state(optimizer, params, plain_state, plain_params)
+
+
+@pytest.mark.parametrize("name", list(FLUSH_SETTINGS))
+def test_flush_leaves_no_subnormal_state_after_many_steps_even_from_tiny_gradients(name):
+    """Gradients down to 1e-17 start some state below the threshold; a few flush periods
+    later the state holds no subnormal and the decayed entries are exactly 0."""
+    rng = np.random.default_rng(12)
+    n, steps = 512, 600
+    p0 = rng.normal(size=n).astype(np.float32)
+    p0[: n // 8] = 0.0
+    gradients = dying_gradients(rng, n, steps, smallest_exponent=-17)
+    optimizer, params, plain_state, plain_params, plain_subnormals = run_with_and_without_flush(
+        name, gradients, p0
+    )
+    assert plain_subnormals > 0
+    for key, buffer in optimizer.state.items():
+        assert subnormal_count(buffer) == 0, key
+        assert np.all(buffer[: n // 2] == 0), key
+    assert_flush_only_removed_tiny_state(optimizer, params, plain_state, plain_params)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_flush_zeroes_exactly_the_entries_below_the_threshold(dtype):
+    threshold = flush_threshold(dtype)
+    tiny = float(np.finfo(dtype).tiny)
+    assert tiny < threshold < 1e-30 if dtype == "float32" else tiny < threshold < 1e-290
+    x = np.array([tiny / 4, -threshold / 2, threshold, -threshold * 3, 1.0, 0.0], dtype=dtype)
+    NumpyBackend().flush_subnormals_(x, threshold)
+    np.testing.assert_array_equal(x, np.array([0, 0, threshold, -threshold * 3, 1, 0], dtype=dtype))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["adam", "nadam"])
+def test_flush_keeps_state_normal_with_default_betas(name):
+    """Default betas (0.9, 0.999): state walking from 1e-29 to 0 never holds a subnormal."""
+    optimizer = optim.create(name)
+    n = 16
+    params = np.ones(n, dtype=np.float32)
+    optimizer.step(
+        params, np.full(n, 1e-13, dtype=np.float32) * np.arange(1, n + 1, dtype=np.float32)
+    )
+    zeros = np.zeros(n, dtype=np.float32)
+    check_every = 7
+    for step in range(2, 45_000):
+        optimizer.step(params, zeros)
+        if step % check_every == 0:
+            for key, buffer in optimizer.state.items():
+                assert subnormal_count(buffer) == 0, f"{key} at step {step}"
+    assert all(np.all(buffer == 0) for buffer in optimizer.state.values())
+    assert np.isfinite(params).all()

@@ -1,0 +1,34 @@
+"""The README stays true: its Python example runs as written and its flags exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fastmlp.cli import build_parser
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist")
+def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (example,) = python_blocks()
+    exec(compile(example, str(README), "exec"), {})
+    assert "test accuracy 0.8" in capsys.readouterr().out
+
+
+def test_every_train_flag_in_the_readme_exists():
+    table = README.read_text().split("`fastmlp train` flags", 1)[1].split("Every run writes", 1)[0]
+    flags = set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9_]*)", table))
+    known = {option for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+             for option in action.option_strings}
+    assert flags, "the README lists no flags"
+    assert flags <= known, f"flags in the README that fastmlp train lacks: {sorted(flags - known)}"
