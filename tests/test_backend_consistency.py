@@ -16,6 +16,13 @@ import pytest
 import fastmlp
 from fastmlp.backends import Backend, NumpyBackend
 
+try:
+    from fastmlp.backends.numba_backend import NumbaBackend
+except ImportError:  # numba is optional (extra "jit")
+    NumbaBackend = None
+
+CPU_BACKENDS = [NumpyBackend] + ([NumbaBackend] if NumbaBackend is not None else [])
+
 CUPY_BACKEND_SOURCE = Path(fastmlp.backends.__file__).with_name("cupy_backend.py")
 
 
@@ -89,13 +96,15 @@ def test_base_backend_has_the_documented_api():
         assert name in BASE_METHODS, name
 
 
+@pytest.mark.parametrize("backend_class", CPU_BACKENDS, ids=lambda cls: cls.name)
 @pytest.mark.parametrize("name", sorted(BASE_METHODS))
-def test_numpy_backend_method_has_the_base_signature(name):
-    assert parameter_spec(getattr(NumpyBackend, name)) == parameter_spec(BASE_METHODS[name])
+def test_cpu_backend_method_has_the_base_signature(backend_class, name):
+    assert parameter_spec(getattr(backend_class, name)) == parameter_spec(BASE_METHODS[name])
 
 
-def test_numpy_backend_adds_no_public_method_the_base_lacks():
-    assert set(public_methods(NumpyBackend)) == set(BASE_METHODS)
+@pytest.mark.parametrize("backend_class", CPU_BACKENDS, ids=lambda cls: cls.name)
+def test_cpu_backend_adds_no_public_method_the_base_lacks(backend_class):
+    assert set(public_methods(backend_class)) == set(BASE_METHODS)
 
 
 def cupy_class_definition():
@@ -154,10 +163,13 @@ def test_cupy_backend_class_has_the_base_signatures_when_cupy_is_importable():
 
 
 @pytest.mark.parametrize("device", ["cpu", "numpy", "CPU", " Numpy "])
-def test_cpu_device_names_give_the_numpy_backend(device):
+def test_cpu_device_names_give_a_numpy_backend(device):
+    """"cpu" is NumPy (with compiled optimizer updates when Numba is installed); "numpy" is
+    always the plain NumPy backend."""
     backend = fastmlp.get_backend(device)
     assert isinstance(backend, NumpyBackend)
-    assert backend.name == "numpy" and backend.device == "cpu"
+    expected = "numpy" if device.strip().lower() == "numpy" or NumbaBackend is None else "numba"
+    assert backend.name == expected and backend.device == "cpu"
     assert backend.xp is __import__("numpy")
 
 

@@ -16,6 +16,13 @@ import pytest
 from fastmlp import optim
 from fastmlp.backends.base import Backend
 from fastmlp.backends.numpy_backend import NumpyBackend
+
+try:
+    from fastmlp.backends.numba_backend import NumbaBackend
+except ImportError:  # numba is optional (extra "jit")
+    NumbaBackend = None
+
+FUSED_BACKENDS = [NumpyBackend] + ([NumbaBackend] if NumbaBackend is not None else [])
 from fastmlp.optim.optimizer import flush_threshold
 
 OPTIMIZERS = ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam"]
@@ -256,7 +263,7 @@ def _row_case(kernel, rng, dtype, activation=None):
 
 ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu"]
 KERNEL_CASES = (
-    [("gather_", None)]
+    [("gather_", None), ("column_sums_", None)]
     + [
         (k, None)
         for k in ["add_scaled_", "sgd_", "momentum_", "nag_", "rmsprop_", "adam_", "nadam_"]
@@ -274,9 +281,15 @@ def _gather_case(rng, dtype):
     return (np.zeros((20, 7), dtype=dtype), x, indices)
 
 
+def _column_sums_case(rng, dtype):
+    return (np.zeros(9, dtype=dtype), rng.normal(size=(37, 9)).astype(dtype))
+
+
 def kernel_arguments(kernel, activation, rng, dtype):
     if kernel == "gather_":
         return _gather_case(rng, dtype)
+    if kernel == "column_sums_":
+        return _column_sums_case(rng, dtype)
     if kernel == "flush_subnormals_":
         return _flush_case(rng, dtype)
     if kernel in (
@@ -304,9 +317,10 @@ def test_kernel_cases_cover_every_in_place_kernel_of_the_backend():
 @pytest.mark.parametrize(
     "kernel,activation", KERNEL_CASES, ids=[k + (f"-{a}" if a else "") for k, a in KERNEL_CASES]
 )
-def test_numpy_kernel_equals_base_reference_kernel(kernel, activation, dtype):
-    """The fused NumPy kernel leaves every array as the base reference body does."""
-    fused, reference = NumpyBackend(), Backend()
+@pytest.mark.parametrize("backend_class", FUSED_BACKENDS, ids=lambda cls: cls.name)
+def test_fused_kernel_equals_base_reference_kernel(backend_class, kernel, activation, dtype):
+    """Each fused CPU kernel leaves every array as the base reference body does."""
+    fused, reference = backend_class(), Backend()
     args = kernel_arguments(kernel, activation, np.random.default_rng(7), dtype)
     fused_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     reference_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]

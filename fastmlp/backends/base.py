@@ -73,6 +73,10 @@ class Backend:
         """``out[i] = x[indices[i]]`` along the first axis (a batch of rows)."""
         self.xp.take(x, indices, axis=0, out=out)
 
+    def column_sums_(self, out: Any, x: Any) -> None:
+        """``out_k = sum_n x_nk`` (bias gradients). out: (K,), x: (N, K)."""
+        self.xp.sum(x, axis=0, out=out)
+
     def add_scaled_(self, y: Any, x: Any, alpha: float) -> None:
         """``y = y + alpha * x`` in place (used for L2 weight decay on the gradient)."""
         # y = y + alpha * x

@@ -266,7 +266,7 @@ class MLP:
             # dW_i = a_{i-1}^T delta_i
             xp.matmul(previous.T, delta, out=self.grad_weights[i])
             # db_i = sum_n delta_i
-            xp.sum(delta, axis=0, out=self.grad_biases[i])
+            self.backend.column_sums_(self.grad_biases[i], delta)
             if i > 0:
                 # delta_{i-1} = (delta_i W_i^T) * f'(z_{i-1})
                 xp.matmul(delta, self.weights[i].T, out=buffers.deltas[i - 1])

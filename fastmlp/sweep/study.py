@@ -1,0 +1,247 @@
+"""Where a sweep lives: its directory, its Optuna study, and the bookkeeping of its trials.
+
+``OUT/NAME/`` holds
+
+* ``sweep.json``    -- the sweep's name, engine, storage and configuration;
+* ``study.journal`` -- the Optuna study (a JournalStorage file: several processes can append
+  to it at once, and it survives any crash), unless ``--storage`` names another place;
+* ``runs/``         -- one run directory per trial, as ``fastmlp train`` writes them;
+* ``report/``       -- what ``fastmlp sweep report`` writes.
+
+Each trial carries user attributes: ``host`` and ``pid`` of the worker running it,
+``run_dir`` (relative to the sweep directory), ``val_accuracy``, ``best_val_accuracy``,
+``test_accuracy`` and ``epochs`` of its run, ``failure`` (why it failed), ``interrupted``
+(stopped by Ctrl-C or a killed worker: it does not count toward the sweep's trials and its
+configuration is queued to run again) and ``retry_of`` (the interrupted trial it repeats).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import socket
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from fastmlp.sweep.config import SweepConfig, sweep_identity
+
+
+class SweepError(ValueError):
+    """A sweep cannot be created, continued or read; the message says why and what to do."""
+
+
+class SweepDirectory:
+    """The files of one sweep under ``path``."""
+
+    INFO = "sweep.json"
+    JOURNAL = "study.journal"
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def runs(self) -> Path:
+        return self.path / "runs"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report"
+
+    @property
+    def journal(self) -> Path:
+        return self.path / self.JOURNAL
+
+    def read_info(self) -> dict[str, Any]:
+        """What ``sweep.json`` records; an error when ``path`` is not a sweep directory."""
+        info = self.path / self.INFO
+        if not info.is_file():
+            raise SweepError(f"{self.path} is not a sweep directory (no {self.INFO})")
+        return json.loads(info.read_text())
+
+    def update_info(self, **entries: Any) -> None:
+        """Add or replace entries of ``sweep.json`` (written atomically)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / self.INFO
+        info = json.loads(path.read_text()) if path.is_file() else {
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        info.update(entries)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(temporary, path)
+
+
+def storage_label(url: str | None) -> str:
+    """``url`` as it may be shown and stored: the password replaced by ``***``."""
+    if url is None:
+        return SweepDirectory.JOURNAL
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def open_storage(directory: SweepDirectory, url: str | None = None) -> Any:
+    """The Optuna storage of a sweep.
+
+    Args:
+        directory: the sweep directory; its ``study.journal`` is the default storage.
+        url: a database URL (``postgresql://user:password@host/db``, ``mysql://...``,
+            ``sqlite:///path``: any Optuna RDB URL) shared by workers on several machines,
+            or the path of a journal file on a shared file system.
+    """
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if url is not None and "://" in url:
+        try:
+            return RDBStorage(url)
+        except Exception as error:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise SweepError(f"cannot open --storage {storage_label(url)}: {message}") from None
+    path = Path(url) if url is not None else directory.journal
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def ask_lock_path(directory: SweepDirectory, url: str | None = None) -> str:
+    """The lock that makes "count the trials, then start one" atomic: beside the journal
+    (shared by every worker that shares the journal), or in the sweep directory for a
+    database (so workers on one machine never overshoot ``--count``; across machines the
+    sweep may end with a trial or two more)."""
+    if url is not None and "://" not in url:
+        return f"{url}.ask"
+    return str(directory.path / "ask")
+
+
+def this_worker() -> dict[str, Any]:
+    """The user attributes that name the current process as a trial's worker."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def set_trial_attributes(study: Any, trial: Any, attributes: dict[str, Any]) -> None:
+    """Set user attributes of a trial given as a FrozenTrial (or a live Trial)."""
+    trial_id = trial._trial_id  # FrozenTrial and Trial both carry the storage id
+    for key, value in attributes.items():
+        study._storage.set_trial_user_attr(trial_id, key, value)
+
+
+def requeue(study: Any, trial: Any) -> None:
+    """Queue an interrupted trial's configuration to run again (a grid point is not lost)."""
+    if trial.params:
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+
+
+def fail_stale_trials(study: Any) -> list[int]:
+    """Mark RUNNING trials whose worker process on this machine is gone as failed.
+
+    A worker that was killed (``kill -9``, a crash, the machine's OOM killer) leaves its trial
+    RUNNING. Such a trial is recorded as FAIL with ``interrupted=True`` and its configuration
+    is queued again. Trials of workers on other machines are left alone: a worker on that
+    machine clears them when it starts.
+
+    Returns:
+        The numbers of the trials marked.
+    """
+    from optuna.trial import TrialState
+
+    host, pid = socket.gethostname(), os.getpid()
+    marked = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, worker_pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
+        if worker_host != host or worker_pid is None or worker_pid == pid or _process_alive(worker_pid):
+            continue
+        set_trial_attributes(study, trial, {
+            "failure": f"its worker (pid {worker_pid}) stopped before the trial finished",
+            "interrupted": True,
+        })
+        study.tell(trial.number, state=TrialState.FAIL)
+        requeue(study, trial)
+        marked.append(trial.number)
+    return marked
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How many trials of a sweep are in each state."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    interrupted: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def counted(self) -> int:
+        """Trials that count toward the sweep's total: finished, failed, or running now."""
+        return self.complete + self.pruned + self.failed + self.running
+
+    def describe(self) -> str:
+        parts = [f"{self.complete} complete", f"{self.pruned} pruned", f"{self.failed} failed"]
+        if self.interrupted:
+            parts.append(f"{self.interrupted} interrupted (rerun)")
+        if self.running:
+            parts.append(f"{self.running} running")
+        return ", ".join(parts)
+
+
+def progress(study: Any) -> Progress:
+    """Count the trials of ``study`` by state (interrupted ones apart from real failures)."""
+    from optuna.trial import TrialState
+
+    counts = dict.fromkeys(("complete", "pruned", "failed", "interrupted", "running", "waiting"), 0)
+    names = {
+        TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+        TrialState.RUNNING: "running", TrialState.WAITING: "waiting",
+    }
+    for trial in study.get_trials(deepcopy=False):
+        name = names[trial.state]
+        if name == "failed" and trial.user_attrs.get("interrupted"):
+            name = "interrupted"
+        counts[name] += 1
+    return Progress(**counts)
+
+
+def create_or_load_study(config: SweepConfig, storage: Any) -> Any:
+    """The sweep's study: created on first use, else loaded after checking that it was
+    created from the same configuration (same method, metric, parameters, early_terminate)."""
+    import optuna
+
+    study = optuna.create_study(
+        storage=storage, study_name=config.name, direction=config.goal, load_if_exists=True
+    )
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        study.set_user_attr("config", config.raw)
+    elif sweep_identity(stored) != sweep_identity(config.raw):
+        raise SweepError(
+            f"sweep {config.name!r} already exists with a different configuration; "
+            "pass --name NEW_NAME to start another sweep"
+        )
+    return study
+
+
+def load_study(name: str, storage: Any, sampler: Any = None, pruner: Any = None) -> Any:
+    """An existing sweep's study."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    except KeyError:
+        raise SweepError(f"the storage holds no sweep named {name!r}") from None

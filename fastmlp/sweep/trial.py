@@ -1,0 +1,175 @@
+"""One sweep trial: a normal fastmlp run of the trial's settings, and how it ended.
+
+The run is ``run_experiment`` with the sweep's constants plus the trial's sampled values, in
+its own run directory ``SWEEP_DIR/runs/<run-name>_t<number>`` and its own W&B run (grouped by
+sweep). After every epoch the sweep's metric is reported to Optuna; when the pruner says so
+the run stops there and its summary records ``status: pruned``.
+
+How a trial ends, as an Optuna state:
+
+* COMPLETE -- the run finished; the value is the metric at its last epoch (as W&B's summary);
+* PRUNED   -- Hyperband stopped it early;
+* FAIL     -- it diverged, or raised; ``failure`` says why. A fatal error (the data or the
+  device is missing: every trial would fail the same way) also stops the sweep.
+  Ctrl-C gives FAIL with ``interrupted`` set.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastmlp.backends import DeviceUnavailableError
+from fastmlp.config import normalize_config
+from fastmlp.data import DataError
+from fastmlp.sweep.config import SweepConfig
+from fastmlp.tracking import RunDirectory, run_name
+from fastmlp.training import EpochMetrics
+
+# Errors of the environment rather than of one configuration: they stop the sweep.
+FATAL_ERRORS = (DataError, DeviceUnavailableError, ImportError, OSError)
+
+
+@dataclass(frozen=True)
+class TrialOptions:
+    """What every trial of a sweep shares (besides the configuration)."""
+
+    sweep_dir: Path
+    group: str
+    data_dir: str | None = None
+    wandb_mode: str | None = None
+    device: str | None = None
+    figures: bool = True
+
+
+@dataclass
+class TrialOutcome:
+    """How a trial ended: an Optuna state name, the metric value, and attributes to record."""
+
+    state: str
+    value: float | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    fatal: bool = False
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.attributes.get("interrupted"))
+
+    @property
+    def failure(self) -> str | None:
+        return self.attributes.get("failure")
+
+
+def trial_settings(config: SweepConfig, params: dict[str, Any], device: str | None) -> dict[str, Any]:
+    """The settings of a trial: constants, sampled values, and the sweep's --device if given."""
+    settings = config.settings(params)
+    if device is not None:
+        settings["device"] = device
+    return settings
+
+
+def trial_run_name(settings: dict[str, Any], number: int, runs: Path) -> str:
+    """``hl_3_sz_128_bs_32_ac_relu_o_adam_lr_1e-3_t7``: the run name plus the trial number,
+    with ``-2``, ``-3``... only if a directory of that name is left from an earlier study."""
+    base = f"{run_name(normalize_config(settings))}_t{number}"
+    name, suffix = base, 2
+    while (runs / name).exists():
+        name, suffix = f"{base}-{suffix}", suffix + 1
+    return name
+
+
+def _metric_reporter(trial: Any, metric: str) -> Any:
+    """A per-epoch callback: report the metric to Optuna, raise TrialPruned when told to."""
+    import optuna
+
+    def report(metrics: EpochMetrics) -> None:
+        value = getattr(metrics, metric)
+        if value is None:
+            return
+        trial.report(value, metrics.epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}")
+
+    return report
+
+
+def _run_attributes(summary: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    attributes = {"epochs": history[-1]["epoch"] if history else 0}
+    for key in ("val_accuracy", "best_val_accuracy", "test_accuracy"):
+        if summary.get(key) is not None:
+            attributes[key] = summary[key]
+    return attributes
+
+
+def _close_stopped_run(run_dir: RunDirectory, status: str, **entries: Any) -> dict[str, Any]:
+    """Write the summary of a run that stopped by an exception (pruned or failed)."""
+    history = run_dir.read_metrics()
+    summary = {**run_dir.read_summary(), "status": status, "run_dir": str(run_dir.path), **entries}
+    summary["epochs_completed"] = history[-1]["epoch"] if history else 0
+    val_accuracies = [row["val_accuracy"] for row in history if row.get("val_accuracy") is not None]
+    if val_accuracies:
+        summary["best_val_accuracy"] = max(val_accuracies)
+        summary["val_accuracy"] = val_accuracies[-1]
+    run_dir.write_summary(summary)
+    return _run_attributes(summary, history)
+
+
+def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOutcome:
+    """Run one trial to its end; never raises (but KeyboardInterrupt is reported as such).
+
+    Args:
+        trial: an ``optuna.Trial`` whose parameters are already sampled.
+        config: the sweep configuration.
+        options: data, tracking and device options shared by all trials.
+    """
+    import optuna
+
+    from fastmlp.experiment import run_experiment
+
+    runs = options.sweep_dir / "runs"
+    settings = trial_settings(config, trial.params, options.device)
+    run_dir = None
+    try:
+        name = trial_run_name(settings, trial.number, runs)
+        run_dir = RunDirectory(runs / name)
+        attributes: dict[str, Any] = {"run_dir": str(run_dir.path.relative_to(options.sweep_dir))}
+        result = run_experiment(
+            settings, out=runs, data_dir=options.data_dir, wandb_mode=options.wandb_mode,
+            progress=False, verbose=False, group=options.group, name=name,
+            callbacks=[_metric_reporter(trial, config.metric)], figures=options.figures,
+        )
+    except optuna.TrialPruned as pruned:
+        attributes.update(_close_stopped_run(run_dir, "pruned", pruned=str(pruned)))
+        return TrialOutcome("PRUNED", attributes=attributes)
+    except KeyboardInterrupt:
+        attributes = {"failure": "interrupted (Ctrl-C)", "interrupted": True}
+        if run_dir is not None and run_dir.path.is_dir():
+            attributes["run_dir"] = str(run_dir.path.relative_to(options.sweep_dir))
+            _close_stopped_run(run_dir, "interrupted")
+        return TrialOutcome("FAIL", attributes=attributes)
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        failure = f"{type(error).__name__}: {message}".rstrip(": ")
+        attributes = {"failure": failure}
+        if run_dir is not None and run_dir.path.is_dir():
+            attributes["run_dir"] = str(run_dir.path.relative_to(options.sweep_dir))
+            run_dir.file("error.txt").write_text(traceback.format_exc())
+            _close_stopped_run(run_dir, "failed", error=failure)
+        return TrialOutcome("FAIL", attributes=attributes, fatal=isinstance(error, FATAL_ERRORS))
+
+    attributes.update(_run_attributes(result.summary, result.history))
+    if result.status == "interrupted":
+        attributes.update(failure="interrupted (Ctrl-C)", interrupted=True)
+        return TrialOutcome("FAIL", attributes=attributes)
+    if result.status == "diverged":
+        attributes["failure"] = (
+            f"diverged at epoch {result.summary['diverged_at']}: the training loss is no longer finite"
+        )
+        return TrialOutcome("FAIL", attributes=attributes)
+    value = result.history[-1].get(config.metric) if result.history else None
+    if value is None:
+        attributes["failure"] = f"the run measured no {config.metric}"
+        return TrialOutcome("FAIL", attributes=attributes)
+    return TrialOutcome("COMPLETE", value=float(value), attributes=attributes)
