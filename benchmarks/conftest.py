@@ -8,13 +8,23 @@ import pytest
 import fastmlp
 from fastmlp.backends.base import Backend
 
-DEVICES = [
-    pytest.param(device, marks=[pytest.mark.gpu] if device.startswith("cuda") else [], id=device)
-    for device in fastmlp.available_devices()[:2]
-]
+def _devices() -> list:
+    """Plain NumPy, the default CPU backend when it differs (Numba), and the first GPU."""
+    devices = ["numpy"]
+    if fastmlp.get_backend("cpu").name != "numpy":
+        devices.append("cpu")
+    devices += [device for device in fastmlp.available_devices() if device.startswith("cuda")][:1]
+    return [
+        pytest.param(
+            device,
+            marks=[pytest.mark.gpu] if device.startswith("cuda") else [],
+            id=fastmlp.get_backend(device).name if not device.startswith("cuda") else device,
+        )
+        for device in devices
+    ]
 
 
-@pytest.fixture(params=DEVICES)
+@pytest.fixture(params=_devices())
 def backend(request):
     return fastmlp.get_backend(request.param)
 

@@ -17,6 +17,7 @@ from fastmlp.cli import (
     evaluate_command,
     predict_command,
     samples_command,
+    sweep_command,
     train_command,
 )
 from fastmlp.cli.parsing import EXIT_USAGE, ArgumentParser, UsageError
@@ -59,6 +60,7 @@ def build_parser() -> ArgumentParser:
         ("samples", samples_command, "save a grid with one sample image per class"),
         ("predict", predict_command, "classify your own images"),
         ("bench", bench_command, "training speed side by side with PyTorch and scikit-learn"),
+        ("sweep", sweep_command, "hyperparameter sweeps (Optuna or W&B) and their report"),
     ):
         command = commands.add_parser(name, help=summary, description=module.DESCRIPTION)
         module.add_arguments(command)

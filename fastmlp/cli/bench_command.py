@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data_dir", metavar="DIR", help="look for Fashion-MNIST here first")
     parser.add_argument("--out", default="bench-results", metavar="DIR", help="where to write JSON and markdown")
+    parser.add_argument(
+        "--time_to_accuracy", type=float, metavar="ACC",
+        help="instead: seconds from start to this test accuracy (e.g. 0.88) with the default "
+        "fastmlp train settings",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from fastmlp.bench import compare, markdown_table, write_report
 
     device = get_backend(args.device).device
+    if args.time_to_accuracy is not None:
+        return _time_to_accuracy(args.time_to_accuracy, device, args.data_dir)
     batch_sizes = args.batch_sizes or ([64, 4096] if device.startswith("cuda") else [32, 64, 256, 1024])
     results, source = compare(
         batch_sizes, device=device, rounds=args.rounds, samples=args.samples,
@@ -43,4 +50,20 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_table(results))
     json_path, markdown_path = write_report(results, source, device, args.out)
     print(f"saved {json_path} and {markdown_path}")
+    return 0
+
+
+def _time_to_accuracy(target: float, device: str, data_dir: str | None) -> int:
+    from fastmlp.bench.time_to_accuracy import time_to_accuracy
+
+    result = time_to_accuracy(target, device=device, data_dir=data_dir)
+    if not result.reached:
+        print(f"{target:.0%} test accuracy not reached in {result.epochs} epochs "
+              f"(best {result.test_accuracy:.4f}) on {result.device}")
+        return 1
+    print(
+        f"{target:.0%} test accuracy ({result.test_accuracy:.4f}) after {result.epochs} epochs: "
+        f"{result.seconds:.1f} s from start on {result.device} "
+        f"(data loading {result.load_seconds:.1f} s of it)"
+    )
     return 0

@@ -388,8 +388,11 @@ def parse_sweep_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     return config
 
 
-def read_sweep_config(path: str | PathLike[str]) -> SweepConfig:
-    """Read and check a sweep configuration file (YAML, or JSON which is YAML too)."""
+def read_sweep_config(path: str | PathLike[str], name: str | None = None) -> SweepConfig:
+    """Read and check a sweep configuration file (YAML, or JSON which is YAML too).
+
+    ``name`` overrides the file's ``name`` (default: the file name without its suffix).
+    """
     path = Path(path)
     if not path.is_file():
         raise SweepConfigError(f"sweep config {path} does not exist")
@@ -402,4 +405,6 @@ def read_sweep_config(path: str | PathLike[str]) -> SweepConfig:
     except yaml.YAMLError as error:
         message = str(error).replace("\n", " ")
         raise SweepConfigError(f"sweep config {path} is not valid YAML: {message}") from None
+    if name is not None and isinstance(raw, Mapping):
+        raw = {**raw, "name": name}
     return parse_sweep_config(raw, default_name=path.stem)

@@ -34,6 +34,14 @@ class SweepError(ValueError):
     """A sweep cannot be created, continued or read; the message says why and what to do."""
 
 
+def require_optuna() -> None:
+    """Raise a one-line ImportError saying what to install when Optuna is missing."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise ImportError('the local sweep engine needs Optuna: pip install "fastmlp[sweep]"') from None
+
+
 class SweepDirectory:
     """The files of one sweep under ``path``."""
 

@@ -1,0 +1,263 @@
+"""The local sweep engine: Optuna, with the study in a journal file (or a database).
+
+Samplers: grid -> GridSampler, random -> RandomSampler, bayes -> TPESampler;
+``early_terminate: hyperband`` -> HyperbandPruner on the per-epoch metric (``min_iter`` and
+``max_iter`` in epochs, ``eta`` the reduction factor).
+
+``--count N`` is the sweep's total number of trials, whatever the number of workers,
+machines or sessions: every worker counts the trials that are finished, failed or running
+(interrupted ones excepted) under a lock before starting another, so a resumed sweep runs
+only what is left and a grid sweep never repeats a finished grid point. The count defaults
+to ``run_cap`` from the config, else to the grid size for a grid sweep.
+
+Resuming: run the same command again. Trials of workers that were killed (still RUNNING,
+but their process on this machine is gone) are marked failed and their configurations are
+queued again; so are trials stopped by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import dataclass, replace
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from fastmlp.sweep.config import SweepConfig
+from fastmlp.sweep.study import (
+    Progress,
+    SweepDirectory,
+    SweepError,
+    ask_lock_path,
+    create_or_load_study,
+    fail_stale_trials,
+    load_study,
+    open_storage,
+    progress,
+    require_optuna,
+    requeue,
+    set_trial_attributes,
+    storage_label,
+    this_worker,
+)
+from fastmlp.sweep.trial import TrialOptions, TrialOutcome, run_trial
+from fastmlp.sweep.workers import run_in_processes
+
+# Seconds after which a lock left by a killed worker is broken (holding it takes milliseconds).
+LOCK_GRACE_SECONDS = 10
+
+
+def _grid_sampler(search_space: dict[str, list[Any]]) -> Any:
+    from optuna.samplers import GridSampler
+
+    class SweepGridSampler(GridSampler):
+        """GridSampler without its end-of-grid ``study.stop()``, which only works inside
+        ``study.optimize``: the workers here ask and tell, and stop by counting trials."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return SweepGridSampler(search_space, seed=0)
+
+
+def make_sampler(config: SweepConfig) -> Any:
+    """The Optuna sampler of the sweep's method."""
+    from optuna.samplers import RandomSampler, TPESampler
+
+    if config.method == "grid":
+        return _grid_sampler(config.grid())
+    if config.method == "random":
+        return RandomSampler()
+    return TPESampler()  # constant_liar (on by default) keeps parallel workers apart
+
+
+def make_pruner(config: SweepConfig) -> Any:
+    """HyperbandPruner for ``early_terminate: hyperband``, else no pruning."""
+    from optuna.pruners import HyperbandPruner, NopPruner
+
+    if config.hyperband is None:
+        return NopPruner()
+    return HyperbandPruner(
+        min_resource=config.hyperband.min_iter,
+        max_resource=config.hyperband.max_iter or config.max_epochs(),
+        reduction_factor=config.hyperband.eta,
+    )
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs (picklable)."""
+
+    config: SweepConfig
+    sweep_dir: Path
+    storage: str | None
+    count: int
+    options: TrialOptions
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """Where a sweep stands after a session: counts, the best trial, and the directory."""
+
+    directory: SweepDirectory
+    count: int
+    progress: Progress
+    best_number: int | None = None
+    best_value: float | None = None
+    best_run_dir: str | None = None
+
+
+def resolve_count(config: SweepConfig, count: int | None) -> int:
+    """The sweep's total number of trials: --count, else run_cap, else the grid size."""
+    if count is None:
+        count = config.run_cap
+    if config.method == "grid":
+        size = config.grid_size()
+        return size if count is None else min(count, size)
+    if count is None:
+        raise SweepError(
+            f"a {config.method} sweep needs --count N (or run_cap in the config): how many trials to run"
+        )
+    return count
+
+
+def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
+    """Start the next trial (parameters sampled), or None when the sweep has all its trials."""
+    lock.acquire()
+    try:
+        fail_stale_trials(study)
+        if progress(study).counted >= spec.count:
+            return None
+        trial = study.ask(spec.config.distributions())
+        for key, value in this_worker().items():
+            trial.set_user_attr(key, value)
+        return trial
+    finally:
+        lock.release()
+
+
+def _record(study: Any, trial: Any, outcome: TrialOutcome) -> None:
+    from optuna.trial import TrialState
+
+    set_trial_attributes(study, trial, outcome.attributes)
+    study.tell(trial, outcome.value, state=TrialState[outcome.state])
+    if outcome.interrupted:
+        requeue(study, trial)
+
+
+def _describe(trial: Any, outcome: TrialOutcome, metric: str, seconds: float) -> str:
+    if outcome.state == "COMPLETE":
+        result = f"{metric} {outcome.value:.4f}"
+    elif outcome.state == "PRUNED":
+        result = f"pruned after epoch {outcome.attributes.get('epochs')}"
+    else:
+        result = f"failed: {outcome.failure}"
+    run = Path(outcome.attributes.get("run_dir", "-")).name
+    return f"trial {trial.number} {run}: {result} ({seconds:.1f} s)"
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """Run trials of the sweep until it has ``spec.count`` of them.
+
+    Raises:
+        KeyboardInterrupt: after Ctrl-C, once the running trial is recorded as interrupted.
+        SweepError: a fatal trial error (missing data or device), after recording it.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    from optuna.storages.journal import JournalFileOpenLock
+
+    directory = SweepDirectory(spec.sweep_dir)
+    study = load_study(
+        spec.config.name, open_storage(directory, spec.storage),
+        sampler=make_sampler(spec.config), pruner=make_pruner(spec.config),
+    )
+    lock = JournalFileOpenLock(ask_lock_path(directory, spec.storage), grace_period=LOCK_GRACE_SECONDS)
+    while (trial := _next_trial(study, spec, lock)) is not None:
+        started = time.perf_counter()
+        outcome = run_trial(trial, spec.config, spec.options)
+        _record(study, trial, outcome)
+        print(_describe(trial, outcome, spec.config.metric, time.perf_counter() - started), flush=True)
+        if outcome.interrupted:
+            raise KeyboardInterrupt
+        if outcome.fatal:
+            raise SweepError(f"trial {trial.number} failed: {outcome.failure}")
+
+
+def summarize(directory: SweepDirectory, study: Any, count: int) -> SweepSummary:
+    """Counts and the best trial of ``study``."""
+    summary = SweepSummary(directory=directory, count=count, progress=progress(study))
+    if summary.progress.complete:
+        best = study.best_trial
+        summary = replace(
+            summary, best_number=best.number, best_value=best.value,
+            best_run_dir=best.user_attrs.get("run_dir"),
+        )
+    return summary
+
+
+def run_local_sweep(
+    config: SweepConfig,
+    *,
+    out: str | PathLike[str] = "sweeps",
+    count: int | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    data_dir: str | PathLike[str] | None = None,
+    wandb_mode: str | None = None,
+    device: str | None = None,
+    figures: bool = True,
+) -> SweepSummary:
+    """Run (or continue) a sweep with Optuna until it has its total number of trials.
+
+    Args:
+        config: the checked sweep configuration; ``config.name`` names the sweep.
+        out: parent of sweep directories; the sweep lives in ``out/config.name``.
+        count: the sweep's total number of trials (default: run_cap, else the grid size).
+        workers: processes on this machine running trials side by side.
+        storage: a database URL (or shared journal file) instead of ``study.journal``.
+        data_dir, wandb_mode, device: as for ``fastmlp train``.
+        figures: write each trial's figures.
+
+    Raises:
+        KeyboardInterrupt: after Ctrl-C, once the running trials are recorded.
+        SweepError, SweepConfigError: with a one-line message.
+    """
+    require_optuna()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if workers < 1:
+        raise SweepError(f"--workers must be at least 1, got {workers}")
+    total = resolve_count(config, count)
+    directory = SweepDirectory(Path(out) / config.name)
+    study = create_or_load_study(config, open_storage(directory, storage))
+    directory.update_info(
+        name=config.name, engine="local", storage=storage_label(storage), config=config.raw
+    )
+    stale = fail_stale_trials(study)
+    if stale:
+        print(f"trials {', '.join(map(str, stale))} were left running by a stopped worker: "
+              "marked failed and queued again", file=sys.stderr)
+    done = progress(study)
+    remaining = total - done.counted
+    if remaining <= 0:
+        return summarize(directory, study, total)
+    print(f"sweep {config.name}: {done.counted} of {total} trials done or running, "
+          f"{remaining} to go on {min(workers, remaining)} worker(s); storage "
+          f"{storage_label(storage) if storage else directory.journal}", flush=True)
+    options = TrialOptions(
+        sweep_dir=directory.path, group=config.name,
+        data_dir=None if data_dir is None else str(data_dir),
+        wandb_mode=wandb_mode, device=device, figures=figures,
+    )
+    spec = WorkerSpec(config=config, sweep_dir=directory.path, storage=storage, count=total, options=options)
+    if workers == 1 or remaining == 1:
+        run_worker(spec)
+    else:
+        run_in_processes(run_worker, [spec] * min(workers, remaining))
+    return summarize(directory, load_study(config.name, open_storage(directory, storage)), total)
