@@ -57,7 +57,7 @@ def machine_description() -> dict[str, Any]:
     except OSError:
         pass
     versions = {"fastmlp": fastmlp.__version__, "numpy": np.__version__, "python": platform.python_version()}
-    for module in ("torch", "sklearn", "cupy"):
+    for module in ("numba", "torch", "sklearn", "cupy"):
         try:
             versions[module] = __import__(module).__version__
         except ImportError:

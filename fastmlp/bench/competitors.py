@@ -33,8 +33,8 @@ class FastMLP(Contender):
     """fastmlp's own ``train`` loop (the path ``fastmlp train`` takes)."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, device: str) -> None:
-        self.name = f"fastmlp ({device})"
         self.model = fastmlp.MLP(784, HIDDEN, 10, device=device, seed=0)
+        self.name = f"fastmlp ({self.model.backend.name}, {device})"
         self.optimizer = fastmlp.optim.Adam(lr=LEARNING_RATE)
         backend = self.model.backend
         self.x = backend.asarray(x)

@@ -25,6 +25,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from fastmlp.experiment import interrupts_deferred
 from fastmlp.sweep.config import SweepConfig
 from fastmlp.sweep.study import (
     Progress,
@@ -124,27 +125,31 @@ def resolve_count(config: SweepConfig, count: int | None) -> int:
 
 
 def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
-    """Start the next trial (parameters sampled), or None when the sweep has all its trials."""
-    lock.acquire()
-    try:
-        fail_stale_trials(study)
-        if progress(study).counted >= spec.count:
-            return None
-        trial = study.ask(spec.config.distributions())
-        for key, value in this_worker().items():
-            trial.set_user_attr(key, value)
-        return trial
-    finally:
-        lock.release()
+    """Start the next trial (parameters sampled), or None when the sweep has all its trials.
+    Ctrl-C waits until this is done, so the lock and the journal are never left half-written."""
+    with interrupts_deferred():
+        lock.acquire()
+        try:
+            fail_stale_trials(study)
+            if progress(study).counted >= spec.count:
+                return None
+            trial = study.ask(spec.config.distributions())
+            for key, value in this_worker().items():
+                trial.set_user_attr(key, value)
+            return trial
+        finally:
+            lock.release()
 
 
 def _record(study: Any, trial: Any, outcome: TrialOutcome) -> None:
+    """Store how a trial ended (Ctrl-C waits until it is stored)."""
     from optuna.trial import TrialState
 
-    set_trial_attributes(study, trial, outcome.attributes)
-    study.tell(trial, outcome.value, state=TrialState[outcome.state])
-    if outcome.interrupted:
-        requeue(study, trial)
+    with interrupts_deferred():
+        set_trial_attributes(study, trial, outcome.attributes)
+        study.tell(trial, outcome.value, state=TrialState[outcome.state])
+        if outcome.interrupted:
+            requeue(study, trial)
 
 
 def _describe(trial: Any, outcome: TrialOutcome, metric: str, seconds: float) -> str:

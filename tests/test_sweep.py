@@ -1,0 +1,339 @@
+"""Sweeps: W&B configs translated for Optuna, shared and resumable local sweeps, the report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+pytest.importorskip("yaml")
+
+from optuna.distributions import (  # noqa: E402
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from fastmlp.cli import main  # noqa: E402
+from fastmlp.config import DEFAULTS, normalize_config  # noqa: E402
+from fastmlp.sweep import (  # noqa: E402
+    SweepConfigError,
+    SweepError,
+    parse_sweep_config,
+    read_sweep_config,
+    run_local_sweep,
+    run_wandb_sweep,
+    write_report,
+)
+from fastmlp.sweep.local import make_pruner, make_sampler  # noqa: E402
+from fastmlp.sweep.study import SweepDirectory, load_study, open_storage  # noqa: E402
+from tests.datasets import write_idx_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# A one-hidden-layer network, one epoch on the tiny generated dataset: about 0.3 s a trial.
+TINY = {
+    "dataset": {"value": "mnist"}, "epochs": {"value": 1}, "num_layers": {"value": 1},
+    "batch_size": {"value": 32}, "device": {"value": "cpu"},
+}
+
+
+def sweep_config(method="random", name="test", **parameters):
+    """A sweep of TINY trials plus ``parameters`` (W&B specs), maximising val_accuracy."""
+    return parse_sweep_config({
+        "name": name, "method": method, "metric": {"name": "val_accuracy", "goal": "maximize"},
+        "parameters": {**TINY, **parameters},
+    })
+
+
+def trials_of(out: Path, name: str) -> list:
+    directory = SweepDirectory(out / name)
+    return load_study(name, open_storage(directory)).get_trials(deepcopy=False)
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    return write_idx_dataset(tmp_path_factory.mktemp("data"))
+
+
+def run(config, out, idx_dir, **options):
+    return run_local_sweep(config, out=out, data_dir=idx_dir, wandb_mode="disabled", figures=False, **options)
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, spec, expected", [
+    ("optimizer", {"values": ["adam", "nadam"]}, CategoricalDistribution(("adam", "nadam"))),
+    ("batch_size", {"distribution": "categorical", "values": [16, 32]}, CategoricalDistribution((16, 32))),
+    ("num_layers", {"distribution": "int_uniform", "min": 1, "max": 5}, IntDistribution(1, 5)),
+    ("num_layers", {"min": 1, "max": 5}, IntDistribution(1, 5)),
+    ("momentum", {"distribution": "uniform", "min": 0.1, "max": 0.9}, FloatDistribution(0.1, 0.9)),
+    ("momentum", {"min": 0.1, "max": 0.9}, FloatDistribution(0.1, 0.9)),
+    ("momentum", {"distribution": "q_uniform", "min": 0, "max": 0.75, "q": 0.25},
+     FloatDistribution(0, 0.75, step=0.25)),
+    ("learning_rate", {"distribution": "log_uniform_values", "min": "1e-4", "max": 1e-2},
+     FloatDistribution(1e-4, 1e-2, log=True)),
+    ("learning_rate", {"distribution": "log_uniform", "min": math.log(1e-4), "max": math.log(1e-2)},
+     FloatDistribution(1e-4, 1e-2, log=True)),
+])
+def test_each_supported_distribution_becomes_the_matching_optuna_distribution(name, spec, expected):
+    distribution = sweep_config(**{name: spec}).distributions()[name]
+    assert type(distribution) is type(expected)
+    for attribute in ("choices", "low", "high", "log", "step"):
+        got, want = getattr(distribution, attribute, None), getattr(expected, attribute, None)
+        assert got == (pytest.approx(want) if isinstance(want, float) else want), attribute
+
+
+def test_constants_are_fixed_settings_and_yaml_number_strings_are_numbers():
+    config = parse_sweep_config({
+        "method": "random", "metric": {"name": "val_loss"}, "project": "proj",
+        "parameters": {"learning_rate": {"value": "1e-3"}, "hidden_size": {"distribution": "constant",
+                                                                           "value": [64, 32]}},
+    })
+    assert config.parameters == {}
+    assert config.constants == {"wandb_project": "proj", "learning_rate": 1e-3, "hidden_size": [64, 32]}
+    assert config.goal == "minimize"  # the W&B default
+
+
+def test_grid_search_space_and_hyperband_pruner_follow_the_config():
+    config = parse_sweep_config({
+        "method": "grid", "metric": {"name": "val_accuracy", "goal": "maximize"},
+        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
+        "parameters": {"epochs": {"values": [4, 8]}, "num_layers": {"min": 1, "max": 3},
+                       "momentum": {"distribution": "q_uniform", "min": 0.5, "max": 0.9, "q": 0.2}},
+    })
+    assert config.grid() == {"epochs": [4, 8], "num_layers": [1, 2, 3], "momentum": [0.5, 0.7, 0.9]}
+    assert config.grid_size() == 18
+    assert isinstance(make_sampler(config), optuna.samplers.GridSampler)
+    pruner = make_pruner(config)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (2, 8, 2)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"parameters": {"learning_rate": {"distribution": "inv_log_uniform", "min": -9, "max": -4}}},
+     "'inv_log_uniform'"),
+    ({"parameters": {"learning_rate": {"distribution": "normal", "mu": 0, "sigma": 1}}}, "'mu'"),
+    ({"parameters": {"layers": {"values": [1, 2]}}}, "'layers' is not a fastmlp setting"),
+    ({"parameters": {"optimizer": {"values": ["adam", "adamw"]}}}, "'optimizer'"),
+    ({"parameters": {"optimizer": {"values": ["adam"], "probabilities": [1.0]}}}, "'probabilities'"),
+    ({"parameters": {"momentum": {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.3}}}, "'momentum'"),
+    ({"parameters": {"learning_rate": {"min": 0.1, "max": 0.01}}}, "'learning_rate'"),
+    ({"method": "unknown"}, "method"),
+    ({"method": "grid", "parameters": {"learning_rate": {"min": 0.01, "max": 0.1}}}, "'learning_rate'"),
+    ({"metric": {"goal": "maximize"}}, "metric"),
+    ({"metric": {"name": "accuracy", "goal": "maximize"}}, "'accuracy'"),
+    ({"metric": {"name": "val_accuracy", "goal": "maximize", "target": 0.9}}, "'target'"),
+    ({"early_terminate": {"type": "envelope"}}, "'envelope'"),
+    ({"early_terminate": {"type": "hyperband", "min_iter": 1, "s": 2}}, "'s'"),
+    ({"early_terminate": {"type": "hyperband", "max_iter": 9}}, "min_iter"),
+    ({"program": "train.py"}, "'program'"),
+    ({"run_cap": 0}, "run_cap"),
+])
+def test_what_the_local_engine_cannot_honour_is_an_error_naming_the_key(change, message):
+    raw = {"method": "random", "metric": {"name": "val_accuracy", "goal": "maximize"},
+           "parameters": {"optimizer": {"values": ["adam"]}}}
+    with pytest.raises(SweepConfigError, match=message):
+        parse_sweep_config({**raw, **change})
+
+
+def test_shipped_configs_are_valid():
+    classic = read_sweep_config(REPO / "sweeps" / "classic.yaml")
+    assert classic.method == "bayes" and classic.metric == "val_accuracy" and classic.goal == "maximize"
+    assert classic.constants["val_fraction"] == 0.1 and classic.hyperband is not None
+    assert classic.parameters["optimizer"].choices == ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
+    assert classic.parameters["learning_rate"].choices == (1e-3, 1e-4)
+    assert len(classic.parameters) == 9
+    quick = read_sweep_config(REPO / "sweeps" / "quick.yaml")
+    assert quick.max_epochs() <= 3 and quick.run_cap
+
+
+# --- running sweeps ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def shared_sweep(idx_dir, tmp_path_factory):
+    """Six trials by two worker processes sharing one journal."""
+    out = tmp_path_factory.mktemp("sweeps")
+    config = sweep_config(
+        name="shared", hidden_size={"values": [8, 16]}, optimizer={"values": ["adam", "nadam"]},
+        learning_rate={"distribution": "log_uniform_values", "min": 1e-3, "max": 3e-2},
+    )
+    summary = run(config, out, idx_dir, count=6, workers=2)
+    return out / "shared", summary
+
+
+def test_two_workers_sharing_a_journal_record_every_trial_once(shared_sweep):
+    directory, summary = shared_sweep
+    trials = trials_of(directory.parent, "shared")
+    assert sorted(trial.number for trial in trials) == list(range(6))
+    assert {trial.state.name for trial in trials} == {"COMPLETE"}
+    assert summary.progress.complete == 6
+    assert len({trial.user_attrs["pid"] for trial in trials}) == 2  # both workers ran trials
+    run_dirs = [directory / trial.user_attrs["run_dir"] for trial in trials]
+    assert len(set(run_dirs)) == 6
+    assert sorted(path.name for path in (directory / "runs").iterdir()) == sorted(p.name for p in run_dirs)
+    for trial, run_dir in zip(trials, run_dirs):
+        assert run_dir.name.endswith(f"_t{trial.number}") and run_dir.name.startswith("hl_1_sz_")
+        summary_json = json.loads((run_dir / "summary.json").read_text())
+        assert summary_json["status"] == "finished"
+        assert trial.value == summary_json["val_accuracy"]
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(idx_dir, tmp_path):
+    config = sweep_config(method="grid", learning_rate={"values": [1e9, 1e-3]},
+                          optimizer={"value": "sgd"}, activation={"value": "identity"})
+    summary = run(config, tmp_path, idx_dir)
+    states = {trial.params["learning_rate"]: trial for trial in trials_of(tmp_path, "test")}
+    assert states[1e9].state.name == "FAIL"
+    assert states[1e9].user_attrs["failure"].startswith("diverged at epoch 1")
+    assert states[1e-3].state.name == "COMPLETE"
+    assert summary.progress.failed == 1 and summary.progress.complete == 1
+    diverged = json.loads((tmp_path / "test" / states[1e9].user_attrs["run_dir"] / "summary.json").read_text())
+    assert diverged["status"] == "diverged"
+
+
+def test_running_again_continues_the_sweep_up_to_its_total(idx_dir, tmp_path):
+    config = sweep_config(hidden_size={"values": [8, 16]})
+    assert run(config, tmp_path, idx_dir, count=2).progress.complete == 2
+    assert run(config, tmp_path, idx_dir, count=4).progress.complete == 4
+    assert run(config, tmp_path, idx_dir, count=4).progress.complete == 4
+    assert len(trials_of(tmp_path, "test")) == 4
+
+
+def test_a_resumed_grid_sweep_runs_only_the_points_left(idx_dir, tmp_path):
+    config = sweep_config(method="grid", hidden_size={"values": [8, 16]}, batch_size={"values": [16, 32]})
+    run(config, tmp_path, idx_dir, count=3)
+    summary = run(config, tmp_path, idx_dir)  # the count defaults to the grid size
+    points = [(t.params["hidden_size"], t.params["batch_size"]) for t in trials_of(tmp_path, "test")]
+    assert summary.count == 4 and sorted(points) == [(8, 16), (8, 32), (16, 16), (16, 32)]
+
+
+def test_a_trial_left_running_by_a_killed_worker_is_failed_and_run_again(idx_dir, tmp_path):
+    config = sweep_config(method="grid", hidden_size={"values": [8, 16]})
+    run(config, tmp_path, idx_dir, count=1)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    study = load_study("test", open_storage(SweepDirectory(tmp_path / "test")))
+    orphan = study.ask(config.distributions())
+    orphan.set_user_attr("host", socket.gethostname())
+    orphan.set_user_attr("pid", int(dead.stdout))
+
+    summary = run(config, tmp_path, idx_dir)
+    trials = trials_of(tmp_path, "test")
+    assert trials[1].state.name == "FAIL" and trials[1].user_attrs["interrupted"]
+    (rerun,) = [trial for trial in trials if trial.user_attrs.get("retry_of") == 1]
+    assert rerun.state.name == "COMPLETE" and rerun.params == trials[1].params
+    assert summary.progress.complete == 2 and summary.progress.interrupted == 1
+
+
+def test_sweep_with_the_same_name_but_other_parameters_is_refused(idx_dir, tmp_path):
+    run(sweep_config(hidden_size={"values": [8, 16]}), tmp_path, idx_dir, count=1)
+    with pytest.raises(SweepError, match="different configuration"):
+        run(sweep_config(hidden_size={"values": [8, 32]}), tmp_path, idx_dir, count=2)
+
+
+def test_ctrl_c_keeps_finished_trials_and_the_same_command_finishes_the_sweep(tmp_path):
+    data = write_idx_dataset(tmp_path / "data", train=3000, test=100)
+    config = tmp_path / "slow.yaml"
+    config.write_text(
+        "method: random\nmetric: {name: val_accuracy, goal: maximize}\nparameters:\n"
+        "  dataset: {value: mnist}\n  num_layers: {value: 1}\n  hidden_size: {values: [8, 16]}\n"
+        "  epochs: {values: [1, 40]}\n  batch_size: {value: 16}\n  device: {value: cpu}\n"
+    )
+    command = [sys.executable, "-m", "fastmlp", "sweep", str(config), "--count", "6", "--workers", "2",
+               "--out", str(tmp_path / "sweeps"), "--data_dir", str(data), "--wandb_mode", "disabled"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               stdin=subprocess.DEVNULL)
+    journal = tmp_path / "sweeps" / "slow" / "study.journal"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if journal.exists():
+            states = [t.state.name for t in trials_of(tmp_path / "sweeps", "slow")]
+            if "COMPLETE" in states and "RUNNING" in states:
+                break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    trials = trials_of(tmp_path / "sweeps", "slow")
+    assert "RUNNING" not in {trial.state.name for trial in trials}
+    assert any(trial.state.name == "COMPLETE" for trial in trials)
+    interrupted = [trial for trial in trials if trial.user_attrs.get("interrupted")]
+    assert interrupted and all(trial.state.name == "FAIL" for trial in interrupted)
+
+    finished = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+                              timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    trials = trials_of(tmp_path / "sweeps", "slow")
+    counted = [trial for trial in trials if not trial.user_attrs.get("interrupted")]
+    assert len(counted) == 6 and {trial.state.name for trial in counted} == {"COMPLETE"}
+    rerun = {trial.user_attrs.get("retry_of") for trial in counted}
+    assert {trial.number for trial in interrupted} <= rerun
+
+
+# --- report -----------------------------------------------------------------------------------
+
+def test_report_writes_best_config_tables_and_plots(shared_sweep, capsys):
+    directory, summary = shared_sweep
+    assert main(["sweep", "report", str(directory), "--wandb_mode", "disabled"]) == 0
+    report = directory / "report"
+    for name in ("best.json", "trials.csv", "trials.md", "parallel_coordinates.png",
+                 "accuracy_vs_time.png", "importance.png"):
+        assert (report / name).stat().st_size > 0, name
+    best = json.loads((report / "best.json").read_text())
+    assert set(best) <= set(DEFAULTS)
+    assert normalize_config(best)["optimizer"] in ("adam", "nadam")
+    best_trial = trials_of(directory.parent, "shared")[summary.best_number]
+    assert best["learning_rate"] == best_trial.params["learning_rate"]
+    assert len((report / "trials.csv").read_text().splitlines()) == 1 + 6
+    assert "fastmlp train --config" in capsys.readouterr().out
+
+
+def test_report_of_a_sweep_with_failures_and_no_completed_trial(idx_dir, tmp_path):
+    config = sweep_config(method="grid", learning_rate={"values": [1e9]}, optimizer={"value": "sgd"},
+                          activation={"value": "identity"})
+    run(config, tmp_path, idx_dir)
+    report = write_report(tmp_path / "test", wandb_mode="disabled")
+    assert report.best is None and "best" not in report.files
+    assert "diverged" in (tmp_path / "test" / "report" / "trials.md").read_text()
+    assert (tmp_path / "test" / "report" / "accuracy_vs_time.png").exists()
+
+
+# --- command line and the W&B engine ----------------------------------------------------------
+
+def test_unsupported_config_is_one_line_on_stderr_with_status_2(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("method: random\nmetric: {name: val_accuracy}\n"
+                      "parameters: {learning_rate: {distribution: inv_log_uniform, min: -9, max: -4}}\n")
+    assert main(["sweep", str(config), "--count", "1", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "inv_log_uniform" in error
+    assert main(["sweep", "report", str(tmp_path / "missing")]) == 2
+    assert "not a sweep directory" in capsys.readouterr().err
+
+
+def test_wandb_engine_without_an_account_fails_fast_with_one_line(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("wandb")
+    for variable in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    config = read_sweep_config(REPO / "sweeps" / "quick.yaml")
+    started = time.monotonic()
+    with pytest.raises(SweepError, match="wandb login"):
+        run_wandb_sweep(config, out=tmp_path)
+    assert main(["sweep", str(REPO / "sweeps" / "quick.yaml"), "--engine", "wandb", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--engine local" in error
+    assert time.monotonic() - started < 20
+    assert not (tmp_path / "quick").exists()
