@@ -8,6 +8,7 @@ import pytest
 import fastmlp
 from fastmlp.backends.base import Backend
 
+
 def _devices() -> list:
     """Plain NumPy, the default CPU backend when it differs (Numba), and the first GPU."""
     devices = ["numpy"]

@@ -18,7 +18,9 @@ STEPS = {
     "nag": lambda b, p, g, s: b.nag_(p, g, s[0], 1e-3, 0.9),
     "rmsprop": lambda b, p, g, s: b.rmsprop_(p, g, s[0], 1e-3, 0.99, 1e-8),
     "adam": lambda b, p, g, s: b.adam_(p, g, s[0], s[1], 1e-3, 0.9, 0.999, 1e-8, 10),
-    "nadam": lambda b, p, g, s: b.nadam_(p, g, s[0], s[1], 2e-3, 0.9, 0.999, 1e-8, 10, 0.5, 0.5, 0.1),
+    "nadam": lambda b, p, g, s: b.nadam_(
+        p, g, s[0], s[1], 2e-3, 0.9, 0.999, 1e-8, 10, 0.5, 0.5, 0.1
+    ),
 }
 
 

@@ -34,7 +34,9 @@ def test_adam_step_state(benchmark, state):
 
     benchmark.pedantic(
         lambda: backend.adam_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 100),
-        setup=refill, rounds=2000, warmup_rounds=10,
+        setup=refill,
+        rounds=2000,
+        warmup_rounds=10,
     )
 
 
@@ -47,8 +49,9 @@ def test_training_flush(benchmark, images, monkeypatch, flush):
     model = fastmlp.MLP(seed=0)
     optimizer = fastmlp.optim.Adam(lr=1e-3)
     benchmark.pedantic(
-        lambda: fastmlp.train(model, optimizer, x, y, epochs=4, batch_size=32, seed=0,
-                              progress=False, verbose=False),
+        lambda: fastmlp.train(
+            model, optimizer, x, y, epochs=4, batch_size=32, seed=0, progress=False, verbose=False
+        ),
         rounds=1,
     )
     state = np.concatenate([optimizer.state["m"], optimizer.state["v"]])

@@ -29,7 +29,17 @@ def test_reference_network_epoch(benchmark, backend, images, batch_size):
     epochs = iter(range(10**6))
 
     def epoch():
-        fastmlp.train(model, optimizer, x_device, y_device, epochs=1, batch_size=batch_size,
-                      seed=0, progress=False, verbose=False, start_epoch=next(epochs))
+        fastmlp.train(
+            model,
+            optimizer,
+            x_device,
+            y_device,
+            epochs=1,
+            batch_size=batch_size,
+            seed=0,
+            progress=False,
+            verbose=False,
+            start_epoch=next(epochs),
+        )
 
     benchmark.pedantic(synchronized(backend, epoch), rounds=3, warmup_rounds=1)

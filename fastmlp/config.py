@@ -81,7 +81,9 @@ def _positive_int(name: str, value: Any) -> int:
     return number
 
 
-def _number(name: str, value: Any, low: float, high: float = math.inf, high_open: bool = False) -> float:
+def _number(
+    name: str, value: Any, low: float, high: float = math.inf, high_open: bool = False
+) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -176,7 +178,9 @@ def read_config_file(path: str | PathLike[str]) -> dict[str, Any]:
         try:
             import yaml
         except ImportError:
-            raise ConfigError(f'reading {path} needs PyYAML: pip install "fastmlp[sweep]"') from None
+            raise ConfigError(
+                f'reading {path} needs PyYAML: pip install "fastmlp[sweep]"'
+            ) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:

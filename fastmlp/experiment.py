@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,12 +90,18 @@ def _write_figures(
     confusion = figures.confusion_matrix(dataset.y_test, predictions, len(dataset.class_names))
     paths = {
         "confusion_matrix": figures.plot_confusion_matrix(
-            confusion, dataset.class_names, run_dir.file("confusion_matrix.png"),
+            confusion,
+            dataset.class_names,
+            run_dir.file("confusion_matrix.png"),
             title=f"{run_dir.name} on {dataset.name} test",
         ),
         "confident_mistakes": figures.plot_confident_mistakes(
-            dataset.x_test, dataset.y_test, predictions, probabilities.max(axis=1),
-            dataset.class_names, run_dir.file("confident_mistakes.png"),
+            dataset.x_test,
+            dataset.y_test,
+            predictions,
+            probabilities.max(axis=1),
+            dataset.class_names,
+            run_dir.file("confident_mistakes.png"),
         ),
     }
     if history:
@@ -162,7 +167,9 @@ def run_experiment(
     backend = get_backend(config["device"])
     # The validation split is the same for every run (data.load's fixed split seed), so
     # validation accuracies of different runs and sweep trials are comparable.
-    dataset = datasets.load(config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"])
+    dataset = datasets.load(
+        config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"]
+    )
 
     if resume is not None:
         checkpoint = load_checkpoint(run_dir.checkpoint_path, device=backend)
@@ -225,10 +232,18 @@ def run_experiment(
     diverged_at = None
     try:
         result = train(
-            model, optimizer, dataset.x_train, dataset.y_train,
-            epochs=config["epochs"] - start_epoch, batch_size=config["batch_size"],
-            x_val=dataset.x_val, y_val=dataset.y_val, seed=config["seed"],
-            progress=progress, verbose=verbose, callbacks=[track, *callbacks],
+            model,
+            optimizer,
+            dataset.x_train,
+            dataset.y_train,
+            epochs=config["epochs"] - start_epoch,
+            batch_size=config["batch_size"],
+            x_val=dataset.x_val,
+            y_val=dataset.y_val,
+            seed=config["seed"],
+            progress=progress,
+            verbose=verbose,
+            callbacks=[track, *callbacks],
             start_epoch=start_epoch,
         )
         if result.diverged:
@@ -265,4 +280,6 @@ def run_experiment(
         wandb_run.update_summary(summary)
         wandb_run.finish(exit_code=0 if status == "finished" else 1)
         summary["wandb_dir"] = wandb_run.directory
-    return ExperimentResult(run_dir=run_dir, status=status, history=history, summary=summary, model=model)
+    return ExperimentResult(
+        run_dir=run_dir, status=status, history=history, summary=summary, model=model
+    )

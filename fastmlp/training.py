@@ -172,7 +172,9 @@ def train(
     y = to_device_labels(backend, y_train, model.output_size)
     n = x.shape[0]
     if n == 0 or y.shape[0] != n:
-        raise ValueError(f"need as many labels as inputs (and at least one), got {n} and {y.shape[0]}")
+        raise ValueError(
+            f"need as many labels as inputs (and at least one), got {n} and {y.shape[0]}"
+        )
     has_validation = x_val is not None and y_val is not None and len(y_val) > 0
     if has_validation:
         x_validation = to_device_inputs(backend, x_val, model.dtype)

@@ -164,7 +164,7 @@ def test_cupy_backend_class_has_the_base_signatures_when_cupy_is_importable():
 
 @pytest.mark.parametrize("device", ["cpu", "numpy", "CPU", " Numpy "])
 def test_cpu_device_names_give_a_numpy_backend(device):
-    """"cpu" is NumPy (with compiled optimizer updates when Numba is installed); "numpy" is
+    """ "cpu" is NumPy (with compiled optimizer updates when Numba is installed); "numpy" is
     always the plain NumPy backend."""
     backend = fastmlp.get_backend(device)
     assert isinstance(backend, NumpyBackend)

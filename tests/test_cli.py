@@ -1,4 +1,4 @@
-"""The command line: every classic flag, the sub-commands, one-line errors, W&B, Ctrl-C and resume."""
+"""The command line: classic flags, sub-commands, one-line errors, W&B, Ctrl-C and resume."""
 
 from __future__ import annotations
 
@@ -30,8 +30,19 @@ def idx_dir(tmp_path):
 
 
 def train_args(idx_dir, out, *extra):
-    return ["train", "-d", "mnist", "--data_dir", str(idx_dir), "--out", str(out),
-            "--wandb_mode", "disabled", *QUICK, *extra]
+    return [
+        "train",
+        "-d",
+        "mnist",
+        "--data_dir",
+        str(idx_dir),
+        "--out",
+        str(out),
+        "--wandb_mode",
+        "disabled",
+        *QUICK,
+        *extra,
+    ]
 
 
 def exit_status(args) -> int:
@@ -55,29 +66,97 @@ def test_train_saves_a_run_and_prints_the_final_table(idx_dir, tmp_path, capsys)
         assert label in output
     run = only_run(tmp_path / "runs")
     assert sorted(path.name for path in run.iterdir()) == [
-        "checkpoint.npz", "confident_mistakes.png", "config.json", "confusion_matrix.png",
-        "metrics.jsonl", "summary.json", "training_curves.png",
+        "checkpoint.npz",
+        "confident_mistakes.png",
+        "config.json",
+        "confusion_matrix.png",
+        "metrics.jsonl",
+        "summary.json",
+        "training_curves.png",
     ]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
 
 
 def test_every_classic_flag_is_accepted_and_canonicalised(idx_dir, tmp_path):
     flags = [
-        "train", "-wp", "proj", "-we", "team", "-d", "MNIST", "-e", "1", "-b", "16",
-        "-l", "mse", "-o", "nesterov", "-lr", "0.01", "-m", "0.5", "-beta", "0.9",
-        "-beta1", "0.8", "-beta2", "0.99", "-eps", "1e-6", "-w_d", "0.0005", "-w_i", "Xavier",
-        "-nhl", "2", "-sz", "16", "8", "-a", "ReLU", "--data_dir", str(idx_dir),
-        "--out", str(tmp_path / "runs"), "--wandb_mode", "disabled", "--device", "cpu", "--dtype", "float64",
-        "--seed", "5", "--val_fraction", "0.2", "--no_progress",
+        "train",
+        "-wp",
+        "proj",
+        "-we",
+        "team",
+        "-d",
+        "MNIST",
+        "-e",
+        "1",
+        "-b",
+        "16",
+        "-l",
+        "mse",
+        "-o",
+        "nesterov",
+        "-lr",
+        "0.01",
+        "-m",
+        "0.5",
+        "-beta",
+        "0.9",
+        "-beta1",
+        "0.8",
+        "-beta2",
+        "0.99",
+        "-eps",
+        "1e-6",
+        "-w_d",
+        "0.0005",
+        "-w_i",
+        "Xavier",
+        "-nhl",
+        "2",
+        "-sz",
+        "16",
+        "8",
+        "-a",
+        "ReLU",
+        "--data_dir",
+        str(idx_dir),
+        "--out",
+        str(tmp_path / "runs"),
+        "--wandb_mode",
+        "disabled",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float64",
+        "--seed",
+        "5",
+        "--val_fraction",
+        "0.2",
+        "--no_progress",
     ]
     assert main(flags) == 0
     config = json.loads((only_run(tmp_path / "runs") / "config.json").read_text())
     expected = {
-        "wandb_project": "proj", "wandb_entity": "team", "dataset": "mnist", "epochs": 1,
-        "batch_size": 16, "loss": "mean_squared_error", "optimizer": "nag", "learning_rate": 0.01,
-        "momentum": 0.5, "beta": 0.9, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-6,
-        "weight_decay": 0.0005, "weight_init": "xavier", "num_layers": 2, "hidden_size": [16, 8],
-        "activation": "relu", "dtype": "float64", "seed": 5, "val_fraction": 0.2,
+        "wandb_project": "proj",
+        "wandb_entity": "team",
+        "dataset": "mnist",
+        "epochs": 1,
+        "batch_size": 16,
+        "loss": "mean_squared_error",
+        "optimizer": "nag",
+        "learning_rate": 0.01,
+        "momentum": 0.5,
+        "beta": 0.9,
+        "beta1": 0.8,
+        "beta2": 0.99,
+        "epsilon": 1e-6,
+        "weight_decay": 0.0005,
+        "weight_init": "xavier",
+        "num_layers": 2,
+        "hidden_size": [16, 8],
+        "activation": "relu",
+        "dtype": "float64",
+        "seed": 5,
+        "val_fraction": 0.2,
     }
     assert {key: config[key] for key in expected} == expected
 
@@ -162,7 +241,12 @@ def test_evaluate_reports_per_class_metrics_and_saves_figures(idx_dir, tmp_path,
     run = only_run(tmp_path / "runs")
     out = tmp_path / "evaluation"
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--data_dir", str(idx_dir), "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        main(
+            ["evaluate", str(run), "--data_dir", str(idx_dir), "--device", "cpu", "--out", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "precision" in printed and "recall" in printed and "macro average" in printed
     report = json.loads((out / "evaluation.json").read_text())
@@ -188,7 +272,9 @@ def test_predict_classifies_an_image_file_of_another_size_and_colour(idx_dir, tm
     images = load_idx(idx_dir / FILES["test_images"])
     labels = load_idx(idx_dir / FILES["test_labels"])
     # dark object on a light background, 3x larger, in colour: the opposite of the training style
-    photo = np.repeat(np.kron(255 - images[0], np.ones((3, 3), dtype=np.uint8))[..., None], 3, axis=2)
+    photo = np.repeat(
+        np.kron(255 - images[0], np.ones((3, 3), dtype=np.uint8))[..., None], 3, axis=2
+    )
     Image.fromarray(photo).save(tmp_path / "photo.png")
     capsys.readouterr()
     assert main(["predict", str(run), str(tmp_path / "photo.png"), "--top", "2"]) == 0
@@ -198,8 +284,22 @@ def test_predict_classifies_an_image_file_of_another_size_and_colour(idx_dir, tm
 
 def test_samples_saves_one_image_per_class(idx_dir, tmp_path, capsys):
     out = tmp_path / "grid.png"
-    assert main(["samples", "-d", "mnist", "--data_dir", str(idx_dir), "--out", str(out),
-                 "--wandb_mode", "disabled"]) == 0
+    assert (
+        main(
+            [
+                "samples",
+                "-d",
+                "mnist",
+                "--data_dir",
+                str(idx_dir),
+                "--out",
+                str(out),
+                "--wandb_mode",
+                "disabled",
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -208,8 +308,14 @@ def wandb_records(run_dir: Path) -> list[dict]:
     if wandb is None:
         pytest.skip("wandb is not installed")
     (offline_run,) = (run_dir / "wandb").glob("offline-run-*")
-    result = subprocess.run([wandb, "leet", "inspect", "--json", str(offline_run)], capture_output=True,
-                            text=True, timeout=120, stdin=subprocess.DEVNULL, check=True)
+    result = subprocess.run(
+        [wandb, "leet", "inspect", "--json", str(offline_run)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
@@ -224,8 +330,11 @@ def test_offline_wandb_run_holds_epochs_config_summary_and_figures(idx_dir, tmp_
     history = [r["history"]["item"] for r in records if r["type"] == "history"]
     epochs = [row for row in history if "val_accuracy" in row]
     assert [row["epoch"] for row in epochs] == [1, 2]
-    assert any("confusion_matrix_chart_table._type" in row or "confusion_matrix_chart_table" in
-               json.dumps(row) for row in history)
+    assert any(
+        "confusion_matrix_chart_table._type" in row
+        or "confusion_matrix_chart_table" in json.dumps(row)
+        for row in history
+    )
     assert any("confusion_matrix.path" in json.dumps(row) for row in history)
     summary = {}
     for record in records:
@@ -260,9 +369,24 @@ def subprocess_env(tmp_path: Path) -> dict:
 
 def test_root_train_py_accepts_the_same_flags(idx_dir, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "-d", "mnist", "--data_dir", str(idx_dir),
-         "--out", str(tmp_path / "runs"), "-e", "1", *QUICK],
-        capture_output=True, text=True, timeout=120, env=subprocess_env(tmp_path), stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-d",
+            "mnist",
+            "--data_dir",
+            str(idx_dir),
+            "--out",
+            str(tmp_path / "runs"),
+            "-e",
+            "1",
+            *QUICK,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(tmp_path),
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
@@ -271,10 +395,31 @@ def test_root_train_py_accepts_the_same_flags(idx_dir, tmp_path):
 def test_ctrl_c_keeps_finished_epochs_and_resume_completes_the_run(tmp_path):
     data = write_idx_dataset(tmp_path / "data", train=6000, test=200)
     out = tmp_path / "runs"
-    command = [sys.executable, "-m", "fastmlp.cli", "train", "-d", "mnist", "--data_dir", str(data),
-               "--out", str(out), "-e", "400", "-b", "8", *QUICK]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=subprocess_env(tmp_path), stdin=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "fastmlp.cli",
+        "train",
+        "-d",
+        "mnist",
+        "--data_dir",
+        str(data),
+        "--out",
+        str(out),
+        "-e",
+        "400",
+        "-b",
+        "8",
+        *QUICK,
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     metrics = None
     while time.monotonic() < deadline:
@@ -293,8 +438,20 @@ def test_ctrl_c_keeps_finished_epochs_and_resume_completes_the_run(tmp_path):
     saved = fastmlp.load_checkpoint(run / "checkpoint.npz").epoch
     assert saved == len(metrics.read_text().splitlines()) >= 2
 
-    status = main(["train", "--resume", str(run), "--data_dir", str(data), "-e", str(saved + 1),
-                   "--no_progress", "--wandb_mode", "disabled"])
+    status = main(
+        [
+            "train",
+            "--resume",
+            str(run),
+            "--data_dir",
+            str(data),
+            "-e",
+            str(saved + 1),
+            "--no_progress",
+            "--wandb_mode",
+            "disabled",
+        ]
+    )
     assert status == 0
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [row["epoch"] for row in rows] == list(range(1, saved + 2))
@@ -303,8 +460,20 @@ def test_ctrl_c_keeps_finished_epochs_and_resume_completes_the_run(tmp_path):
 
 @pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_real_fashion_mnist_trains_to_a_sensible_accuracy(tmp_path):
-    status = main(["train", "-e", "2", "--device", "cpu", "--out", str(tmp_path), "--no_progress",
-                   "--wandb_mode", "disabled"])
+    status = main(
+        [
+            "train",
+            "-e",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+            "--no_progress",
+            "--wandb_mode",
+            "disabled",
+        ]
+    )
     assert status == 0
     summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
     assert summary["test_accuracy"] > 0.84

@@ -142,7 +142,7 @@ GRADIENT_CASES = list(itertools.product(ACTIVATIONS, LOSSES, [0.0, 0.1], [1, 5])
 @pytest.mark.parametrize(
     "activation,loss,weight_decay,batch_size",
     GRADIENT_CASES,
-    ids=[f"{a}-{l}-wd{w}-n{n}" for a, l, w, n in GRADIENT_CASES],
+    ids=[f"{a}-{loss}-wd{w}-n{n}" for a, loss, w, n in GRADIENT_CASES],
 )
 def test_backprop_gradient_matches_central_differences(activation, loss, weight_decay, batch_size):
     """model.grads after loss_and_grad == d(data loss + 0.5 wd ||W||^2)/dparams."""

@@ -35,7 +35,9 @@ UPDATES = {
     "nag": lambda b, p, g, m, v, t: b.nag_(p, g, m, 0.05, 0.7),
     "rmsprop": lambda b, p, g, m, v, t: b.rmsprop_(p, g, v, 0.01, 0.99, 1e-8),
     "adam": lambda b, p, g, m, v, t: b.adam_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, t),
-    "nadam": lambda b, p, g, m, v, t: b.nadam_(p, g, m, v, 2e-3, 0.9, 0.999, 1e-8, t, 0.45, 0.46, 0.3),
+    "nadam": lambda b, p, g, m, v, t: b.nadam_(
+        p, g, m, v, 2e-3, 0.9, 0.999, 1e-8, t, 0.45, 0.46, 0.3
+    ),
     "add_scaled": lambda b, p, g, m, v, t: b.add_scaled_(p, g, 5e-4),
 }
 
@@ -113,8 +115,17 @@ def test_training_on_numba_follows_numpy_to_rounding():
     runs = []
     for backend in (NumbaBackend(), NumpyBackend()):
         model = fastmlp.MLP(784, (64, 32), 10, device=backend, seed=0)
-        fastmlp.train(model, fastmlp.optim.Adam(lr=1e-3), x, y, epochs=2, batch_size=32, seed=0,
-                      progress=False, verbose=False)
+        fastmlp.train(
+            model,
+            fastmlp.optim.Adam(lr=1e-3),
+            x,
+            y,
+            epochs=2,
+            batch_size=32,
+            seed=0,
+            progress=False,
+            verbose=False,
+        )
         runs.append(model.params)
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-4, atol=1e-6)
 
@@ -122,6 +133,11 @@ def test_training_on_numba_follows_numpy_to_rounding():
 def test_fastmlp_numba_0_selects_plain_numpy():
     script = "import fastmlp; print(fastmlp.get_backend('cpu').name)"
     for setting, expected in (("0", "numpy"), ("1", "numba")):
-        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                                env={**os.environ, "FASTMLP_NUMBA": setting}, check=True)
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "FASTMLP_NUMBA": setting},
+            check=True,
+        )
         assert result.stdout.strip() == expected

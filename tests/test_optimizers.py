@@ -22,8 +22,9 @@ try:
 except ImportError:  # numba is optional (extra "jit")
     NumbaBackend = None
 
-FUSED_BACKENDS = [NumpyBackend] + ([NumbaBackend] if NumbaBackend is not None else [])
 from fastmlp.optim.optimizer import flush_threshold
+
+FUSED_BACKENDS = [NumpyBackend] + ([NumbaBackend] if NumbaBackend is not None else [])
 
 OPTIMIZERS = ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam"]
 

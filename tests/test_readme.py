@@ -28,7 +28,10 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
 def test_every_train_flag_in_the_readme_exists():
     table = README.read_text().split("`fastmlp train` flags", 1)[1].split("Every run writes", 1)[0]
     flags = set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9_]*)", table))
-    known = {option for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions
-             for option in action.option_strings}
+    known = {
+        option
+        for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+        for option in action.option_strings
+    }
     assert flags, "the README lists no flags"
     assert flags <= known, f"flags in the README that fastmlp train lacks: {sorted(flags - known)}"

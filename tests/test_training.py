@@ -25,8 +25,17 @@ def test_train_learns_uint8_images_and_reports_every_epoch():
     images, labels = make_images(500, seed=3)
     model = fastmlp.MLP(784, (32,), 10, seed=0)
     history = train(
-        model, fastmlp.optim.Adam(lr=3e-3), images[:400], labels[:400],
-        epochs=5, batch_size=32, x_val=images[400:], y_val=labels[400:], seed=0, progress=False, verbose=False,
+        model,
+        fastmlp.optim.Adam(lr=3e-3),
+        images[:400],
+        labels[:400],
+        epochs=5,
+        batch_size=32,
+        x_val=images[400:],
+        y_val=labels[400:],
+        seed=0,
+        progress=False,
+        verbose=False,
     )
     assert [row.epoch for row in history.epochs] == [1, 2, 3, 4, 5]
     assert history.epochs[-1].train_loss < history.epochs[0].train_loss
@@ -54,15 +63,34 @@ def test_train_matches_a_hand_written_loop_step_for_step():
             reference.loss_and_grad(x[rows], labels[rows].astype(np.int64))
             optimizer.step(reference.params, reference.grads)
     model = fastmlp.MLP(784, (16,), 10, seed=1)
-    train(model, fastmlp.optim.SGD(lr=0.1), images, labels, epochs=2, batch_size=30, seed=7, progress=False, verbose=False)
+    train(
+        model,
+        fastmlp.optim.SGD(lr=0.1),
+        images,
+        labels,
+        epochs=2,
+        batch_size=30,
+        seed=7,
+        progress=False,
+        verbose=False,
+    )
     np.testing.assert_allclose(model.params, reference.params, rtol=1e-6, atol=1e-7)
 
 
 def test_divergence_stops_training_and_keeps_the_last_finite_weights():
     images, labels = make_images(200, seed=5)
     model = fastmlp.MLP(784, (16,), 10, activation="identity", seed=0)
-    history = train(model, fastmlp.optim.SGD(lr=1e6), images, labels, epochs=5, batch_size=20,
-                    seed=0, progress=False, verbose=False)
+    history = train(
+        model,
+        fastmlp.optim.SGD(lr=1e6),
+        images,
+        labels,
+        epochs=5,
+        batch_size=20,
+        seed=0,
+        progress=False,
+        verbose=False,
+    )
     assert history.diverged_at == 1
     assert np.isfinite(model.params).all()
 
@@ -87,8 +115,13 @@ def test_experiment_writes_the_run_directory_as_it_goes(idx_dir, tmp_path):
         epochs_seen.append((metrics.epoch, len(lines), (run / "checkpoint.npz").exists()))
 
     result = run_experiment(
-        {**SMALL, "dataset": "mnist"}, out=tmp_path / "runs", data_dir=idx_dir,
-        wandb_mode="disabled", progress=False, callbacks=[check_files], figures=False,
+        {**SMALL, "dataset": "mnist"},
+        out=tmp_path / "runs",
+        data_dir=idx_dir,
+        wandb_mode="disabled",
+        progress=False,
+        callbacks=[check_files],
+        figures=False,
     )
     assert epochs_seen == [(1, 1, True), (2, 2, True), (3, 3, True), (4, 4, True)]
     run = result.run_dir.path
@@ -112,7 +145,9 @@ def test_interrupted_run_resumes_exactly_like_an_uninterrupted_one(idx_dir, tmp_
         if metrics.epoch == 2:
             raise KeyboardInterrupt
 
-    cut = run_experiment(settings, out=tmp_path / "cut", callbacks=[interrupt_after_second_epoch], **common)
+    cut = run_experiment(
+        settings, out=tmp_path / "cut", callbacks=[interrupt_after_second_epoch], **common
+    )
     assert cut.status == "interrupted"
     assert len(cut.run_dir.read_metrics()) == 2
     resumed = run_experiment({}, resume=cut.run_dir.path, **common)
@@ -133,8 +168,18 @@ def test_resuming_a_finished_run_asks_for_more_epochs(idx_dir, tmp_path):
 
 def test_diverging_experiment_is_recorded_as_diverged(idx_dir, tmp_path):
     result = run_experiment(
-        {**SMALL, "dataset": "mnist", "optimizer": "sgd", "learning_rate": 1e7, "activation": "identity"},
-        out=tmp_path, data_dir=idx_dir, wandb_mode="disabled", progress=False, figures=False,
+        {
+            **SMALL,
+            "dataset": "mnist",
+            "optimizer": "sgd",
+            "learning_rate": 1e7,
+            "activation": "identity",
+        },
+        out=tmp_path,
+        data_dir=idx_dir,
+        wandb_mode="disabled",
+        progress=False,
+        figures=False,
     )
     assert result.status == "diverged"
     summary = result.run_dir.read_summary()

@@ -77,7 +77,9 @@ def _cuda_device_count() -> int:
             "check the NVIDIA driver, or use --device cpu"
         ) from None
     if count == 0:
-        raise DeviceUnavailableError("CuPy is installed but this machine has no CUDA GPU; use --device cpu")
+        raise DeviceUnavailableError(
+            "CuPy is installed but this machine has no CUDA GPU; use --device cpu"
+        )
     return count
 
 

@@ -7,7 +7,8 @@ in two groups:
 * in-place kernels (names end in ``_``): the optimizer updates on flat 1-D buffers, the
   fused bias-add + activation, the activation gradient, and softmax + loss gradient.
 
-The bodies here are the readable specification. :class:`~fastmlp.backends.numpy_backend.NumpyBackend`
+The bodies here are the readable specification.
+:class:`~fastmlp.backends.numpy_backend.NumpyBackend`
 and :class:`~fastmlp.backends.cupy_backend.CupyBackend` override the hot kernels with
 identical signatures (``tests/test_backend_consistency.py`` enforces that) and the tests
 check that every override computes what the body here computes.
@@ -26,6 +27,28 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+
+def adam_scalars(lr: float, beta1: float, beta2: float, step: int) -> tuple[float, float]:
+    """Adam's per-step scalars, in double precision on the host.
+
+    Returns (step_size, bias_correction2_sqrt) = (lr / (1 - beta1^t), sqrt(1 - beta2^t)).
+    """
+    return lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step)
+
+
+def nadam_scalars(
+    lr: float, beta2: float, step: int, mu: float, mu_next: float, mu_product: float
+) -> tuple[float, float, float]:
+    """NAdam's per-step scalars, in double precision on the host.
+
+    Returns (bias_correction2, grad_step, momentum_step) =
+    (1 - beta2^t, lr (1 - mu_t) / (1 - prod_t), lr mu_{t+1} / (1 - prod_t mu_{t+1})).
+    """
+    bias_correction2 = 1.0 - beta2**step
+    grad_step = lr * (1.0 - mu) / (1.0 - mu_product)
+    momentum_step = lr * mu_next / (1.0 - mu_product * mu_next)
+    return bias_correction2, grad_step, momentum_step
 
 
 class Backend:
@@ -126,8 +149,7 @@ class Backend:
         step: int,
     ) -> None:
         """Adam (``torch.optim.Adam``); ``step`` is t, counting this update (t >= 1)."""
-        bias_correction1 = 1.0 - beta1**step
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+        step_size, bias_correction2_sqrt = adam_scalars(lr, beta1, beta2, step)
         # m = beta1 * m + (1 - beta1) * g
         m *= beta1
         m += (1.0 - beta1) * g
@@ -135,7 +157,7 @@ class Backend:
         v *= beta2
         v += (1.0 - beta2) * g * g
         # p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-        p -= (lr / bias_correction1) * m / (self.xp.sqrt(v) / bias_correction2_sqrt + eps)
+        p -= step_size * m / (self.xp.sqrt(v) / bias_correction2_sqrt + eps)
 
     def nadam_(
         self,
@@ -157,9 +179,9 @@ class Backend:
         ``mu`` and ``mu_next`` are the momentum schedule at t and t + 1, ``mu_product`` is
         the running product mu_1 * ... * mu_t (this step included); the optimizer keeps them.
         """
-        bias_correction2 = 1.0 - beta2**step
-        grad_step = lr * (1.0 - mu) / (1.0 - mu_product)
-        momentum_step = lr * mu_next / (1.0 - mu_product * mu_next)
+        bias_correction2, grad_step, momentum_step = nadam_scalars(
+            lr, beta2, step, mu, mu_next, mu_product
+        )
         # m = beta1 * m + (1 - beta1) * g
         m *= beta1
         m += (1.0 - beta1) * g

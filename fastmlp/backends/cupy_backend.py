@@ -13,13 +13,12 @@ are fused the same way. Importing this module imports CuPy: only
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import cupy
 import numpy as np
 
-from fastmlp.backends.base import Backend
+from fastmlp.backends.base import Backend, adam_scalars, nadam_scalars
 
 _ADD_SCALED = cupy.ElementwiseKernel(
     "T x, T alpha",
@@ -220,9 +219,20 @@ class CupyBackend(Backend):
         eps: float,
         step: int,
     ) -> None:
-        step_size = lr / (1.0 - beta1**step)
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
-        _ADAM(g, step_size, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, bias_correction2_sqrt, p, m, v)
+        step_size, bias_correction2_sqrt = adam_scalars(lr, beta1, beta2, step)
+        _ADAM(
+            g,
+            step_size,
+            beta1,
+            1.0 - beta1,
+            beta2,
+            1.0 - beta2,
+            eps,
+            bias_correction2_sqrt,
+            p,
+            m,
+            v,
+        )
 
     def nadam_(
         self,
@@ -239,12 +249,22 @@ class CupyBackend(Backend):
         mu_next: float,
         mu_product: float,
     ) -> None:
-        bias_correction2 = 1.0 - beta2**step
-        grad_step = lr * (1.0 - mu) / (1.0 - mu_product)
-        momentum_step = lr * mu_next / (1.0 - mu_product * mu_next)
+        bias_correction2, grad_step, momentum_step = nadam_scalars(
+            lr, beta2, step, mu, mu_next, mu_product
+        )
         _NADAM(
-            g, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, bias_correction2, grad_step,
-            momentum_step, p, m, v,
+            g,
+            beta1,
+            1.0 - beta1,
+            beta2,
+            1.0 - beta2,
+            eps,
+            bias_correction2,
+            grad_step,
+            momentum_step,
+            p,
+            m,
+            v,
         )
 
     def flush_subnormals_(self, x: Any, threshold: float) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from fastmlp.backends.base import adam_scalars, nadam_scalars
 from fastmlp.backends.numpy_backend import NumpyBackend
 
 # error_model="numpy": IEEE division (x / 0 = inf) instead of Python's ZeroDivisionError
@@ -71,7 +72,17 @@ def _rmsprop(p, g, v, lr, beta, one_minus_beta, eps):  # pragma: no cover - comp
 
 @njit(**_JIT)
 def _adam(
-    p, g, m, v, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bias_correction2_sqrt
+    p,
+    g,
+    m,
+    v,
+    step_size,
+    beta1,
+    one_minus_beta1,
+    beta2,
+    one_minus_beta2,
+    eps,
+    bias_correction2_sqrt,
 ):  # pragma: no cover - compiled
     for i in range(p.shape[0]):
         # m = beta1 * m + (1 - beta1) * g
@@ -84,8 +95,18 @@ def _adam(
 
 @njit(**_JIT)
 def _nadam(
-    p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bias_correction2,
-    grad_step, momentum_step,
+    p,
+    g,
+    m,
+    v,
+    beta1,
+    one_minus_beta1,
+    beta2,
+    one_minus_beta2,
+    eps,
+    bias_correction2,
+    grad_step,
+    momentum_step,
 ):  # pragma: no cover - compiled
     for i in range(p.shape[0]):
         # m = beta1 * m + (1 - beta1) * g
@@ -224,11 +245,19 @@ class NumbaBackend(NumpyBackend):
         step: int,
     ) -> None:
         scalar = p.dtype.type
-        step_size = lr / (1.0 - beta1**step)
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+        step_size, bias_correction2_sqrt = adam_scalars(lr, beta1, beta2, step)
         _adam(
-            p, g, m, v, scalar(step_size), scalar(beta1), scalar(1.0 - beta1), scalar(beta2),
-            scalar(1.0 - beta2), scalar(eps), scalar(bias_correction2_sqrt),
+            p,
+            g,
+            m,
+            v,
+            scalar(step_size),
+            scalar(beta1),
+            scalar(1.0 - beta1),
+            scalar(beta2),
+            scalar(1.0 - beta2),
+            scalar(eps),
+            scalar(bias_correction2_sqrt),
         )
 
     def nadam_(
@@ -247,12 +276,22 @@ class NumbaBackend(NumpyBackend):
         mu_product: float,
     ) -> None:
         scalar = p.dtype.type
-        bias_correction2 = 1.0 - beta2**step
-        grad_step = lr * (1.0 - mu) / (1.0 - mu_product)
-        momentum_step = lr * mu_next / (1.0 - mu_product * mu_next)
+        bias_correction2, grad_step, momentum_step = nadam_scalars(
+            lr, beta2, step, mu, mu_next, mu_product
+        )
         _nadam(
-            p, g, m, v, scalar(beta1), scalar(1.0 - beta1), scalar(beta2), scalar(1.0 - beta2),
-            scalar(eps), scalar(bias_correction2), scalar(grad_step), scalar(momentum_step),
+            p,
+            g,
+            m,
+            v,
+            scalar(beta1),
+            scalar(1.0 - beta1),
+            scalar(beta2),
+            scalar(1.0 - beta2),
+            scalar(eps),
+            scalar(bias_correction2),
+            scalar(grad_step),
+            scalar(momentum_step),
         )
 
     def flush_subnormals_(self, x: Any, threshold: float) -> None:

@@ -8,12 +8,11 @@ training step allocates no array memory (``tests/test_no_allocation.py``).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from fastmlp.backends.base import Backend
+from fastmlp.backends.base import Backend, adam_scalars, nadam_scalars
 
 
 class NumpyBackend(Backend):
@@ -134,8 +133,7 @@ class NumpyBackend(Backend):
         step: int,
     ) -> None:
         s = self._scratch("update", p.shape, p.dtype)
-        step_size = lr / (1.0 - beta1**step)
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+        step_size, bias_correction2_sqrt = adam_scalars(lr, beta1, beta2, step)
         self._update_moments(g, m, v, beta1, beta2)
         # denom = sqrt(v) / sqrt(1 - beta2^t) + eps
         np.sqrt(v, out=s)
@@ -163,9 +161,9 @@ class NumpyBackend(Backend):
     ) -> None:
         denom = self._scratch("denominator", p.shape, p.dtype)
         s = self._scratch("update", p.shape, p.dtype)
-        bias_correction2 = 1.0 - beta2**step
-        grad_step = lr * (1.0 - mu) / (1.0 - mu_product)
-        momentum_step = lr * mu_next / (1.0 - mu_product * mu_next)
+        bias_correction2, grad_step, momentum_step = nadam_scalars(
+            lr, beta2, step, mu, mu_next, mu_product
+        )
         self._update_moments(g, m, v, beta1, beta2)
         # denom = sqrt(v / (1 - beta2^t)) + eps
         np.divide(v, bias_correction2, out=denom)

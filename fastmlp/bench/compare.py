@@ -56,7 +56,11 @@ def machine_description() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    versions = {"fastmlp": fastmlp.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    versions = {
+        "fastmlp": fastmlp.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
     for module in ("numba", "torch", "sklearn", "cupy"):
         try:
             versions[module] = __import__(module).__version__
@@ -113,9 +117,13 @@ def compare(
             for contender in contenders:
                 rate = len(x) / contender.epoch()
                 result.samples_per_second[contender.name].append(rate)
-            log(f"batch {batch_size} round {round_index + 1}/{rounds}: " + ", ".join(
-                f"{name} {rates[-1]:,.0f}/s" for name, rates in result.samples_per_second.items()
-            ))
+            log(
+                f"batch {batch_size} round {round_index + 1}/{rounds}: "
+                + ", ".join(
+                    f"{name} {rates[-1]:,.0f}/s"
+                    for name, rates in result.samples_per_second.items()
+                )
+            )
         results.append(result)
     return results, source
 
@@ -123,7 +131,9 @@ def compare(
 def markdown_table(results: Sequence[BatchResult]) -> str:
     """One row per batch size: fastmlp's samples/s, then each competitor's and the ratio."""
     names = list(results[0].samples_per_second)
-    header = ["batch", f"{names[0]} samples/s"] + [f"{name} samples/s (fastmlp ×)" for name in names[1:]]
+    header = ["batch", f"{names[0]} samples/s"] + [
+        f"{name} samples/s (fastmlp ×)" for name in names[1:]
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for result in results:
         cells = [str(result.batch_size), f"{result.median_rate(names[0]):,.0f}"]
@@ -136,7 +146,7 @@ def markdown_table(results: Sequence[BatchResult]) -> str:
 def write_report(
     results: Sequence[BatchResult], source: str, device: str, out: str | os.PathLike[str]
 ) -> tuple[Path, Path]:
-    """``compare-<device>.json`` (every round) and ``compare-<device>.md`` (the table) in ``out``."""
+    """Write ``compare-<device>.json`` (every round) and ``.md`` (the table) into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
@@ -145,11 +155,14 @@ def write_report(
         "machine": machine,
         "device": device,
         "data": source,
-        "method": "interleaved rounds; ratio = median over rounds of fastmlp rate / competitor rate",
+        "method": "interleaved rounds; ratio = median over rounds of fastmlp / competitor rate",
         "results": [
-            {**asdict(result), "median_ratio": {
-                name: result.median_ratio(name) for name in list(result.samples_per_second)[1:]
-            }}
+            {
+                **asdict(result),
+                "median_ratio": {
+                    name: result.median_ratio(name) for name in list(result.samples_per_second)[1:]
+                },
+            }
             for result in results
         ],
     }

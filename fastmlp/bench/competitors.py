@@ -46,8 +46,16 @@ class FastMLP(Contender):
         self.model.backend.synchronize()
         started = time.perf_counter()
         fastmlp.train(
-            self.model, self.optimizer, self.x, self.y, epochs=1, batch_size=self.batch_size,
-            seed=0, progress=False, verbose=False, start_epoch=self.epochs,
+            self.model,
+            self.optimizer,
+            self.x,
+            self.y,
+            epochs=1,
+            batch_size=self.batch_size,
+            seed=0,
+            progress=False,
+            verbose=False,
+            start_epoch=self.epochs,
         )
         self.model.backend.synchronize()
         self.epochs += 1
@@ -57,7 +65,9 @@ class FastMLP(Contender):
 class TorchEager(Contender):
     """PyTorch eager mode: nn.Sequential, CrossEntropyLoss, torch.optim.Adam."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, device: str, fused: bool) -> None:
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int, device: str, fused: bool
+    ) -> None:
         import torch
 
         self.torch = torch
@@ -74,7 +84,9 @@ class TorchEager(Contender):
             if isinstance(module, torch.nn.Linear):
                 torch.nn.init.xavier_uniform_(module.weight)
                 torch.nn.init.zeros_(module.bias)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE, fused=fused or None)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=LEARNING_RATE, fused=fused or None
+        )
         self.loss = torch.nn.CrossEntropyLoss()
         self.x = torch.from_numpy(x).to(self.device)
         self.y = torch.from_numpy(y.astype(np.int64)).to(self.device)
@@ -108,8 +120,13 @@ class ScikitLearn(Contender):
 
         self.name = "scikit-learn MLPClassifier (cpu)"
         self.model = MLPClassifier(
-            hidden_layer_sizes=HIDDEN, activation="relu", solver="adam",
-            learning_rate_init=LEARNING_RATE, batch_size=batch_size, shuffle=True, random_state=0,
+            hidden_layer_sizes=HIDDEN,
+            activation="relu",
+            solver="adam",
+            learning_rate_init=LEARNING_RATE,
+            batch_size=batch_size,
+            shuffle=True,
+            random_state=0,
         )
         self.x, self.y = x, y
         self.classes = np.arange(10)

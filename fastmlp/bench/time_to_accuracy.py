@@ -40,12 +40,19 @@ def time_to_accuracy(
     config = normalize_config({"device": device, "epochs": max_epochs})
     started = time.perf_counter()
     backend = fastmlp.get_backend(config["device"])
-    dataset = fastmlp.data.load(config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"])
+    dataset = fastmlp.data.load(
+        config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"]
+    )
     load_seconds = time.perf_counter() - started
     model = fastmlp.MLP(
-        hidden_sizes=config["hidden_size"], activation=config["activation"],
-        weight_init=config["weight_init"], loss=config["loss"], weight_decay=config["weight_decay"],
-        device=backend, dtype=config["dtype"], seed=config["seed"],
+        hidden_sizes=config["hidden_size"],
+        activation=config["activation"],
+        weight_init=config["weight_init"],
+        loss=config["loss"],
+        weight_decay=config["weight_decay"],
+        device=backend,
+        dtype=config["dtype"],
+        seed=config["seed"],
     )
     optimizer = fastmlp.optim.create(config["optimizer"], **optimizer_hyperparameters(config))
     x_test = to_device_inputs(backend, dataset.x_test, model.dtype)
@@ -65,15 +72,28 @@ def time_to_accuracy(
     reached = False
     try:
         fastmlp.train(
-            model, optimizer, dataset.x_train, dataset.y_train, epochs=config["epochs"],
-            batch_size=config["batch_size"], x_val=dataset.x_val, y_val=dataset.y_val,
-            seed=config["seed"], progress=False, verbose=False, callbacks=[check],
+            model,
+            optimizer,
+            dataset.x_train,
+            dataset.y_train,
+            epochs=config["epochs"],
+            batch_size=config["batch_size"],
+            x_val=dataset.x_val,
+            y_val=dataset.y_val,
+            seed=config["seed"],
+            progress=False,
+            verbose=False,
+            callbacks=[check],
         )
     except _TargetReached:
         reached = True
     seconds = time.perf_counter() - started - excluded
     return TimeToAccuracy(
-        target=target, reached=reached, epochs=progress["epochs"], seconds=seconds,
-        load_seconds=load_seconds, test_accuracy=progress["accuracy"], device=backend.device,
+        target=target,
+        reached=reached,
+        epochs=progress["epochs"],
+        seconds=seconds,
+        load_seconds=load_seconds,
+        test_accuracy=progress["accuracy"],
+        device=backend.device,
     )
-

@@ -50,8 +50,11 @@ def build_parser() -> ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     train = commands.add_parser(
-        "train", help="train and evaluate a model", description=train_command.DESCRIPTION,
-        epilog=train_command.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train",
+        help="train and evaluate a model",
+        description=train_command.DESCRIPTION,
+        epilog=train_command.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train_command.add_train_arguments(train)
     train.set_defaults(handler=train_command.run)

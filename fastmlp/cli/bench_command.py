@@ -17,19 +17,33 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     parser.add_argument(
-        "--batch_sizes", type=positive_int, nargs="+", metavar="B",
+        "--batch_sizes",
+        type=positive_int,
+        nargs="+",
+        metavar="B",
         help="batch sizes (default: 32 64 256 1024 on cpu, 64 4096 on cuda)",
     )
-    parser.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default: 5)")
-    parser.add_argument("--samples", type=positive_int, default=16384, help="samples per epoch (default: 16384)")
     parser.add_argument(
-        "--competitors", nargs="+", choices=("torch", "torch-fused", "sklearn"),
-        default=["torch", "torch-fused", "sklearn"], help="whom to compare with (default: all)",
+        "--rounds", type=positive_int, default=5, help="interleaved rounds (default: 5)"
+    )
+    parser.add_argument(
+        "--samples", type=positive_int, default=16384, help="samples per epoch (default: 16384)"
+    )
+    parser.add_argument(
+        "--competitors",
+        nargs="+",
+        choices=("torch", "torch-fused", "sklearn"),
+        default=["torch", "torch-fused", "sklearn"],
+        help="whom to compare with (default: all)",
     )
     parser.add_argument("--data_dir", metavar="DIR", help="look for Fashion-MNIST here first")
-    parser.add_argument("--out", default="bench-results", metavar="DIR", help="where to write JSON and markdown")
     parser.add_argument(
-        "--time_to_accuracy", type=float, metavar="ACC",
+        "--out", default="bench-results", metavar="DIR", help="where to write JSON and markdown"
+    )
+    parser.add_argument(
+        "--time_to_accuracy",
+        type=float,
+        metavar="ACC",
         help="instead: seconds from start to this test accuracy (e.g. 0.88) with the default "
         "fastmlp train settings",
     )
@@ -42,10 +56,16 @@ def run(args: argparse.Namespace) -> int:
     device = get_backend(args.device).device
     if args.time_to_accuracy is not None:
         return _time_to_accuracy(args.time_to_accuracy, device, args.data_dir)
-    batch_sizes = args.batch_sizes or ([64, 4096] if device.startswith("cuda") else [32, 64, 256, 1024])
+    batch_sizes = args.batch_sizes or (
+        [64, 4096] if device.startswith("cuda") else [32, 64, 256, 1024]
+    )
     results, source = compare(
-        batch_sizes, device=device, rounds=args.rounds, samples=args.samples,
-        competitors=args.competitors, data_dir=args.data_dir,
+        batch_sizes,
+        device=device,
+        rounds=args.rounds,
+        samples=args.samples,
+        competitors=args.competitors,
+        data_dir=args.data_dir,
     )
     print(markdown_table(results))
     json_path, markdown_path = write_report(results, source, device, args.out)
@@ -58,8 +78,10 @@ def _time_to_accuracy(target: float, device: str, data_dir: str | None) -> int:
 
     result = time_to_accuracy(target, device=device, data_dir=data_dir)
     if not result.reached:
-        print(f"{target:.0%} test accuracy not reached in {result.epochs} epochs "
-              f"(best {result.test_accuracy:.4f}) on {result.device}")
+        print(
+            f"{target:.0%} test accuracy not reached in {result.epochs} epochs "
+            f"(best {result.test_accuracy:.4f}) on {result.device}"
+        )
         return 1
     print(
         f"{target:.0%} test accuracy ({result.test_accuracy:.4f}) after {result.epochs} epochs: "

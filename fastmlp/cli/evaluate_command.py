@@ -23,11 +23,21 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or checkpoint .npz")
-    parser.add_argument("-d", "--dataset", help="dataset (default: the one the model was trained on)")
+    parser.add_argument(
+        "target", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or checkpoint .npz"
+    )
+    parser.add_argument(
+        "-d", "--dataset", help="dataset (default: the one the model was trained on)"
+    )
     parser.add_argument("--data_dir", metavar="DIR", help="look for the dataset files here first")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
-    parser.add_argument("--out", metavar="DIR", help="where to write figures and evaluation.json (default: next to the checkpoint)")
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where to write figures and evaluation.json (default: next to the checkpoint)",
+    )
 
 
 def format_report(class_names: list[str], metrics: dict, accuracy: float, loss: float) -> str:
@@ -40,7 +50,8 @@ def format_report(class_names: list[str], metrics: dict, accuracy: float, loss: 
             f"  {metrics['f1'][index]:6.4f}  {metrics['support'][index]:7d}"
         )
     lines.append(
-        f"{'macro average':<{width}}  {metrics['macro_precision']:9.4f}  {metrics['macro_recall']:6.4f}"
+        f"{'macro average':<{width}}  {metrics['macro_precision']:9.4f}  "
+        f"{metrics['macro_recall']:6.4f}"
         f"  {metrics['macro_f1']:6.4f}  {int(metrics['support'].sum()):7d}"
     )
     lines.append(f"\ntest accuracy {accuracy:.4f}   test loss {loss:.4f}")
@@ -53,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     checkpoint_path = resolve_checkpoint(args.target)
     checkpoint = load_checkpoint(checkpoint_path, device=get_backend(args.device))
     model = checkpoint.model
-    dataset_name = canonical_dataset(args.dataset or checkpoint.extra.get("dataset", "fashion_mnist"))
+    dataset_name = canonical_dataset(
+        args.dataset or checkpoint.extra.get("dataset", "fashion_mnist")
+    )
     dataset = datasets.load(dataset_name, data_dir=args.data_dir)
     x_test = to_device_inputs(model.backend, dataset.x_test, model.dtype)
     loss, accuracy = model.evaluate(x_test, dataset.y_test.astype(np.int64))
@@ -70,7 +83,11 @@ def run(args: argparse.Namespace) -> int:
             confusion, classes, out / "confusion_matrix.png", title=f"{dataset.name} test set"
         ),
         figures.plot_confident_mistakes(
-            dataset.x_test, dataset.y_test, predictions, probabilities.max(axis=1), classes,
+            dataset.x_test,
+            dataset.y_test,
+            predictions,
+            probabilities.max(axis=1),
+            classes,
             out / "confident_mistakes.png",
         ),
     ]

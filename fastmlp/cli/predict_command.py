@@ -21,9 +21,13 @@ SIDE = 28
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a run directory or checkpoint .npz")
+    parser.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="a run directory or checkpoint .npz"
+    )
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
-    parser.add_argument("--top", type=positive_int, default=1, help="show the K most likely classes (default: 1)")
+    parser.add_argument(
+        "--top", type=positive_int, default=1, help="show the K most likely classes (default: 1)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
 
 
@@ -53,7 +57,9 @@ def to_model_input(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    checkpoint = load_checkpoint(resolve_checkpoint(args.checkpoint), device=get_backend(args.device))
+    checkpoint = load_checkpoint(
+        resolve_checkpoint(args.checkpoint), device=get_backend(args.device)
+    )
     model = checkpoint.model
     classes = checkpoint.extra.get("class_names") or [str(k) for k in range(model.output_size)]
     paths = [Path(image) for image in args.images]

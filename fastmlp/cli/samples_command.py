@@ -14,16 +14,25 @@ DESCRIPTION = "Save (and log to W&B) a grid with one sample image of each class.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-d", "--dataset", type=choice(canonical_dataset, "dataset"), default=DEFAULTS["dataset"],
-        metavar="{mnist,fashion_mnist}", help="dataset (default: fashion_mnist)",
+        "-d",
+        "--dataset",
+        type=choice(canonical_dataset, "dataset"),
+        default=DEFAULTS["dataset"],
+        metavar="{mnist,fashion_mnist}",
+        help="dataset (default: fashion_mnist)",
     )
     parser.add_argument("--data_dir", metavar="DIR", help="look for the dataset files here first")
-    parser.add_argument("--out", metavar="FILE", help="image to write (default: samples_<dataset>.png)")
+    parser.add_argument(
+        "--out", metavar="FILE", help="image to write (default: samples_<dataset>.png)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="which samples to show (default: 0)")
-    parser.add_argument("-wp", "--wandb_project", default=DEFAULTS["wandb_project"], help="W&B project")
+    parser.add_argument(
+        "-wp", "--wandb_project", default=DEFAULTS["wandb_project"], help="W&B project"
+    )
     parser.add_argument("-we", "--wandb_entity", help="W&B entity")
     parser.add_argument(
-        "--wandb_mode", choices=("online", "offline", "disabled"),
+        "--wandb_mode",
+        choices=("online", "offline", "disabled"),
         help="W&B mode (default: $WANDB_MODE, else online if logged in, else offline)",
     )
 
@@ -33,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
 
     dataset = datasets.load(args.dataset, data_dir=args.data_dir)
     path = figures.plot_class_samples(
-        dataset.x_train, dataset.y_train, dataset.class_names,
-        args.out or f"samples_{dataset.name}.png", seed=args.seed,
+        dataset.x_train,
+        dataset.y_train,
+        dataset.class_names,
+        args.out or f"samples_{dataset.name}.png",
+        seed=args.seed,
     )
     print(f"saved {path}")
     wandb_run = WandbRun.start(

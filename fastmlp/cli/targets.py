@@ -14,7 +14,9 @@ def resolve_checkpoint(target: str) -> Path:
     if path.is_dir():
         checkpoint = RunDirectory(path).checkpoint_path
         if not checkpoint.is_file():
-            raise UsageError(f"{path} has no {RunDirectory.CHECKPOINT}: is it a finished run directory?")
+            raise UsageError(
+                f"{path} has no {RunDirectory.CHECKPOINT}: is it a finished run directory?"
+            )
         return checkpoint
     if not path.exists():
         raise UsageError(f"checkpoint {path} does not exist")

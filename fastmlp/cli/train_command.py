@@ -29,7 +29,9 @@ from fastmlp.tracking import WANDB_MODES
 # What may differ when continuing a run: a longer schedule, or another device.
 RESUME_OVERRIDES = {"epochs", "device"}
 
-DESCRIPTION = "Train an MLP on Fashion-MNIST or MNIST, evaluate it on the test set, and track the run."
+DESCRIPTION = (
+    "Train an MLP on Fashion-MNIST or MNIST, evaluate it on the test set, and track the run."
+)
 
 EPILOG = """\
 Every run is saved in OUT/<run-name>/ (config.json, metrics.jsonl, checkpoint.npz,
@@ -51,65 +53,125 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("-wp", "--wandb_project", help=f"W&B project {_default('wandb_project')}")
     run.add_argument("-we", "--wandb_entity", help="W&B entity (user or team)")
     run.add_argument(
-        "--wandb_mode", type=choice(_wandb_mode, "mode"), metavar="{online,offline,disabled}",
+        "--wandb_mode",
+        type=choice(_wandb_mode, "mode"),
+        metavar="{online,offline,disabled}",
         help="W&B mode (default: $WANDB_MODE, else online if logged in, else offline)",
     )
-    run.add_argument("--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)")
-    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
-    run.add_argument("--config", metavar="FILE", help="settings from a .json/.yaml file (flags override it)")
+    run.add_argument(
+        "--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)"
+    )
+    run.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint"
+    )
+    run.add_argument(
+        "--config", metavar="FILE", help="settings from a .json/.yaml file (flags override it)"
+    )
     run.add_argument("--no_progress", action="store_true", help="no progress bars")
 
     data = parser.add_argument_group("data")
     data.add_argument(
-        "-d", "--dataset", type=choice(canonical_dataset, "dataset"), metavar="{mnist,fashion_mnist}",
+        "-d",
+        "--dataset",
+        type=choice(canonical_dataset, "dataset"),
+        metavar="{mnist,fashion_mnist}",
         help=f"dataset {_default('dataset')}",
     )
     data.add_argument("--data_dir", metavar="DIR", help="look for the dataset files here first")
     data.add_argument(
-        "--val_fraction", type=unit_interval, metavar="F",
+        "--val_fraction",
+        type=unit_interval,
+        metavar="F",
         help=f"fraction of the training set held out for validation {_default('val_fraction')}",
     )
 
     training = parser.add_argument_group("training")
     training.add_argument("-e", "--epochs", type=positive_int, help=f"epochs {_default('epochs')}")
-    training.add_argument("-b", "--batch_size", type=positive_int, help=f"batch size {_default('batch_size')}")
     training.add_argument(
-        "-l", "--loss", type=choice(canonical_loss, "loss"),
-        metavar="{mean_squared_error,cross_entropy}", help=f"loss {_default('loss')}",
+        "-b", "--batch_size", type=positive_int, help=f"batch size {_default('batch_size')}"
     )
     training.add_argument(
-        "-o", "--optimizer", type=choice(canonical_optimizer, "optimizer"),
-        metavar="{sgd,momentum,nag,rmsprop,adam,nadam}", help=f"optimizer {_default('optimizer')}",
+        "-l",
+        "--loss",
+        type=choice(canonical_loss, "loss"),
+        metavar="{mean_squared_error,cross_entropy}",
+        help=f"loss {_default('loss')}",
     )
     training.add_argument(
-        "-lr", "--learning_rate", type=non_negative_float, help=f"learning rate {_default('learning_rate')}"
+        "-o",
+        "--optimizer",
+        type=choice(canonical_optimizer, "optimizer"),
+        metavar="{sgd,momentum,nag,rmsprop,adam,nadam}",
+        help=f"optimizer {_default('optimizer')}",
     )
-    training.add_argument("-m", "--momentum", type=unit_interval, help="momentum of momentum and nag (default: 0.9)")
-    training.add_argument("-beta", "--beta", type=unit_interval, help="beta of rmsprop (default: 0.99)")
-    training.add_argument("-beta1", "--beta1", type=unit_interval, help="beta1 of adam and nadam (default: 0.9)")
-    training.add_argument("-beta2", "--beta2", type=unit_interval, help="beta2 of adam and nadam (default: 0.999)")
-    training.add_argument("-eps", "--epsilon", type=non_negative_float, help="epsilon of rmsprop, adam, nadam (default: 1e-8)")
     training.add_argument(
-        "-w_d", "--weight_decay", type=non_negative_float, help=f"L2 weight decay {_default('weight_decay')}"
+        "-lr",
+        "--learning_rate",
+        type=non_negative_float,
+        help=f"learning rate {_default('learning_rate')}",
     )
-    training.add_argument("--seed", type=int, help=f"seed of weights and shuffling {_default('seed')}")
+    training.add_argument(
+        "-m", "--momentum", type=unit_interval, help="momentum of momentum and nag (default: 0.9)"
+    )
+    training.add_argument(
+        "-beta", "--beta", type=unit_interval, help="beta of rmsprop (default: 0.99)"
+    )
+    training.add_argument(
+        "-beta1", "--beta1", type=unit_interval, help="beta1 of adam and nadam (default: 0.9)"
+    )
+    training.add_argument(
+        "-beta2", "--beta2", type=unit_interval, help="beta2 of adam and nadam (default: 0.999)"
+    )
+    training.add_argument(
+        "-eps",
+        "--epsilon",
+        type=non_negative_float,
+        help="epsilon of rmsprop, adam, nadam (default: 1e-8)",
+    )
+    training.add_argument(
+        "-w_d",
+        "--weight_decay",
+        type=non_negative_float,
+        help=f"L2 weight decay {_default('weight_decay')}",
+    )
+    training.add_argument(
+        "--seed", type=int, help=f"seed of weights and shuffling {_default('seed')}"
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument(
-        "-w_i", "--weight_init", type=choice(canonical_weight_init, "init"),
-        metavar="{random,Xavier,he}", help=f"weight initialisation {_default('weight_init')}",
+        "-w_i",
+        "--weight_init",
+        type=choice(canonical_weight_init, "init"),
+        metavar="{random,Xavier,he}",
+        help=f"weight initialisation {_default('weight_init')}",
     )
-    model.add_argument("-nhl", "--num_layers", type=int, help=f"hidden layers {_default('num_layers')}")
     model.add_argument(
-        "-sz", "--hidden_size", type=positive_int, nargs="+", metavar="SIZE",
+        "-nhl", "--num_layers", type=int, help=f"hidden layers {_default('num_layers')}"
+    )
+    model.add_argument(
+        "-sz",
+        "--hidden_size",
+        type=positive_int,
+        nargs="+",
+        metavar="SIZE",
         help=f"units per hidden layer: one size, or one per layer {_default('hidden_size')}",
     )
     model.add_argument(
-        "-a", "--activation", type=choice(canonical_activation, "activation"),
-        metavar="{identity,sigmoid,tanh,ReLU}", help=f"hidden activation {_default('activation')}",
+        "-a",
+        "--activation",
+        type=choice(canonical_activation, "activation"),
+        metavar="{identity,sigmoid,tanh,ReLU}",
+        help=f"hidden activation {_default('activation')}",
     )
-    model.add_argument("--device", metavar="{cpu,cuda,auto}", help=f"where to train: cpu, cuda, cuda:N or auto {_default('device')}")
-    model.add_argument("--dtype", metavar="{float32,float64}", help=f"floating-point precision {_default('dtype')}")
+    model.add_argument(
+        "--device",
+        metavar="{cpu,cuda,auto}",
+        help=f"where to train: cpu, cuda, cuda:N or auto {_default('device')}",
+    )
+    model.add_argument(
+        "--dtype", metavar="{float32,float64}", help=f"floating-point precision {_default('dtype')}"
+    )
 
 
 def _wandb_mode(value: str) -> str:
@@ -133,7 +195,9 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_parser(prog: str = "fastmlp train") -> ArgumentParser:
     parser = ArgumentParser(
-        prog=prog, description=DESCRIPTION, epilog=EPILOG,
+        prog=prog,
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_train_arguments(parser)

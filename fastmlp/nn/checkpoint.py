@@ -109,7 +109,8 @@ def load_checkpoint(path: str | PathLike[str], device: str | Backend | None = No
     params = contents["params"]
     if params.shape != (model.num_params,):
         raise CheckpointError(
-            f"checkpoint {path} holds {params.shape} parameters, its config needs {model.num_params}"
+            f"checkpoint {path} holds {params.shape} parameters, "
+            f"its config needs {model.num_params}"
         )
     model.params[...] = model.backend.asarray(params, dtype=model.dtype)
 

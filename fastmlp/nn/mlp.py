@@ -212,7 +212,9 @@ class MLP:
     def _as_labels(self, y: Any, n: int) -> Any:
         y = self.backend.asarray(y)
         if y.shape != (n,):
-            raise ValueError(f"labels must have shape ({n},) to match the inputs, got {tuple(y.shape)}")
+            raise ValueError(
+                f"labels must have shape ({n},) to match the inputs, got {tuple(y.shape)}"
+            )
         if y.dtype.kind not in "iu":
             raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
         return y

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastmlp.backends import Backend
-from fastmlp.optim.optimizer import Optimizer, check_decay, check_non_negative, check_positive
+from fastmlp.optim.adam import Adam
+from fastmlp.optim.optimizer import check_non_negative
 
 
-class Nadam(Optimizer):
+class Nadam(Adam):
     """NAdam, ``torch.optim.NAdam(lr=lr, betas=(beta1, beta2), eps=eps, momentum_decay=psi)``.
 
+    Adam's hyperparameters and moments, plus the momentum schedule.
     Algorithm, with m = v = 0, t = 0 and prod = 1 before the first step::
 
         t = t + 1
@@ -25,7 +27,6 @@ class Nadam(Optimizer):
     """
 
     name = "nadam"
-    buffers = ("m", "v")
 
     def __init__(
         self,
@@ -35,24 +36,12 @@ class Nadam(Optimizer):
         eps: float = 1e-8,
         momentum_decay: float = 4e-3,
     ) -> None:
-        super().__init__(lr)
-        self.beta1 = check_decay("beta1", beta1)
-        self.beta2 = check_decay("beta2", beta2)
-        self.eps = check_positive("eps", eps)
+        super().__init__(lr, beta1, beta2, eps)
         self.momentum_decay = check_non_negative("momentum_decay", momentum_decay)
         self.mu_product = 1.0
 
     def hyperparameters(self) -> dict[str, float]:
-        return {
-            "lr": self.lr,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "eps": self.eps,
-            "momentum_decay": self.momentum_decay,
-        }
-
-    def _decay_rates(self) -> dict[str, float]:
-        return {"m": self.beta1, "v": self.beta2}
+        return {**super().hyperparameters(), "momentum_decay": self.momentum_decay}
 
     def _scalar_state(self) -> dict[str, float]:
         return {"mu_product": self.mu_product}

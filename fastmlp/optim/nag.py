@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastmlp.backends import Backend
-from fastmlp.optim.optimizer import Optimizer, check_decay
+from fastmlp.optim.momentum import Momentum
 
 
-class NAG(Optimizer):
+class NAG(Momentum):
     """Nesterov momentum, ``torch.optim.SGD(lr=lr, momentum=momentum, nesterov=True)``.
 
+    Hyperparameters and state are Momentum's; only the step differs.
     Algorithm, with b = 0 before the first step::
 
         b = momentum * b + g
@@ -19,17 +20,6 @@ class NAG(Optimizer):
 
     name = "nag"
     aliases = ("nesterov",)
-    buffers = ("b",)
-
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        super().__init__(lr)
-        self.momentum = check_decay("momentum", momentum)
-
-    def hyperparameters(self) -> dict[str, float]:
-        return {"lr": self.lr, "momentum": self.momentum}
-
-    def _decay_rates(self) -> dict[str, float]:
-        return {"b": self.momentum}
 
     def _update(self, backend: Backend, params: Any, grads: Any) -> None:
         backend.nag_(params, grads, self.state["b"], self.lr, self.momentum)

@@ -101,10 +101,11 @@ class Optimizer:
         return {}
 
     def step(self, params: Any, grads: Any) -> None:
-        """Update the flat ``params`` in place from the flat ``grads`` (same shape, dtype, device)."""
+        """Update the flat ``params`` in place from ``grads`` (same shape, dtype and device)."""
         if params.shape != grads.shape or params.ndim != 1:
             raise ValueError(
-                f"params and grads must be flat arrays of one shape, got {params.shape} and {grads.shape}"
+                "params and grads must be flat arrays of one shape, "
+                f"got {params.shape} and {grads.shape}"
             )
         backend = backend_of(params)
         for key in self.buffers:
@@ -136,7 +137,7 @@ class Optimizer:
         """Restore what :meth:`_scalar_state` returned."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: name, hyperparameters, step count, host copies of buffers."""
+        """Everything needed to resume: name, hyperparameters, steps, host copies of buffers."""
         buffers = {}
         for key, buffer in self.state.items():
             buffers[key] = backend_of(buffer).to_numpy(buffer).copy()

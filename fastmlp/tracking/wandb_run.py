@@ -47,7 +47,7 @@ def wandb_installed() -> bool:
 
 
 def resolve_wandb_mode(option: str | None = None) -> str:
-    """The W&B mode to use: the option, else ``$WANDB_MODE``, else online with a key, else offline."""
+    """The W&B mode: the option, else ``$WANDB_MODE``, else online with a key, else offline."""
     if option:
         mode = option.strip().lower()
         if mode not in WANDB_MODES:
@@ -99,7 +99,9 @@ class WandbRun:
         if mode == "disabled":
             return None
         if not wandb_installed():
-            warn_once('wandb is not installed; tracking locally only (pip install "fastmlp[wandb]")')
+            warn_once(
+                'wandb is not installed; tracking locally only (pip install "fastmlp[wandb]")'
+            )
             return None
         import wandb
 
@@ -145,7 +147,9 @@ class WandbRun:
         import wandb
 
         chart = wandb.plot.confusion_matrix(
-            y_true=list(map(int, y_true)), preds=list(map(int, y_pred)), class_names=list(class_names)
+            y_true=list(map(int, y_true)),
+            preds=list(map(int, y_pred)),
+            class_names=list(class_names),
         )
         self.run.log({"confusion_matrix_chart": chart}, commit=False)
 
