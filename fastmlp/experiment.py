@@ -52,7 +52,8 @@ def interrupts_deferred() -> Iterator[None]:
 
 @dataclass
 class ExperimentResult:
-    """How a run ended. ``status`` is "finished", "diverged" or "interrupted"."""
+    """How a run ended. ``status`` is "finished", "diverged", "interrupted", or the status of
+    a callback's :class:`~fastmlp.training.StopTraining` (e.g. "pruned")."""
 
     run_dir: RunDirectory
     status: str
@@ -230,6 +231,7 @@ def run_experiment(
     started = time.perf_counter()
     status = "finished"
     diverged_at = None
+    stop_reason = None
     try:
         result = train(
             model,
@@ -248,6 +250,9 @@ def run_experiment(
         )
         if result.diverged:
             status, diverged_at = "diverged", result.diverged_at
+        elif result.stopped is not None:
+            status = result.stopped.status
+            stop_reason = str(result.stopped)
     except KeyboardInterrupt:
         status = "interrupted"
     train_seconds = time.perf_counter() - started
@@ -264,11 +269,13 @@ def run_experiment(
     }
     if diverged_at is not None:
         summary["diverged_at"] = diverged_at
+    if stop_reason is not None:
+        summary["stop_reason"] = stop_reason
     val_accuracies = [row["val_accuracy"] for row in history if row.get("val_accuracy") is not None]
     if val_accuracies:
         summary["best_val_accuracy"] = max(val_accuracies)
         summary["val_accuracy"] = val_accuracies[-1]
-    if status != "interrupted":
+    if status in ("finished", "diverged"):
         x_test = to_device_inputs(backend, dataset.x_test, model.dtype)
         test_loss, test_accuracy = model.evaluate(x_test, dataset.y_test.astype(np.int64))
         summary["test_loss"] = test_loss if math.isfinite(test_loss) else None

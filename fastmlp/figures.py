@@ -99,7 +99,7 @@ def per_class_metrics(confusion: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _new_figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     """A constrained-layout Figure (inches) on its own Agg canvas, away from pyplot."""
     try:
         import matplotlib.figure
@@ -111,7 +111,7 @@ def _new_figure(width: float, height: float) -> Any:
     return figure
 
 
-def _save(figure: Any, path: str | PathLike[str]) -> Path:
+def save_figure(figure: Any, path: str | PathLike[str]) -> Path:
     """Write ``figure`` as a PNG at ``DPI`` dots per inch, creating parent directories."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +164,7 @@ def plot_confusion_matrix(
     metrics = per_class_metrics(confusion)
     fractions = _ratio(confusion, confusion.sum(axis=1, keepdims=True))
     side = max(4.0, (0.62 if k <= 20 else 0.4) * k)  # inches
-    figure = _new_figure(side + 3.4, side + 2.6)
+    figure = new_figure(side + 3.4, side + 2.6)
     from matplotlib import colormaps
     from matplotlib.colors import PowerNorm
     from matplotlib.patches import Rectangle
@@ -249,7 +249,7 @@ def plot_confusion_matrix(
         f"on {total:,} samples",
         fontsize=12,
     )
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _confidence(probability: float) -> str:
@@ -324,7 +324,7 @@ def plot_confident_mistakes(
     shown = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
 
     if shown.size == 0:
-        figure = _new_figure(5, 1.6)
+        figure = new_figure(5, 1.6)
         figure.text(
             0.5,
             0.5,
@@ -333,11 +333,11 @@ def plot_confident_mistakes(
             va="center",
             fontsize=12,
         )
-        return _save(figure, path)
+        return save_figure(figure, path)
 
     columns = min(shown.size, 8)
     rows = math.ceil(shown.size / columns)
-    figure = _new_figure(max(6.5, 1.55 * columns), 1.85 * rows + 0.45)
+    figure = new_figure(max(6.5, 1.55 * columns), 1.85 * rows + 0.45)
     for ax, index in zip(_tile_grid(figure, shown.size, columns), shown, strict=True):
         ax.imshow(images[index], cmap="gray", vmin=0, vmax=white)
         ax.set_title(
@@ -350,7 +350,7 @@ def plot_confident_mistakes(
         f"(of {wrong.size:,} mistakes in {y_true.size:,} samples)",
         fontsize=11,
     )
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_class_samples(
@@ -382,7 +382,7 @@ def plot_class_samples(
     rng = np.random.default_rng(seed)
     columns = min(k, max(5, math.ceil(math.sqrt(2 * k))))
     rows = math.ceil(k / columns)
-    figure = _new_figure(max(5.0, 1.6 * columns), 1.75 * rows + 0.2)
+    figure = new_figure(max(5.0, 1.6 * columns), 1.75 * rows + 0.2)
     for c, ax in enumerate(_tile_grid(figure, k, columns)):
         members = np.flatnonzero(labels == c)
         ax.set_title(_short(class_names[c]), fontsize=10)
@@ -392,7 +392,7 @@ def plot_class_samples(
             ax.text(
                 0.5, 0.5, "no samples", ha="center", va="center", fontsize=8, transform=ax.transAxes
             )
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | PathLike[str]) -> Path:
@@ -409,7 +409,7 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | PathL
     """
     if not history:
         raise ValueError("history is empty: nothing to plot")
-    figure = _new_figure(10, 4)
+    figure = new_figure(10, 4)
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
     epochs = np.array([row["epoch"] for row in history], dtype=np.float64)
@@ -446,4 +446,4 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | PathL
     ax_loss.set_ylabel("mean loss")
     ax_accuracy.set_ylabel("accuracy")
     ax_accuracy.yaxis.set_major_formatter(PercentFormatter(1.0))
-    return _save(figure, path)
+    return save_figure(figure, path)

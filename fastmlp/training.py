@@ -47,12 +47,25 @@ class EpochMetrics:
         return asdict(self)
 
 
+class StopTraining(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a callback to end training after the current epoch (e.g. by a pruner).
+
+    ``status`` says why in one word ("pruned"); the message says more.
+    """
+
+    def __init__(self, status: str, message: str = "") -> None:
+        super().__init__(message or status)
+        self.status = status
+
+
 @dataclass
 class TrainingHistory:
-    """Per-epoch metrics, and the epoch at which the loss stopped being finite (if any)."""
+    """Per-epoch metrics; the epoch at which the loss stopped being finite, if it did; and
+    the :class:`StopTraining` a callback raised, if one did."""
 
     epochs: list[EpochMetrics] = field(default_factory=list)
     diverged_at: int | None = None
+    stopped: StopTraining | None = None
 
     @property
     def diverged(self) -> bool:
@@ -156,7 +169,8 @@ def train(
             ``epoch_seed(seed, k)``, so resuming at ``start_epoch`` repeats the same order.
         progress: show a progress bar during each epoch (needs tqdm).
         verbose: print a one-line summary after each epoch.
-        callbacks: called with each epoch's :class:`EpochMetrics` after it ends.
+        callbacks: called with each epoch's :class:`EpochMetrics` after it ends; one may
+            raise :class:`StopTraining` to end training there.
         start_epoch: epochs already completed (when resuming from a checkpoint).
 
     Returns:
@@ -241,6 +255,10 @@ def train(
         history.epochs.append(metrics)
         if verbose:
             print(format_epoch(metrics, last_epoch), flush=True)
-        for callback in callbacks:
-            callback(metrics)
+        try:
+            for callback in callbacks:
+                callback(metrics)
+        except StopTraining as stop:
+            history.stopped = stop
+            break
     return history

@@ -41,17 +41,24 @@ from tests.datasets import write_idx_dataset  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 # A one-hidden-layer network, one epoch on the tiny generated dataset: about 0.3 s a trial.
 TINY = {
-    "dataset": {"value": "mnist"}, "epochs": {"value": 1}, "num_layers": {"value": 1},
-    "batch_size": {"value": 32}, "device": {"value": "cpu"},
+    "dataset": {"value": "mnist"},
+    "epochs": {"value": 1},
+    "num_layers": {"value": 1},
+    "batch_size": {"value": 32},
+    "device": {"value": "cpu"},
 }
 
 
 def sweep_config(method="random", name="test", **parameters):
     """A sweep of TINY trials plus ``parameters`` (W&B specs), maximising val_accuracy."""
-    return parse_sweep_config({
-        "name": name, "method": method, "metric": {"name": "val_accuracy", "goal": "maximize"},
-        "parameters": {**TINY, **parameters},
-    })
+    return parse_sweep_config(
+        {
+            "name": name,
+            "method": method,
+            "metric": {"name": "val_accuracy", "goal": "maximize"},
+            "parameters": {**TINY, **parameters},
+        }
+    )
 
 
 def trials_of(out: Path, name: str) -> list:
@@ -65,25 +72,48 @@ def idx_dir(tmp_path_factory):
 
 
 def run(config, out, idx_dir, **options):
-    return run_local_sweep(config, out=out, data_dir=idx_dir, wandb_mode="disabled", figures=False, **options)
+    return run_local_sweep(
+        config, out=out, data_dir=idx_dir, wandb_mode="disabled", figures=False, **options
+    )
 
 
 # --- configuration ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, spec, expected", [
-    ("optimizer", {"values": ["adam", "nadam"]}, CategoricalDistribution(("adam", "nadam"))),
-    ("batch_size", {"distribution": "categorical", "values": [16, 32]}, CategoricalDistribution((16, 32))),
-    ("num_layers", {"distribution": "int_uniform", "min": 1, "max": 5}, IntDistribution(1, 5)),
-    ("num_layers", {"min": 1, "max": 5}, IntDistribution(1, 5)),
-    ("momentum", {"distribution": "uniform", "min": 0.1, "max": 0.9}, FloatDistribution(0.1, 0.9)),
-    ("momentum", {"min": 0.1, "max": 0.9}, FloatDistribution(0.1, 0.9)),
-    ("momentum", {"distribution": "q_uniform", "min": 0, "max": 0.75, "q": 0.25},
-     FloatDistribution(0, 0.75, step=0.25)),
-    ("learning_rate", {"distribution": "log_uniform_values", "min": "1e-4", "max": 1e-2},
-     FloatDistribution(1e-4, 1e-2, log=True)),
-    ("learning_rate", {"distribution": "log_uniform", "min": math.log(1e-4), "max": math.log(1e-2)},
-     FloatDistribution(1e-4, 1e-2, log=True)),
-])
+
+@pytest.mark.parametrize(
+    "name, spec, expected",
+    [
+        ("optimizer", {"values": ["adam", "nadam"]}, CategoricalDistribution(("adam", "nadam"))),
+        (
+            "batch_size",
+            {"distribution": "categorical", "values": [16, 32]},
+            CategoricalDistribution((16, 32)),
+        ),
+        ("num_layers", {"distribution": "int_uniform", "min": 1, "max": 5}, IntDistribution(1, 5)),
+        ("num_layers", {"min": 1, "max": 5}, IntDistribution(1, 5)),
+        (
+            "momentum",
+            {"distribution": "uniform", "min": 0.1, "max": 0.9},
+            FloatDistribution(0.1, 0.9),
+        ),
+        ("momentum", {"min": 0.1, "max": 0.9}, FloatDistribution(0.1, 0.9)),
+        (
+            "momentum",
+            {"distribution": "q_uniform", "min": 0, "max": 0.75, "q": 0.25},
+            FloatDistribution(0, 0.75, step=0.25),
+        ),
+        (
+            "learning_rate",
+            {"distribution": "log_uniform_values", "min": "1e-4", "max": 1e-2},
+            FloatDistribution(1e-4, 1e-2, log=True),
+        ),
+        (
+            "learning_rate",
+            {"distribution": "log_uniform", "min": math.log(1e-4), "max": math.log(1e-2)},
+            FloatDistribution(1e-4, 1e-2, log=True),
+        ),
+    ],
+)
 def test_each_supported_distribution_becomes_the_matching_optuna_distribution(name, spec, expected):
     distribution = sweep_config(**{name: spec}).distributions()[name]
     assert type(distribution) is type(expected)
@@ -93,23 +123,39 @@ def test_each_supported_distribution_becomes_the_matching_optuna_distribution(na
 
 
 def test_constants_are_fixed_settings_and_yaml_number_strings_are_numbers():
-    config = parse_sweep_config({
-        "method": "random", "metric": {"name": "val_loss"}, "project": "proj",
-        "parameters": {"learning_rate": {"value": "1e-3"}, "hidden_size": {"distribution": "constant",
-                                                                           "value": [64, 32]}},
-    })
+    config = parse_sweep_config(
+        {
+            "method": "random",
+            "metric": {"name": "val_loss"},
+            "project": "proj",
+            "parameters": {
+                "learning_rate": {"value": "1e-3"},
+                "hidden_size": {"distribution": "constant", "value": [64, 32]},
+            },
+        }
+    )
     assert config.parameters == {}
-    assert config.constants == {"wandb_project": "proj", "learning_rate": 1e-3, "hidden_size": [64, 32]}
+    assert config.constants == {
+        "wandb_project": "proj",
+        "learning_rate": 1e-3,
+        "hidden_size": [64, 32],
+    }
     assert config.goal == "minimize"  # the W&B default
 
 
 def test_grid_search_space_and_hyperband_pruner_follow_the_config():
-    config = parse_sweep_config({
-        "method": "grid", "metric": {"name": "val_accuracy", "goal": "maximize"},
-        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
-        "parameters": {"epochs": {"values": [4, 8]}, "num_layers": {"min": 1, "max": 3},
-                       "momentum": {"distribution": "q_uniform", "min": 0.5, "max": 0.9, "q": 0.2}},
-    })
+    config = parse_sweep_config(
+        {
+            "method": "grid",
+            "metric": {"name": "val_accuracy", "goal": "maximize"},
+            "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
+            "parameters": {
+                "epochs": {"values": [4, 8]},
+                "num_layers": {"min": 1, "max": 3},
+                "momentum": {"distribution": "q_uniform", "min": 0.5, "max": 0.9, "q": 0.2},
+            },
+        }
+    )
     assert config.grid() == {"epochs": [4, 8], "num_layers": [1, 2, 3], "momentum": [0.5, 0.7, 0.9]}
     assert config.grid_size() == 18
     assert isinstance(make_sampler(config), optuna.samplers.GridSampler)
@@ -118,38 +164,77 @@ def test_grid_search_space_and_hyperband_pruner_follow_the_config():
     assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (2, 8, 2)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"parameters": {"learning_rate": {"distribution": "inv_log_uniform", "min": -9, "max": -4}}},
-     "'inv_log_uniform'"),
-    ({"parameters": {"learning_rate": {"distribution": "normal", "mu": 0, "sigma": 1}}}, "'mu'"),
-    ({"parameters": {"layers": {"values": [1, 2]}}}, "'layers' is not a fastmlp setting"),
-    ({"parameters": {"optimizer": {"values": ["adam", "adamw"]}}}, "'optimizer'"),
-    ({"parameters": {"optimizer": {"values": ["adam"], "probabilities": [1.0]}}}, "'probabilities'"),
-    ({"parameters": {"momentum": {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.3}}}, "'momentum'"),
-    ({"parameters": {"learning_rate": {"min": 0.1, "max": 0.01}}}, "'learning_rate'"),
-    ({"method": "unknown"}, "method"),
-    ({"method": "grid", "parameters": {"learning_rate": {"min": 0.01, "max": 0.1}}}, "'learning_rate'"),
-    ({"metric": {"goal": "maximize"}}, "metric"),
-    ({"metric": {"name": "accuracy", "goal": "maximize"}}, "'accuracy'"),
-    ({"metric": {"name": "val_accuracy", "goal": "maximize", "target": 0.9}}, "'target'"),
-    ({"early_terminate": {"type": "envelope"}}, "'envelope'"),
-    ({"early_terminate": {"type": "hyperband", "min_iter": 1, "s": 2}}, "'s'"),
-    ({"early_terminate": {"type": "hyperband", "max_iter": 9}}, "min_iter"),
-    ({"program": "train.py"}, "'program'"),
-    ({"run_cap": 0}, "run_cap"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {
+                "parameters": {
+                    "learning_rate": {"distribution": "inv_log_uniform", "min": -9, "max": -4}
+                }
+            },
+            "'inv_log_uniform'",
+        ),
+        (
+            {"parameters": {"learning_rate": {"distribution": "normal", "mu": 0, "sigma": 1}}},
+            "'mu'",
+        ),
+        ({"parameters": {"layers": {"values": [1, 2]}}}, "'layers' is not a fastmlp setting"),
+        ({"parameters": {"optimizer": {"values": ["adam", "adamw"]}}}, "'optimizer'"),
+        (
+            {"parameters": {"optimizer": {"values": ["adam"], "probabilities": [1.0]}}},
+            "'probabilities'",
+        ),
+        (
+            {
+                "parameters": {
+                    "momentum": {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.3}
+                }
+            },
+            "'momentum'",
+        ),
+        ({"parameters": {"learning_rate": {"min": 0.1, "max": 0.01}}}, "'learning_rate'"),
+        ({"method": "unknown"}, "method"),
+        (
+            {"method": "grid", "parameters": {"learning_rate": {"min": 0.01, "max": 0.1}}},
+            "'learning_rate'",
+        ),
+        ({"metric": {"goal": "maximize"}}, "metric"),
+        ({"metric": {"name": "accuracy", "goal": "maximize"}}, "'accuracy'"),
+        ({"metric": {"name": "val_accuracy", "goal": "maximize", "target": 0.9}}, "'target'"),
+        ({"early_terminate": {"type": "envelope"}}, "'envelope'"),
+        ({"early_terminate": {"type": "hyperband", "min_iter": 1, "s": 2}}, "'s'"),
+        ({"early_terminate": {"type": "hyperband", "max_iter": 9}}, "min_iter"),
+        ({"program": "train.py"}, "'program'"),
+        ({"run_cap": 0}, "run_cap"),
+    ],
+)
 def test_what_the_local_engine_cannot_honour_is_an_error_naming_the_key(change, message):
-    raw = {"method": "random", "metric": {"name": "val_accuracy", "goal": "maximize"},
-           "parameters": {"optimizer": {"values": ["adam"]}}}
+    raw = {
+        "method": "random",
+        "metric": {"name": "val_accuracy", "goal": "maximize"},
+        "parameters": {"optimizer": {"values": ["adam"]}},
+    }
     with pytest.raises(SweepConfigError, match=message):
         parse_sweep_config({**raw, **change})
 
 
 def test_shipped_configs_are_valid():
     classic = read_sweep_config(REPO / "sweeps" / "classic.yaml")
-    assert classic.method == "bayes" and classic.metric == "val_accuracy" and classic.goal == "maximize"
+    assert (
+        classic.method == "bayes"
+        and classic.metric == "val_accuracy"
+        and classic.goal == "maximize"
+    )
     assert classic.constants["val_fraction"] == 0.1 and classic.hyperband is not None
-    assert classic.parameters["optimizer"].choices == ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
+    assert classic.parameters["optimizer"].choices == (
+        "sgd",
+        "momentum",
+        "nag",
+        "rmsprop",
+        "adam",
+        "nadam",
+    )
     assert classic.parameters["learning_rate"].choices == (1e-3, 1e-4)
     assert len(classic.parameters) == 9
     quick = read_sweep_config(REPO / "sweeps" / "quick.yaml")
@@ -158,12 +243,15 @@ def test_shipped_configs_are_valid():
 
 # --- running sweeps ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def shared_sweep(idx_dir, tmp_path_factory):
     """Six trials by two worker processes sharing one journal."""
     out = tmp_path_factory.mktemp("sweeps")
     config = sweep_config(
-        name="shared", hidden_size={"values": [8, 16]}, optimizer={"values": ["adam", "nadam"]},
+        name="shared",
+        hidden_size={"values": [8, 16]},
+        optimizer={"values": ["adam", "nadam"]},
         learning_rate={"distribution": "log_uniform_values", "min": 1e-3, "max": 3e-2},
     )
     summary = run(config, out, idx_dir, count=6, workers=2)
@@ -179,7 +267,9 @@ def test_two_workers_sharing_a_journal_record_every_trial_once(shared_sweep):
     assert len({trial.user_attrs["pid"] for trial in trials}) == 2  # both workers ran trials
     run_dirs = [directory / trial.user_attrs["run_dir"] for trial in trials]
     assert len(set(run_dirs)) == 6
-    assert sorted(path.name for path in (directory / "runs").iterdir()) == sorted(p.name for p in run_dirs)
+    assert sorted(path.name for path in (directory / "runs").iterdir()) == sorted(
+        p.name for p in run_dirs
+    )
     for trial, run_dir in zip(trials, run_dirs):
         assert run_dir.name.endswith(f"_t{trial.number}") and run_dir.name.startswith("hl_1_sz_")
         summary_json = json.loads((run_dir / "summary.json").read_text())
@@ -188,16 +278,51 @@ def test_two_workers_sharing_a_journal_record_every_trial_once(shared_sweep):
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(idx_dir, tmp_path):
-    config = sweep_config(method="grid", learning_rate={"values": [1e9, 1e-3]},
-                          optimizer={"value": "sgd"}, activation={"value": "identity"})
+    config = sweep_config(
+        method="grid",
+        learning_rate={"values": [1e9, 1e-3]},
+        optimizer={"value": "sgd"},
+        activation={"value": "identity"},
+    )
     summary = run(config, tmp_path, idx_dir)
     states = {trial.params["learning_rate"]: trial for trial in trials_of(tmp_path, "test")}
     assert states[1e9].state.name == "FAIL"
     assert states[1e9].user_attrs["failure"].startswith("diverged at epoch 1")
     assert states[1e-3].state.name == "COMPLETE"
     assert summary.progress.failed == 1 and summary.progress.complete == 1
-    diverged = json.loads((tmp_path / "test" / states[1e9].user_attrs["run_dir"] / "summary.json").read_text())
+    diverged = json.loads(
+        (tmp_path / "test" / states[1e9].user_attrs["run_dir"] / "summary.json").read_text()
+    )
     assert diverged["status"] == "diverged"
+
+
+def test_hyperband_prunes_weak_trials_on_the_per_epoch_metric(idx_dir, tmp_path):
+    config = parse_sweep_config(
+        {
+            "name": "test",
+            "method": "grid",
+            "metric": {"name": "val_accuracy", "goal": "maximize"},
+            "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2},
+            "parameters": {
+                **TINY,
+                "epochs": {"value": 4},
+                "hidden_size": {"values": [8, 16]},
+                "learning_rate": {"values": [3e-2, 1e-2, 1e-7, 1e-8]},
+            },
+        }
+    )
+    summary = run(config, tmp_path, idx_dir)
+    trials = trials_of(tmp_path, "test")
+    pruned = [trial for trial in trials if trial.state.name == "PRUNED"]
+    assert pruned and summary.progress.pruned == len(pruned)
+    assert summary.progress.complete + len(pruned) == 8
+    for trial in pruned:
+        assert trial.params["learning_rate"] < 1e-3
+        run_summary = json.loads(
+            (tmp_path / "test" / trial.user_attrs["run_dir"] / "summary.json").read_text()
+        )
+        assert run_summary["status"] == "pruned" and run_summary["epochs_completed"] < 4
+        assert trial.value == run_summary["val_accuracy"]
 
 
 def test_running_again_continues_the_sweep_up_to_its_total(idx_dir, tmp_path):
@@ -209,18 +334,26 @@ def test_running_again_continues_the_sweep_up_to_its_total(idx_dir, tmp_path):
 
 
 def test_a_resumed_grid_sweep_runs_only_the_points_left(idx_dir, tmp_path):
-    config = sweep_config(method="grid", hidden_size={"values": [8, 16]}, batch_size={"values": [16, 32]})
+    config = sweep_config(
+        method="grid", hidden_size={"values": [8, 16]}, batch_size={"values": [16, 32]}
+    )
     run(config, tmp_path, idx_dir, count=3)
     summary = run(config, tmp_path, idx_dir)  # the count defaults to the grid size
-    points = [(t.params["hidden_size"], t.params["batch_size"]) for t in trials_of(tmp_path, "test")]
+    points = [
+        (t.params["hidden_size"], t.params["batch_size"]) for t in trials_of(tmp_path, "test")
+    ]
     assert summary.count == 4 and sorted(points) == [(8, 16), (8, 32), (16, 16), (16, 32)]
 
 
 def test_a_trial_left_running_by_a_killed_worker_is_failed_and_run_again(idx_dir, tmp_path):
     config = sweep_config(method="grid", hidden_size={"values": [8, 16]})
     run(config, tmp_path, idx_dir, count=1)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     study = load_study("test", open_storage(SweepDirectory(tmp_path / "test")))
     orphan = study.ask(config.distributions())
     orphan.set_user_attr("host", socket.gethostname())
@@ -241,18 +374,39 @@ def test_sweep_with_the_same_name_but_other_parameters_is_refused(idx_dir, tmp_p
 
 
 def test_ctrl_c_keeps_finished_trials_and_the_same_command_finishes_the_sweep(tmp_path):
-    data = write_idx_dataset(tmp_path / "data", train=3000, test=100)
+    data = write_idx_dataset(tmp_path / "data", train=2000, test=100)
     config = tmp_path / "slow.yaml"
     config.write_text(
         "method: random\nmetric: {name: val_accuracy, goal: maximize}\nparameters:\n"
         "  dataset: {value: mnist}\n  num_layers: {value: 1}\n  hidden_size: {values: [8, 16]}\n"
-        "  epochs: {values: [1, 40]}\n  batch_size: {value: 16}\n  device: {value: cpu}\n"
+        "  epochs: {values: [1, 10]}\n  batch_size: {value: 16}\n  device: {value: cpu}\n"
     )
-    command = [sys.executable, "-m", "fastmlp", "sweep", str(config), "--count", "6", "--workers", "2",
-               "--out", str(tmp_path / "sweeps"), "--data_dir", str(data), "--wandb_mode", "disabled"]
+    command = [
+        sys.executable,
+        "-m",
+        "fastmlp",
+        "sweep",
+        str(config),
+        "--count",
+        "6",
+        "--workers",
+        "2",
+        "--out",
+        str(tmp_path / "sweeps"),
+        "--data_dir",
+        str(data),
+        "--wandb_mode",
+        "disabled",
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path))
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     journal = tmp_path / "sweeps" / "slow" / "study.journal"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
@@ -271,8 +425,9 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_finishes_the_sweep(tm
     interrupted = [trial for trial in trials if trial.user_attrs.get("interrupted")]
     assert interrupted and all(trial.state.name == "FAIL" for trial in interrupted)
 
-    finished = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
-                              timeout=120)
+    finished = subprocess.run(
+        command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=120
+    )
     assert finished.returncode == 0, finished.stderr
     trials = trials_of(tmp_path / "sweeps", "slow")
     counted = [trial for trial in trials if not trial.user_attrs.get("interrupted")]
@@ -283,12 +438,19 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_finishes_the_sweep(tm
 
 # --- report -----------------------------------------------------------------------------------
 
+
 def test_report_writes_best_config_tables_and_plots(shared_sweep, capsys):
     directory, summary = shared_sweep
     assert main(["sweep", "report", str(directory), "--wandb_mode", "disabled"]) == 0
     report = directory / "report"
-    for name in ("best.json", "trials.csv", "trials.md", "parallel_coordinates.png",
-                 "accuracy_vs_time.png", "importance.png"):
+    for name in (
+        "best.json",
+        "trials.csv",
+        "trials.md",
+        "parallel_coordinates.png",
+        "accuracy_vs_time.png",
+        "importance.png",
+    ):
         assert (report / name).stat().st_size > 0, name
     best = json.loads((report / "best.json").read_text())
     assert set(best) <= set(DEFAULTS)
@@ -299,9 +461,28 @@ def test_report_writes_best_config_tables_and_plots(shared_sweep, capsys):
     assert "fastmlp train --config" in capsys.readouterr().out
 
 
+def test_report_logs_its_figures_and_table_to_wandb_when_it_is_on(
+    shared_sweep, tmp_path, monkeypatch
+):
+    pytest.importorskip("wandb")
+    for variable in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    directory, _ = shared_sweep
+    report = write_report(directory, wandb_mode="offline")
+    media = Path(report.wandb_dir) / "files" / "media"
+    images = sorted(path.name.split("_0_")[0] for path in (media / "images").iterdir())
+    assert images == ["accuracy_vs_time", "importance", "parallel_coordinates"]
+    assert list((media / "table").glob("trials_*.table.json"))
+
+
 def test_report_of_a_sweep_with_failures_and_no_completed_trial(idx_dir, tmp_path):
-    config = sweep_config(method="grid", learning_rate={"values": [1e9]}, optimizer={"value": "sgd"},
-                          activation={"value": "identity"})
+    config = sweep_config(
+        method="grid",
+        learning_rate={"values": [1e9]},
+        optimizer={"value": "sgd"},
+        activation={"value": "identity"},
+    )
     run(config, tmp_path, idx_dir)
     report = write_report(tmp_path / "test", wandb_mode="disabled")
     assert report.best is None and "best" not in report.files
@@ -311,10 +492,13 @@ def test_report_of_a_sweep_with_failures_and_no_completed_trial(idx_dir, tmp_pat
 
 # --- command line and the W&B engine ----------------------------------------------------------
 
+
 def test_unsupported_config_is_one_line_on_stderr_with_status_2(tmp_path, capsys):
     config = tmp_path / "bad.yaml"
-    config.write_text("method: random\nmetric: {name: val_accuracy}\n"
-                      "parameters: {learning_rate: {distribution: inv_log_uniform, min: -9, max: -4}}\n")
+    config.write_text(
+        "method: random\nmetric: {name: val_accuracy}\n"
+        "parameters: {learning_rate: {distribution: inv_log_uniform, min: -9, max: -4}}\n"
+    )
     assert main(["sweep", str(config), "--count", "1", "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "inv_log_uniform" in error
@@ -332,8 +516,67 @@ def test_wandb_engine_without_an_account_fails_fast_with_one_line(tmp_path, monk
     started = time.monotonic()
     with pytest.raises(SweepError, match="wandb login"):
         run_wandb_sweep(config, out=tmp_path)
-    assert main(["sweep", str(REPO / "sweeps" / "quick.yaml"), "--engine", "wandb", "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "sweep",
+                str(REPO / "sweeps" / "quick.yaml"),
+                "--engine",
+                "wandb",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "--engine local" in error
     assert time.monotonic() - started < 20
     assert not (tmp_path / "quick").exists()
+
+
+def test_wandb_engine_creates_the_sweep_once_and_runs_each_trial_as_a_run(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    import yaml
+
+    import fastmlp.experiment
+    from fastmlp.sweep import wandb_engine
+
+    created, runs = [], []
+
+    def agent(sweep_id, function, project, entity, count):
+        for _ in range(count):  # what wandb.agent does for each run W&B hands out
+            params = tmp_path / f"params-{len(runs)}.yaml"
+            values = {
+                "wandb_version": 1,
+                "learning_rate": {"value": 0.01 * (len(runs) + 1)},
+                "optimizer": {"value": "nadam"},
+            }
+            params.write_text(yaml.safe_dump(values))
+            monkeypatch.setenv("WANDB_SWEEP_PARAM_PATH", str(params))
+            function()
+
+    monkeypatch.setattr(wandb_engine, "require_wandb_online", lambda mode: None)
+    monkeypatch.setattr(
+        wandb, "sweep", lambda sweep, project, entity: created.append(sweep) or "s1"
+    )
+    monkeypatch.setattr(wandb, "agent", agent)
+    monkeypatch.setattr(fastmlp.experiment, "run_experiment", lambda s, **kw: runs.append((s, kw)))
+    config = sweep_config(
+        name="wb",
+        learning_rate={"values": [0.01, 0.02, 0.03]},
+        optimizer={"values": ["adam", "nadam"]},
+    )
+    assert run_wandb_sweep(config, out=tmp_path, count=2, device="cpu") == "s1"
+    assert run_wandb_sweep(config, out=tmp_path, count=1) == "s1"  # continues the same sweep
+    assert len(created) == 1 and created[0]["parameters"] == config.raw["parameters"]
+    assert [settings["learning_rate"] for settings, _ in runs] == [0.01, 0.02, 0.03]
+    settings, options = runs[0]
+    assert (settings["dataset"], settings["optimizer"], settings["device"]) == (
+        "mnist",
+        "nadam",
+        "cpu",
+    )
+    assert options["out"] == tmp_path / "wb" / "runs" and options["group"] == "wb"
+    assert options["wandb_mode"] == "online"
+    assert json.loads((tmp_path / "wb" / "sweep.json").read_text())["wandb_sweep_id"] == "s1"

@@ -185,3 +185,27 @@ def test_diverging_experiment_is_recorded_as_diverged(idx_dir, tmp_path):
     summary = result.run_dir.read_summary()
     assert summary["diverged_at"] == 1
     assert summary["test_loss"] is None or math.isfinite(summary["test_loss"])
+
+
+def test_a_callback_can_stop_training_and_the_run_records_why(idx_dir, tmp_path):
+    from fastmlp.training import StopTraining
+
+    def prune_after_second_epoch(metrics):
+        if metrics.epoch == 2:
+            raise StopTraining("pruned", "pruned after epoch 2")
+
+    result = run_experiment(
+        {**SMALL, "dataset": "mnist"},
+        out=tmp_path,
+        data_dir=idx_dir,
+        wandb_mode="disabled",
+        progress=False,
+        verbose=False,
+        callbacks=[prune_after_second_epoch],
+        figures=False,
+    )
+    assert result.status == "pruned"
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    summary = result.run_dir.read_summary()
+    assert summary["status"] == "pruned" and summary["stop_reason"] == "pruned after epoch 2"
+    assert fastmlp.load_checkpoint(result.run_dir.checkpoint_path).epoch == 2

@@ -1,4 +1,6 @@
-"""The ``fastmlp`` command: ``train``, ``evaluate``, ``samples``, ``predict``, ``bench``.
+"""The ``fastmlp`` command and its sub-commands.
+
+``train``, ``evaluate``, ``samples``, ``predict``, ``bench`` and ``sweep``.
 
 Bad input (an unknown choice, a missing file, a corrupt dataset, no GPU, ...) ends with one
 line on stderr and exit status 2, never a traceback; set ``FASTMLP_DEBUG=1`` to see one.

@@ -11,7 +11,12 @@
 Needs ``pip install "fastmlp[sweep]"`` (Optuna, PyYAML, matplotlib, threadpoolctl).
 """
 
-from fastmlp.sweep.config import SweepConfig, SweepConfigError, parse_sweep_config, read_sweep_config
+from fastmlp.sweep.config import (
+    SweepConfig,
+    SweepConfigError,
+    parse_sweep_config,
+    read_sweep_config,
+)
 from fastmlp.sweep.local import SweepSummary, run_local_sweep
 from fastmlp.sweep.report import Report, write_report
 from fastmlp.sweep.study import SweepDirectory, SweepError

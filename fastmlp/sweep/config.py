@@ -52,17 +52,37 @@ GOALS = ("maximize", "minimize")
 # Hyperband can prune on.
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
 DISTRIBUTIONS = (
-    "constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform_values",
+    "constant",
+    "categorical",
+    "int_uniform",
+    "uniform",
+    "q_uniform",
+    "log_uniform_values",
     "log_uniform",
 )
 # W&B distributions the local engine cannot reproduce exactly.
 UNSUPPORTED_DISTRIBUTIONS = (
-    "q_log_uniform", "q_log_uniform_values", "inv_log_uniform", "inv_log_uniform_values",
-    "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta",
+    "q_log_uniform",
+    "q_log_uniform_values",
+    "inv_log_uniform",
+    "inv_log_uniform_values",
+    "normal",
+    "q_normal",
+    "log_normal",
+    "q_log_normal",
+    "beta",
+    "q_beta",
 )
 TOP_LEVEL_KEYS = (
-    "name", "description", "method", "metric", "parameters", "early_terminate", "run_cap",
-    "project", "entity",
+    "name",
+    "description",
+    "method",
+    "metric",
+    "parameters",
+    "early_terminate",
+    "run_cap",
+    "project",
+    "entity",
 )
 SPEC_KEYS = ("distribution", "value", "values", "min", "max", "q")
 HYPERBAND_KEYS = ("type", "min_iter", "max_iter", "eta")
@@ -114,10 +134,11 @@ class Parameter:
             return list(range(int(self.low), int(self.high) + 1))
         if self.distribution == "q_uniform":
             steps = round((self.high - self.low) / self.step)
-            return [self.low + k * self.step for k in range(steps + 1)]
+            return [round(self.low + k * self.step, 12) for k in range(steps + 1)]
         raise SweepConfigError(
             f"method grid needs a finite set of values, but parameter {self.name!r} has the "
-            f"continuous distribution {self.distribution}: give values, or use int_uniform or q_uniform"
+            f"continuous distribution {self.distribution}: give values, or use int_uniform "
+            "or q_uniform"
         )
 
 
@@ -152,7 +173,9 @@ class SweepConfig:
 
     def distributions(self) -> dict[str, Any]:
         """Optuna distributions of the swept parameters, by name."""
-        return {name: parameter.optuna_distribution() for name, parameter in self.parameters.items()}
+        return {
+            name: parameter.optuna_distribution() for name, parameter in self.parameters.items()
+        }
 
     def grid(self) -> dict[str, list[Any]]:
         """The search space of a grid search (Optuna's GridSampler takes it as is)."""
@@ -175,10 +198,11 @@ class SweepConfig:
         return {**self.constants, **params}
 
 
-
 def sweep_identity(raw: Mapping[str, Any]) -> dict[str, Any]:
     """What makes two configurations the same sweep: all keys but name, description, run_cap."""
-    return {key: value for key, value in raw.items() if key not in ("name", "description", "run_cap")}
+    return {
+        key: value for key, value in raw.items() if key not in ("name", "description", "run_cap")
+    }
 
 
 def _number(value: Any) -> Any:
@@ -206,7 +230,9 @@ def _bound(name: str, spec: Mapping[str, Any], key: str) -> float:
         raise SweepConfigError(f"sweep parameter {name!r}: distribution needs {key!r}")
     value = _number(spec[key])
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SweepConfigError(f"sweep parameter {name!r}: {key} must be a number, got {spec[key]!r}")
+        raise SweepConfigError(
+            f"sweep parameter {name!r}: {key} must be a number, got {spec[key]!r}"
+        )
     return value
 
 
@@ -275,7 +301,9 @@ def _parameter(name: str, spec: Any) -> Parameter | tuple[str, Any]:
     step = None
     if distribution == "int_uniform":
         if low != int(low) or high != int(high):
-            raise SweepConfigError(f"sweep parameter {name!r}: int_uniform needs integer min and max")
+            raise SweepConfigError(
+                f"sweep parameter {name!r}: int_uniform needs integer min and max"
+            )
         low, high = int(low), int(high)
     if distribution == "log_uniform_values" and low <= 0:
         raise SweepConfigError(f"sweep parameter {name!r}: log_uniform_values needs min > 0")
@@ -309,7 +337,9 @@ def _metric(raw: Any) -> tuple[str, str]:
 
 def _hyperband(raw: Any) -> Hyperband:
     if not isinstance(raw, Mapping):
-        raise SweepConfigError("early_terminate must be a mapping such as {type: hyperband, min_iter: 2}")
+        raise SweepConfigError(
+            "early_terminate must be a mapping such as {type: hyperband, min_iter: 2}"
+        )
     if raw.get("type") != "hyperband":
         raise SweepConfigError(
             f"early_terminate type {raw.get('type')!r} is not supported; use hyperband"
@@ -321,13 +351,17 @@ def _hyperband(raw: Any) -> Hyperband:
             f"(supported: {', '.join(HYPERBAND_KEYS)})"
         )
     if "min_iter" not in raw:
-        raise SweepConfigError("early_terminate hyperband needs min_iter (epochs before the first cut)")
+        raise SweepConfigError(
+            "early_terminate hyperband needs min_iter (epochs before the first cut)"
+        )
     values = {}
     for key, smallest in (("min_iter", 1), ("max_iter", 1), ("eta", 2)):
         if key in raw:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
-                raise SweepConfigError(f"early_terminate {key} must be an integer >= {smallest}, got {value!r}")
+                raise SweepConfigError(
+                    f"early_terminate {key} must be an integer >= {smallest}, got {value!r}"
+                )
             values[key] = value
     if "max_iter" in values and values["max_iter"] <= values["min_iter"]:
         raise SweepConfigError("early_terminate max_iter must be greater than min_iter")
@@ -342,7 +376,9 @@ def parse_sweep_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
             cannot honour.
     """
     if not isinstance(raw, Mapping):
-        raise SweepConfigError("a sweep config must be a mapping with method, metric and parameters")
+        raise SweepConfigError(
+            "a sweep config must be a mapping with method, metric and parameters"
+        )
     unknown = [key for key in raw if key not in TOP_LEVEL_KEYS]
     if unknown:
         hint = " (fastmlp runs every trial itself)" if unknown[0] in ("program", "command") else ""
@@ -356,7 +392,9 @@ def parse_sweep_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
     metric, goal = _metric(raw.get("metric"))
     name = str(raw.get("name") or default_name)
     if not NAME_PATTERN.fullmatch(name):
-        raise SweepConfigError(f"sweep name {name!r} may only use letters, digits, '_', '.' and '-'")
+        raise SweepConfigError(
+            f"sweep name {name!r} may only use letters, digits, '_', '.' and '-'"
+        )
     specs = raw.get("parameters")
     if not isinstance(specs, Mapping) or not specs:
         raise SweepConfigError("sweep config needs parameters: a mapping of setting names to specs")
@@ -373,13 +411,24 @@ def parse_sweep_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         else:
             constants[str(parameter_name)] = parsed[1]
 
-    hyperband = _hyperband(raw["early_terminate"]) if raw.get("early_terminate") is not None else None
+    hyperband = (
+        _hyperband(raw["early_terminate"]) if raw.get("early_terminate") is not None else None
+    )
     run_cap = raw.get("run_cap")
-    if run_cap is not None and (isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1):
+    if run_cap is not None and (
+        isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap < 1
+    ):
         raise SweepConfigError(f"run_cap must be a positive integer, got {run_cap!r}")
     config = SweepConfig(
-        name=name, method=method, metric=metric, goal=goal, parameters=parameters,
-        constants=constants, hyperband=hyperband, run_cap=run_cap, raw=dict(raw),
+        name=name,
+        method=method,
+        metric=metric,
+        goal=goal,
+        parameters=parameters,
+        constants=constants,
+        hyperband=hyperband,
+        run_cap=run_cap,
+        raw=dict(raw),
     )
     if method == "grid":
         config.grid()  # raises for a continuous parameter
@@ -399,7 +448,9 @@ def read_sweep_config(path: str | PathLike[str], name: str | None = None) -> Swe
     try:
         import yaml
     except ImportError:
-        raise SweepConfigError('reading sweep configs needs PyYAML: pip install "fastmlp[sweep]"') from None
+        raise SweepConfigError(
+            'reading sweep configs needs PyYAML: pip install "fastmlp[sweep]"'
+        ) from None
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:

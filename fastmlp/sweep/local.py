@@ -37,13 +37,13 @@ from fastmlp.sweep.study import (
     load_study,
     open_storage,
     progress,
-    require_optuna,
     requeue,
+    require_optuna,
     set_trial_attributes,
     storage_label,
     this_worker,
 )
-from fastmlp.sweep.trial import TrialOptions, TrialOutcome, run_trial
+from fastmlp.sweep.trial import TrialOptions, TrialOutcome, interrupted, run_trial
 from fastmlp.sweep.workers import run_in_processes
 
 # Seconds after which a lock left by a killed worker is broken (holding it takes milliseconds).
@@ -71,7 +71,7 @@ def make_sampler(config: SweepConfig) -> Any:
         return _grid_sampler(config.grid())
     if config.method == "random":
         return RandomSampler()
-    return TPESampler()  # constant_liar (on by default) keeps parallel workers apart
+    return TPESampler(constant_liar=True)  # keeps parallel workers from sampling alike
 
 
 def make_pruner(config: SweepConfig) -> Any:
@@ -92,7 +92,6 @@ class WorkerSpec:
     """Everything a worker process needs (picklable)."""
 
     config: SweepConfig
-    sweep_dir: Path
     storage: str | None
     count: int
     options: TrialOptions
@@ -119,26 +118,10 @@ def resolve_count(config: SweepConfig, count: int | None) -> int:
         return size if count is None else min(count, size)
     if count is None:
         raise SweepError(
-            f"a {config.method} sweep needs --count N (or run_cap in the config): how many trials to run"
+            f"a {config.method} sweep needs --count N (or run_cap in the config): "
+            "how many trials to run"
         )
     return count
-
-
-def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
-    """Start the next trial (parameters sampled), or None when the sweep has all its trials.
-    Ctrl-C waits until this is done, so the lock and the journal are never left half-written."""
-    with interrupts_deferred():
-        lock.acquire()
-        try:
-            fail_stale_trials(study)
-            if progress(study).counted >= spec.count:
-                return None
-            trial = study.ask(spec.config.distributions())
-            for key, value in this_worker().items():
-                trial.set_user_attr(key, value)
-            return trial
-        finally:
-            lock.release()
 
 
 def _record(study: Any, trial: Any, outcome: TrialOutcome) -> None:
@@ -150,6 +133,31 @@ def _record(study: Any, trial: Any, outcome: TrialOutcome) -> None:
         study.tell(trial, outcome.value, state=TrialState[outcome.state])
         if outcome.interrupted:
             requeue(study, trial)
+
+
+def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
+    """Start the next trial (parameters sampled), or None when the sweep has all its trials.
+
+    Ctrl-C waits until the lock is released and the journal written; a trial started just
+    before it is recorded as interrupted.
+    """
+    trial = None
+    try:
+        with interrupts_deferred():
+            lock.acquire()
+            try:
+                fail_stale_trials(study)
+                if progress(study).counted < spec.count:
+                    trial = study.ask(spec.config.distributions())
+                    for key, value in this_worker().items():
+                        trial.set_user_attr(key, value)
+            finally:
+                lock.release()
+    except KeyboardInterrupt:
+        if trial is not None:
+            _record(study, trial, interrupted())
+        raise
+    return trial
 
 
 def _describe(trial: Any, outcome: TrialOutcome, metric: str, seconds: float) -> str:
@@ -176,17 +184,26 @@ def run_worker(spec: WorkerSpec) -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     from optuna.storages.journal import JournalFileOpenLock
 
-    directory = SweepDirectory(spec.sweep_dir)
+    directory = SweepDirectory(spec.options.sweep_dir)
     study = load_study(
-        spec.config.name, open_storage(directory, spec.storage),
-        sampler=make_sampler(spec.config), pruner=make_pruner(spec.config),
+        spec.config.name,
+        open_storage(directory, spec.storage),
+        sampler=make_sampler(spec.config),
+        pruner=make_pruner(spec.config),
     )
-    lock = JournalFileOpenLock(ask_lock_path(directory, spec.storage), grace_period=LOCK_GRACE_SECONDS)
+    lock = JournalFileOpenLock(
+        ask_lock_path(directory, spec.storage), grace_period=LOCK_GRACE_SECONDS
+    )
     while (trial := _next_trial(study, spec, lock)) is not None:
         started = time.perf_counter()
-        outcome = run_trial(trial, spec.config, spec.options)
+        try:
+            outcome = run_trial(trial, spec.config, spec.options)
+        except KeyboardInterrupt:  # Ctrl-C just after the run ended, before its outcome was known
+            outcome = interrupted()
         _record(study, trial, outcome)
-        print(_describe(trial, outcome, spec.config.metric, time.perf_counter() - started), flush=True)
+        print(
+            _describe(trial, outcome, spec.config.metric, time.perf_counter() - started), flush=True
+        )
         if outcome.interrupted:
             raise KeyboardInterrupt
         if outcome.fatal:
@@ -199,7 +216,9 @@ def summarize(directory: SweepDirectory, study: Any, count: int) -> SweepSummary
     if summary.progress.complete:
         best = study.best_trial
         summary = replace(
-            summary, best_number=best.number, best_value=best.value,
+            summary,
+            best_number=best.number,
+            best_value=best.value,
             best_run_dir=best.user_attrs.get("run_dir"),
         )
     return summary
@@ -246,23 +265,32 @@ def run_local_sweep(
     )
     stale = fail_stale_trials(study)
     if stale:
-        print(f"trials {', '.join(map(str, stale))} were left running by a stopped worker: "
-              "marked failed and queued again", file=sys.stderr)
+        print(
+            f"trials {', '.join(map(str, stale))} were left running by a stopped worker: "
+            "marked failed and queued again",
+            file=sys.stderr,
+        )
     done = progress(study)
     remaining = total - done.counted
     if remaining <= 0:
         return summarize(directory, study, total)
-    print(f"sweep {config.name}: {done.counted} of {total} trials done or running, "
-          f"{remaining} to go on {min(workers, remaining)} worker(s); storage "
-          f"{storage_label(storage) if storage else directory.journal}", flush=True)
-    options = TrialOptions(
-        sweep_dir=directory.path, group=config.name,
-        data_dir=None if data_dir is None else str(data_dir),
-        wandb_mode=wandb_mode, device=device, figures=figures,
+    print(
+        f"sweep {config.name}: {done.counted} of {total} trials done or running, "
+        f"{remaining} to go on {min(workers, remaining)} worker(s); storage "
+        f"{storage_label(storage) if storage else directory.journal}",
+        flush=True,
     )
-    spec = WorkerSpec(config=config, sweep_dir=directory.path, storage=storage, count=total, options=options)
+    options = TrialOptions(
+        sweep_dir=directory.path,
+        group=config.name,
+        data_dir=None if data_dir is None else str(data_dir),
+        wandb_mode=wandb_mode,
+        device=device,
+        figures=figures,
+    )
+    spec = WorkerSpec(config=config, storage=storage, count=total, options=options)
     if workers == 1 or remaining == 1:
         run_worker(spec)
     else:
         run_in_processes(run_worker, [spec] * min(workers, remaining))
-    return summarize(directory, load_study(config.name, open_storage(directory, storage)), total)
+    return summarize(directory, study, total)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fastmlp.figures import _new_figure, _save
+from fastmlp.figures import new_figure, save_figure
 
 # Parameter values shown as tick labels on a numeric parallel-coordinates axis.
 NUMERIC_TICKS = 5
@@ -81,7 +81,7 @@ def plot_parallel_coordinates(
 
     names = list(params)
     metric_values = np.asarray(values, dtype=np.float64)
-    figure = _new_figure(max(7.0, 1.5 * (len(names) + 1) + 1.5), 5.0)
+    figure = new_figure(max(7.0, 1.5 * (len(names) + 1) + 1.5), 5.0)
     ax = figure.subplots()
     columns, ticks = [], []
     for name in names:
@@ -91,8 +91,11 @@ def plot_parallel_coordinates(
     low, high = float(metric_values.min()), float(metric_values.max())
     spread = high - low or 1.0
     columns.append((metric_values - low) / spread)
-    ticks.append([(float((v - low) / spread), f"{v:.4g}") for v in np.linspace(low, high, NUMERIC_TICKS)]
-                 if high > low else [(0.0, f"{low:.4g}")])
+    ticks.append(
+        [(float((v - low) / spread), f"{v:.4g}") for v in np.linspace(low, high, NUMERIC_TICKS)]
+        if high > low
+        else [(0.0, f"{low:.4g}")]
+    )
 
     lines = np.stack(columns, axis=1)
     norm = Normalize(vmin=low, vmax=high if high > low else low + 1)
@@ -101,13 +104,31 @@ def plot_parallel_coordinates(
     x = np.arange(lines.shape[1])
     for rank, index in enumerate(order):
         best = rank == len(order) - 1
-        ax.plot(x, lines[index], color=colormap(norm(metric_values[index])),
-                linewidth=2.8 if best else 1.2, alpha=1.0 if best else 0.75, zorder=3 if best else 2)
+        ax.plot(
+            x,
+            lines[index],
+            color=colormap(norm(metric_values[index])),
+            linewidth=2.8 if best else 1.2,
+            alpha=1.0 if best else 0.75,
+            zorder=3 if best else 2,
+        )
     for column, axis_ticks in enumerate(ticks):
         ax.axvline(column, color="0.3", linewidth=0.8, zorder=1)
         for position, label in axis_ticks:
-            ax.text(column - 0.04, position, label, ha="right", va="center", fontsize=7,
-                    bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.7, "linewidth": 0})
+            ax.text(
+                column - 0.04,
+                position,
+                label,
+                ha="right",
+                va="center",
+                fontsize=7,
+                bbox={
+                    "boxstyle": "round,pad=0.1",
+                    "facecolor": "white",
+                    "alpha": 0.7,
+                    "linewidth": 0,
+                },
+            )
     ax.set_xticks(x, [*names, metric], rotation=20 if len(names) > 6 else 0)
     ax.set_xlim(-0.6, len(names) + 0.3)
     ax.set_ylim(-0.06, 1.06)
@@ -115,9 +136,11 @@ def plot_parallel_coordinates(
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     best_index = order[-1]
-    ax.set_title(f"{len(metric_values)} complete trials; best {metric} {metric_values[best_index]:.4f}")
+    ax.set_title(
+        f"{len(metric_values)} complete trials; best {metric} {metric_values[best_index]:.4f}"
+    )
     figure.colorbar(ScalarMappable(norm=norm, cmap=colormap), ax=ax, label=metric, pad=0.01)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_metric_vs_time(
@@ -138,30 +161,51 @@ def plot_metric_vs_time(
     """
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
-    figure = _new_figure(9.0, 4.5)
+    figure = new_figure(9.0, 4.5)
     ax = figure.subplots()
     styles = {
         "COMPLETE": {"marker": "o", "color": "tab:blue", "label": "complete"},
-        "PRUNED": {"marker": "o", "color": "0.6", "label": "pruned (value when stopped)",
-                   "markerfacecolor": "none"},
+        "PRUNED": {
+            "marker": "o",
+            "color": "0.6",
+            "label": "pruned (value when stopped)",
+            "markerfacecolor": "none",
+        },
     }
     for state, style in styles.items():
-        points = [(t, v) for t, v, s in zip(started, values, states) if s == state and v is not None]
+        points = [
+            (t, v) for t, v, s in zip(started, values, states) if s == state and v is not None
+        ]
         if points:
             times, ys = zip(*points)
             ax.plot(times, ys, linestyle="none", markersize=6, **style)
     failed = [t for t, s in zip(started, states) if s == "FAIL"]
     if failed:
-        ax.plot(failed, [0.02] * len(failed), "x", color="tab:red", markersize=7,
-                transform=ax.get_xaxis_transform(), label="failed")
+        ax.plot(
+            failed,
+            [0.02] * len(failed),
+            "x",
+            color="tab:red",
+            markersize=7,
+            transform=ax.get_xaxis_transform(),
+            label="failed",
+        )
 
-    complete = sorted((t, v) for t, v, s in zip(started, values, states) if s == "COMPLETE" and v is not None)
+    complete = sorted(
+        (t, v) for t, v, s in zip(started, values, states) if s == "COMPLETE" and v is not None
+    )
     if complete:
         times = [t for t, _ in complete]
         ys = np.array([v for _, v in complete], dtype=np.float64)
         best = np.maximum.accumulate(ys) if goal == "maximize" else np.minimum.accumulate(ys)
-        ax.step([*times, max(started)], [*best, best[-1]], where="post", color="tab:orange",
-                linewidth=2, label=f"best so far: {best[-1]:.4f}")
+        ax.step(
+            [*times, max(started)],
+            [*best, best[-1]],
+            where="post",
+            color="tab:orange",
+            linewidth=2,
+            label=f"best so far: {best[-1]:.4f}",
+        )
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
@@ -170,7 +214,7 @@ def plot_metric_vs_time(
     ax.set_title(f"{metric} of every trial by start time")
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_importance(
@@ -191,7 +235,7 @@ def plot_importance(
         path: where to write the PNG.
     """
     rows = max(len(importances or {}), len(correlations), 3)
-    figure = _new_figure(11.0, 1.5 + 0.28 * rows)
+    figure = new_figure(11.0, 1.5 + 0.28 * rows)
     ax_importance, ax_correlation = figure.subplots(1, 2)
 
     if importances:
@@ -199,9 +243,13 @@ def plot_importance(
         ax_importance.barh(names, [importances[name] for name in names], color="tab:blue")
         ax_importance.set_xlim(0, 1)
         for y, name in enumerate(names):
-            ax_importance.text(importances[name] + 0.01, y, f"{importances[name]:.2f}", va="center", fontsize=8)
+            ax_importance.text(
+                importances[name] + 0.01, y, f"{importances[name]:.2f}", va="center", fontsize=8
+            )
     else:
-        ax_importance.text(0.5, 0.5, note, ha="center", va="center", wrap=True, transform=ax_importance.transAxes)
+        ax_importance.text(
+            0.5, 0.5, note, ha="center", va="center", wrap=True, transform=ax_importance.transAxes
+        )
         ax_importance.set_yticks([])
     ax_importance.set_title(f"importance for {metric} (fANOVA)")
     ax_importance.set_xlabel("share of the explained variance")
@@ -213,8 +261,14 @@ def plot_importance(
         colors = ["tab:green" if value >= 0 else "tab:red" for value in values]
         ax_correlation.barh(labels, values, color=colors)
         for y, value in enumerate(values):
-            ax_correlation.text(value + (0.02 if value >= 0 else -0.02), y, f"{value:+.2f}", va="center",
-                                ha="left" if value >= 0 else "right", fontsize=8)
+            ax_correlation.text(
+                value + (0.02 if value >= 0 else -0.02),
+                y,
+                f"{value:+.2f}",
+                va="center",
+                ha="left" if value >= 0 else "right",
+                fontsize=8,
+            )
     ax_correlation.axvline(0, color="0.3", linewidth=0.8)
     ax_correlation.set_xlim(-1.15, 1.15)
     ax_correlation.set_title(f"rank correlation with {metric}")
@@ -222,4 +276,4 @@ def plot_importance(
     for ax in (ax_importance, ax_correlation):
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)

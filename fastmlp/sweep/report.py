@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fastmlp.config import DEFAULTS, normalize_config
+from fastmlp.sweep import plots
 from fastmlp.sweep.config import SweepConfig, parse_sweep_config
 from fastmlp.sweep.study import (
     SweepDirectory,
@@ -83,25 +84,28 @@ def _note(trial: Any) -> str:
 
 def trial_rows(study: Any) -> list[TrialRow]:
     """Every started trial of ``study`` (queued ones left out), by number."""
+    from optuna.trial import TrialState
+
+    started = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
     rows = []
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state.name == "WAITING":
-            continue
+    for trial in study.get_trials(deepcopy=False, states=started):
         seconds = None
         if trial.datetime_start is not None and trial.datetime_complete is not None:
             seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
-        rows.append(TrialRow(
-            number=trial.number,
-            state=trial.state.name,
-            params=dict(trial.params),
-            value=trial.value if trial.state.name in ("COMPLETE", "PRUNED") else None,
-            val_accuracy=trial.user_attrs.get("val_accuracy"),
-            test_accuracy=trial.user_attrs.get("test_accuracy"),
-            started=trial.datetime_start,
-            seconds=seconds,
-            run_dir=trial.user_attrs.get("run_dir", ""),
-            note=_note(trial),
-        ))
+        rows.append(
+            TrialRow(
+                number=trial.number,
+                state=trial.state.name,
+                params=dict(trial.params),
+                value=trial.value if trial.state.name in ("COMPLETE", "PRUNED") else None,
+                val_accuracy=trial.user_attrs.get("val_accuracy"),
+                test_accuracy=trial.user_attrs.get("test_accuracy"),
+                started=trial.datetime_start,
+                seconds=seconds,
+                run_dir=trial.user_attrs.get("run_dir", ""),
+                note=_note(trial),
+            )
+        )
     return rows
 
 
@@ -114,17 +118,36 @@ def best_config(config: SweepConfig, params: dict[str, Any]) -> dict[str, Any]:
 def _columns(config: SweepConfig, rows: list[TrialRow]) -> tuple[list[str], list[list[Any]]]:
     names = sorted({name for row in rows for name in row.params})
     accuracy = [] if config.metric == "val_accuracy" else ["val_accuracy"]
-    header = ["number", "state", *names, config.metric, *accuracy, "test_accuracy",
-              "duration_s", "started", "run_dir", "note"]
+    header = [
+        "number",
+        "state",
+        *names,
+        config.metric,
+        *accuracy,
+        "test_accuracy",
+        "duration_s",
+        "started",
+        "run_dir",
+        "note",
+    ]
     table = []
     for row in rows:
         started = row.started.isoformat(timespec="seconds") if row.started else ""
         seconds = None if row.seconds is None else round(row.seconds, 1)
-        table.append([
-            row.number, row.state, *(row.params.get(name, "") for name in names), row.value,
-            *([row.val_accuracy] if accuracy else []), row.test_accuracy, seconds, started,
-            row.run_dir, row.note,
-        ])
+        table.append(
+            [
+                row.number,
+                row.state,
+                *(row.params.get(name, "") for name in names),
+                row.value,
+                *([row.val_accuracy] if accuracy else []),
+                row.test_accuracy,
+                seconds,
+                started,
+                row.run_dir,
+                row.note,
+            ]
+        )
     return header, table
 
 
@@ -133,7 +156,7 @@ def _markdown(header: list[str], table: list[list[Any]]) -> str:
         if value is None:
             return ""
         if isinstance(value, float):
-            return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3g}"
+            return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
         return str(value).replace("|", "\\|")
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -171,8 +194,10 @@ def correlations(rows: list[TrialRow]) -> list[tuple[str, float]]:
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             pairs = [(f"{name}", np.array(values, dtype=np.float64))]
         else:
-            pairs = [(f"{name}={choice}", np.array([str(v) == choice for v in values], dtype=np.float64))
-                     for choice in sorted(set(map(str, values)))]
+            pairs = [
+                (f"{name}={choice}", np.array([str(v) == choice for v in values], dtype=np.float64))
+                for choice in sorted(set(map(str, values)))
+            ]
         for label, column in pairs:
             r = _spearman(column, metric)
             if r is not None:
@@ -184,23 +209,36 @@ def _importances(study: Any, complete: int) -> tuple[dict[str, float] | None, st
     import optuna
 
     if complete < MIN_TRIALS_FOR_IMPORTANCE:
-        return None, f"importance needs at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials ({complete} so far)"
+        needed = MIN_TRIALS_FOR_IMPORTANCE
+        return None, f"importance needs at least {needed} complete trials ({complete} so far)"
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
     return {name: float(value) for name, value in importances.items()}, ""
 
 
-def _wandb_log(config: SweepConfig, report: Report, header: list[str], table: list[list[Any]],
-               wandb_mode: str | None) -> str | None:
+def _wandb_log(
+    config: SweepConfig,
+    report: Report,
+    header: list[str],
+    table: list[list[Any]],
+    wandb_mode: str | None,
+) -> str | None:
     """Log the figures, the table and the best result as one W&B run; its directory, if any."""
     mode = resolve_wandb_mode(wandb_mode)
     if mode == "disabled":
         return None
-    settings = normalize_config({k: v for k, v in config.constants.items() if k in ("wandb_project", "wandb_entity")})
+    settings = normalize_config(
+        {k: v for k, v in config.constants.items() if k in ("wandb_project", "wandb_entity")}
+    )
     run = WandbRun.start(
-        mode=mode, project=settings["wandb_project"], entity=settings["wandb_entity"],
-        name=f"{config.name}-report", config={"sweep": config.raw}, directory=report.directory,
-        group=config.name, job_type="sweep-report",
+        mode=mode,
+        project=settings["wandb_project"],
+        entity=settings["wandb_entity"],
+        name=f"{config.name}-report",
+        config={"sweep": config.raw},
+        directory=report.directory,
+        group=config.name,
+        job_type="sweep-report",
     )
     if run is None:
         return None
@@ -211,8 +249,13 @@ def _wandb_log(config: SweepConfig, report: Report, header: list[str], table: li
             run.log_image(key, path)
     run.run.log({"trials": wandb.Table(columns=header, data=table)})
     if report.best is not None:
-        run.update_summary({f"best_{config.metric}": report.best.value, "best_trial": report.best.number,
-                            "best_config": report.best_config})
+        run.update_summary(
+            {
+                f"best_{config.metric}": report.best.value,
+                "best_trial": report.best.number,
+                "best_config": report.best_config,
+            }
+        )
     run.finish()
     return run.directory
 
@@ -233,15 +276,18 @@ def write_report(
     info = directory.read_info()
     if info.get("engine") == "wandb":
         raise SweepError(
-            f"{directory.path} is a W&B sweep: its analysis is on W&B ({info.get('wandb_url', 'see the W&B project')})"
+            f"{directory.path} is W&B sweep {info.get('wandb_sweep_id')} in project "
+            f"{info.get('wandb_project')}: its analysis is on W&B"
         )
     stored = info.get("storage", SweepDirectory.JOURNAL)
     if storage is None and stored != SweepDirectory.JOURNAL:
         if "***@" in stored:
-            raise SweepError(f"this sweep's trials are in {stored}: pass --storage with the full URL")
+            raise SweepError(
+                f"this sweep's trials are in {stored}: pass --storage with the full URL"
+            )
         storage = stored
     study = load_study(info["name"], open_storage(directory, storage))
-    config = parse_sweep_config(study.user_attrs.get("config") or info["config"], default_name=info["name"])
+    config = parse_sweep_config(study.user_attrs["config"], default_name=info["name"])
 
     report = Report(directory=directory.report)
     report.directory.mkdir(parents=True, exist_ok=True)
@@ -253,7 +299,9 @@ def write_report(
         writer.writerow(header)
         writer.writerows(["" if value is None else value for value in row] for row in table)
     markdown_path = report.directory / "trials.md"
-    markdown_path.write_text(f"# Sweep {config.name}: {len(rows)} trials\n\n" + _markdown(header, table))
+    markdown_path.write_text(
+        f"# Sweep {config.name}: {len(rows)} trials\n\n" + _markdown(header, table)
+    )
     report.files.update(trials_csv=csv_path, trials_md=markdown_path)
 
     complete = [row for row in rows if row.state == "COMPLETE"]
@@ -265,28 +313,42 @@ def write_report(
         best_path.write_text(json.dumps(report.best_config, indent=2, sort_keys=True) + "\n")
         report.files["best"] = best_path
 
-    from fastmlp.sweep import plots
-
     swept = [name for name in config.parameters if any(name in row.params for row in complete)]
     if complete and swept:
         distributions = {name: config.parameters[name].optuna_distribution() for name in swept}
         report.files["parallel_coordinates"] = plots.plot_parallel_coordinates(
-            {name: [row.params[name] for row in complete] for name in swept}, distributions,
-            [row.value for row in complete], config.metric, config.goal,
+            {name: [row.params[name] for row in complete] for name in swept},
+            distributions,
+            [row.value for row in complete],
+            config.metric,
+            config.goal,
             report.directory / "parallel_coordinates.png",
         )
-    timed = [row for row in rows if row.started is not None and row.state in ("COMPLETE", "PRUNED", "FAIL")]
+    timed = [
+        row
+        for row in rows
+        if row.started is not None and row.state in ("COMPLETE", "PRUNED", "FAIL")
+    ]
     if timed:
         report.files["accuracy_vs_time"] = plots.plot_metric_vs_time(
             [row.started for row in timed],
-            [row.value if row.value is not None and math.isfinite(row.value) else None for row in timed],
-            [row.state for row in timed], config.metric, config.goal,
+            [
+                row.value if row.value is not None and math.isfinite(row.value) else None
+                for row in timed
+            ],
+            [row.state for row in timed],
+            config.metric,
+            config.goal,
             report.directory / "accuracy_vs_time.png",
         )
     if complete and swept:
         importances, note = _importances(study, len(complete))
         report.files["importance"] = plots.plot_importance(
-            importances, correlations(rows), config.metric, report.directory / "importance.png", note=note
+            importances,
+            correlations(rows),
+            config.metric,
+            report.directory / "importance.png",
+            note=note,
         )
     report.wandb_dir = _wandb_log(config, report, header, table, wandb_mode)
     return report

@@ -34,12 +34,20 @@ class SweepError(ValueError):
     """A sweep cannot be created, continued or read; the message says why and what to do."""
 
 
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message (its type name when the message is empty)."""
+    message = str(error).strip()
+    return message.splitlines()[0] if message else type(error).__name__
+
+
 def require_optuna() -> None:
     """Raise a one-line ImportError saying what to install when Optuna is missing."""
     try:
         import optuna  # noqa: F401
     except ImportError:
-        raise ImportError('the local sweep engine needs Optuna: pip install "fastmlp[sweep]"') from None
+        raise ImportError(
+            'the local sweep engine needs Optuna: pip install "fastmlp[sweep]"'
+        ) from None
 
 
 class SweepDirectory:
@@ -78,9 +86,15 @@ class SweepDirectory:
         """Add or replace entries of ``sweep.json`` (written atomically)."""
         self.path.mkdir(parents=True, exist_ok=True)
         path = self.path / self.INFO
-        info = json.loads(path.read_text()) if path.is_file() else {
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
+        info = (
+            json.loads(path.read_text())
+            if path.is_file()
+            else {
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds"
+                ),
+            }
+        )
         info.update(entries)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
@@ -110,8 +124,9 @@ def open_storage(directory: SweepDirectory, url: str | None = None) -> Any:
         try:
             return RDBStorage(url)
         except Exception as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise SweepError(f"cannot open --storage {storage_label(url)}: {message}") from None
+            raise SweepError(
+                f"cannot open --storage {storage_label(url)}: {one_line(error)}"
+            ) from None
     path = Path(url) if url is not None else directory.journal
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
@@ -172,12 +187,21 @@ def fail_stale_trials(study: Any) -> list[int]:
     marked = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, worker_pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
-        if worker_host != host or worker_pid is None or worker_pid == pid or _process_alive(worker_pid):
+        if (
+            worker_host != host
+            or worker_pid is None
+            or worker_pid == pid
+            or _process_alive(worker_pid)
+        ):
             continue
-        set_trial_attributes(study, trial, {
-            "failure": f"its worker (pid {worker_pid}) stopped before the trial finished",
-            "interrupted": True,
-        })
+        set_trial_attributes(
+            study,
+            trial,
+            {
+                "failure": f"its worker (pid {worker_pid}) stopped before the trial finished",
+                "interrupted": True,
+            },
+        )
         study.tell(trial.number, state=TrialState.FAIL)
         requeue(study, trial)
         marked.append(trial.number)
@@ -193,7 +217,6 @@ class Progress:
     failed: int = 0
     interrupted: int = 0
     running: int = 0
-    waiting: int = 0
 
     @property
     def counted(self) -> int:
@@ -210,15 +233,18 @@ class Progress:
 
 
 def progress(study: Any) -> Progress:
-    """Count the trials of ``study`` by state (interrupted ones apart from real failures)."""
+    """Count the started trials of ``study`` by state (interrupted ones apart from failures;
+    queued reruns are not counted until they start)."""
     from optuna.trial import TrialState
 
-    counts = dict.fromkeys(("complete", "pruned", "failed", "interrupted", "running", "waiting"), 0)
+    counts = dict.fromkeys(("complete", "pruned", "failed", "interrupted", "running"), 0)
     names = {
-        TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
-        TrialState.RUNNING: "running", TrialState.WAITING: "waiting",
+        TrialState.COMPLETE: "complete",
+        TrialState.PRUNED: "pruned",
+        TrialState.FAIL: "failed",
+        TrialState.RUNNING: "running",
     }
-    for trial in study.get_trials(deepcopy=False):
+    for trial in study.get_trials(deepcopy=False, states=tuple(names)):
         name = names[trial.state]
         if name == "failed" and trial.user_attrs.get("interrupted"):
             name = "interrupted"

@@ -25,9 +25,12 @@ from fastmlp.backends import DeviceUnavailableError
 from fastmlp.config import normalize_config
 from fastmlp.data import DataError
 from fastmlp.sweep.config import SweepConfig
+from fastmlp.sweep.study import one_line
 from fastmlp.tracking import RunDirectory, run_name
-from fastmlp.training import EpochMetrics
+from fastmlp.training import EpochMetrics, StopTraining
 
+# How an interrupted trial's failure reads.
+INTERRUPTED = "interrupted (Ctrl-C)"
 # Errors of the environment rather than of one configuration: they stop the sweep.
 FATAL_ERRORS = (DataError, DeviceUnavailableError, ImportError, OSError)
 
@@ -62,7 +65,9 @@ class TrialOutcome:
         return self.attributes.get("failure")
 
 
-def trial_settings(config: SweepConfig, params: dict[str, Any], device: str | None) -> dict[str, Any]:
+def trial_settings(
+    config: SweepConfig, params: dict[str, Any], device: str | None
+) -> dict[str, Any]:
     """The settings of a trial: constants, sampled values, and the sweep's --device if given."""
     settings = config.settings(params)
     if device is not None:
@@ -71,9 +76,14 @@ def trial_settings(config: SweepConfig, params: dict[str, Any], device: str | No
 
 
 def trial_run_name(settings: dict[str, Any], number: int, runs: Path) -> str:
-    """``hl_3_sz_128_bs_32_ac_relu_o_adam_lr_1e-3_t7``: the run name plus the trial number,
-    with ``-2``, ``-3``... only if a directory of that name is left from an earlier study."""
-    base = f"{run_name(normalize_config(settings))}_t{number}"
+    """``hl_3_sz_128_bs_32_ac_relu_o_adam_lr_1e-3_t7``: the run name (values from continuous
+    distributions shown to 3 significant digits) plus the trial number, with ``-2``, ``-3``...
+    only if a directory of that name is left from an earlier study."""
+    shown = {
+        key: float(f"{value:.3g}") if isinstance(value, float) else value
+        for key, value in settings.items()
+    }
+    base = f"{run_name(normalize_config(shown))}_t{number}"
     name, suffix = base, 2
     while (runs / name).exists():
         name, suffix = f"{base}-{suffix}", suffix + 1
@@ -81,8 +91,7 @@ def trial_run_name(settings: dict[str, Any], number: int, runs: Path) -> str:
 
 
 def _metric_reporter(trial: Any, metric: str) -> Any:
-    """A per-epoch callback: report the metric to Optuna, raise TrialPruned when told to."""
-    import optuna
+    """A per-epoch callback: report the metric to Optuna, stop the run when it says prune."""
 
     def report(metrics: EpochMetrics) -> None:
         value = getattr(metrics, metric)
@@ -90,7 +99,7 @@ def _metric_reporter(trial: Any, metric: str) -> Any:
             return
         trial.report(value, metrics.epoch)
         if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}")
+            raise StopTraining("pruned", f"pruned after epoch {metrics.epoch}")
 
     return report
 
@@ -103,8 +112,18 @@ def _run_attributes(summary: dict[str, Any], history: list[dict[str, Any]]) -> d
     return attributes
 
 
-def _close_stopped_run(run_dir: RunDirectory, status: str, **entries: Any) -> dict[str, Any]:
-    """Write the summary of a run that stopped by an exception (pruned or failed)."""
+def interrupted(attributes: dict[str, Any] | None = None) -> TrialOutcome:
+    """The outcome of a trial stopped by Ctrl-C: failed, not counted, to be run again."""
+    return TrialOutcome(
+        "FAIL", attributes={**(attributes or {}), "failure": INTERRUPTED, "interrupted": True}
+    )
+
+
+def _stopped(run_dir: RunDirectory | None, sweep_dir: Path, status: str, **entries: Any) -> dict:
+    """Write the summary of a run that an exception stopped (interrupted, failed);
+    the trial attributes that describe it (none if the run directory was never made)."""
+    if run_dir is None or not run_dir.path.is_dir():
+        return {}
     history = run_dir.read_metrics()
     summary = {**run_dir.read_summary(), "status": status, "run_dir": str(run_dir.path), **entries}
     summary["epochs_completed"] = history[-1]["epoch"] if history else 0
@@ -113,19 +132,20 @@ def _close_stopped_run(run_dir: RunDirectory, status: str, **entries: Any) -> di
         summary["best_val_accuracy"] = max(val_accuracies)
         summary["val_accuracy"] = val_accuracies[-1]
     run_dir.write_summary(summary)
-    return _run_attributes(summary, history)
+    return {
+        "run_dir": str(run_dir.path.relative_to(sweep_dir)),
+        **_run_attributes(summary, history),
+    }
 
 
 def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOutcome:
-    """Run one trial to its end; never raises (but KeyboardInterrupt is reported as such).
+    """Run one trial to its end and say how it ended; never raises.
 
     Args:
         trial: an ``optuna.Trial`` whose parameters are already sampled.
         config: the sweep configuration.
         options: data, tracking and device options shared by all trials.
     """
-    import optuna
-
     from fastmlp.experiment import run_experiment
 
     runs = options.sweep_dir / "runs"
@@ -134,39 +154,43 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
     try:
         name = trial_run_name(settings, trial.number, runs)
         run_dir = RunDirectory(runs / name)
-        attributes: dict[str, Any] = {"run_dir": str(run_dir.path.relative_to(options.sweep_dir))}
         result = run_experiment(
-            settings, out=runs, data_dir=options.data_dir, wandb_mode=options.wandb_mode,
-            progress=False, verbose=False, group=options.group, name=name,
-            callbacks=[_metric_reporter(trial, config.metric)], figures=options.figures,
+            settings,
+            out=runs,
+            data_dir=options.data_dir,
+            wandb_mode=options.wandb_mode,
+            progress=False,
+            verbose=False,
+            group=options.group,
+            name=name,
+            callbacks=[_metric_reporter(trial, config.metric)],
+            figures=options.figures,
         )
-    except optuna.TrialPruned as pruned:
-        attributes.update(_close_stopped_run(run_dir, "pruned", pruned=str(pruned)))
-        return TrialOutcome("PRUNED", attributes=attributes)
     except KeyboardInterrupt:
-        attributes = {"failure": "interrupted (Ctrl-C)", "interrupted": True}
-        if run_dir is not None and run_dir.path.is_dir():
-            attributes["run_dir"] = str(run_dir.path.relative_to(options.sweep_dir))
-            _close_stopped_run(run_dir, "interrupted")
-        return TrialOutcome("FAIL", attributes=attributes)
+        return interrupted(_stopped(run_dir, options.sweep_dir, "interrupted"))
     except Exception as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        failure = f"{type(error).__name__}: {message}".rstrip(": ")
-        attributes = {"failure": failure}
+        failure = f"{type(error).__name__}: {one_line(error)}"
         if run_dir is not None and run_dir.path.is_dir():
-            attributes["run_dir"] = str(run_dir.path.relative_to(options.sweep_dir))
             run_dir.file("error.txt").write_text(traceback.format_exc())
-            _close_stopped_run(run_dir, "failed", error=failure)
-        return TrialOutcome("FAIL", attributes=attributes, fatal=isinstance(error, FATAL_ERRORS))
-
-    attributes.update(_run_attributes(result.summary, result.history))
-    if result.status == "interrupted":
-        attributes.update(failure="interrupted (Ctrl-C)", interrupted=True)
-        return TrialOutcome("FAIL", attributes=attributes)
-    if result.status == "diverged":
-        attributes["failure"] = (
-            f"diverged at epoch {result.summary['diverged_at']}: the training loss is no longer finite"
+        attributes = _stopped(run_dir, options.sweep_dir, "failed", error=failure)
+        return TrialOutcome(
+            "FAIL",
+            attributes={**attributes, "failure": failure},
+            fatal=isinstance(error, FATAL_ERRORS),
         )
+
+    attributes = {
+        "run_dir": str(run_dir.path.relative_to(options.sweep_dir)),
+        **_run_attributes(result.summary, result.history),
+    }
+    if result.status == "interrupted":
+        return interrupted(attributes)
+    if result.status == "pruned":
+        attributes["pruned"] = result.summary["stop_reason"]
+        return TrialOutcome("PRUNED", attributes=attributes)
+    if result.status == "diverged":
+        epoch = result.summary["diverged_at"]
+        attributes["failure"] = f"diverged at epoch {epoch}: the training loss is no longer finite"
         return TrialOutcome("FAIL", attributes=attributes)
     value = result.history[-1].get(config.metric) if result.history else None
     if value is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fastmlp.config import DEFAULTS
 from fastmlp.sweep.config import SweepConfig
-from fastmlp.sweep.study import SweepDirectory, SweepError
+from fastmlp.sweep.study import SweepDirectory, SweepError, one_line
 from fastmlp.sweep.trial import TrialOptions, trial_settings
 from fastmlp.sweep.workers import run_in_processes
 from fastmlp.tracking import resolve_wandb_mode
@@ -33,7 +33,9 @@ from fastmlp.tracking.wandb_run import wandb_installed
 def require_wandb_online(wandb_mode: str | None) -> None:
     """Raise unless wandb is installed, logged in and in online mode (never prompts)."""
     if not wandb_installed():
-        raise SweepError('--engine wandb needs wandb: pip install "fastmlp[wandb]", or use --engine local')
+        raise SweepError(
+            '--engine wandb needs wandb: pip install "fastmlp[wandb]", or use --engine local'
+        )
     mode = resolve_wandb_mode(wandb_mode)
     if mode != "online":
         raise SweepError(
@@ -73,8 +75,14 @@ def _trial_function(spec: AgentSpec) -> Callable[[], None]:
         options = spec.options
         settings = trial_settings(spec.config, _sweep_params(), options.device)
         run_experiment(
-            settings, out=options.sweep_dir / "runs", data_dir=options.data_dir, wandb_mode="online",
-            progress=False, verbose=False, group=options.group, figures=options.figures,
+            settings,
+            out=options.sweep_dir / "runs",
+            data_dir=options.data_dir,
+            wandb_mode=options.wandb_mode,
+            progress=False,
+            verbose=False,
+            group=options.group,
+            figures=options.figures,
         )
 
     return run_trial
@@ -85,7 +93,10 @@ def run_agent(spec: AgentSpec) -> None:
     import wandb
 
     wandb.agent(
-        spec.sweep_id, function=_trial_function(spec), project=spec.project, entity=spec.entity,
+        spec.sweep_id,
+        function=_trial_function(spec),
+        project=spec.project,
+        entity=spec.entity,
         count=spec.count,
     )
 
@@ -120,27 +131,44 @@ def run_wandb_sweep(
     directory = SweepDirectory(Path(out) / config.name)
     info = directory.read_info() if (directory.path / SweepDirectory.INFO).is_file() else {}
     if info and info.get("engine") != "wandb":
-        raise SweepError(f"{directory.path} holds a local sweep; pass --name NEW_NAME for a W&B one")
+        raise SweepError(
+            f"{directory.path} holds a local sweep; pass --name NEW_NAME for a W&B one"
+        )
     project = config.constants.get("wandb_project", DEFAULTS["wandb_project"])
     entity = config.constants.get("wandb_entity")
     sweep_id = info.get("wandb_sweep_id")
     if sweep_id is None:
         try:
-            sweep_id = wandb.sweep(sweep={**config.raw, "name": config.name}, project=project, entity=entity)
+            sweep_id = wandb.sweep(
+                sweep={**config.raw, "name": config.name}, project=project, entity=entity
+            )
         except Exception as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise SweepError(f"W&B could not create the sweep: {message}") from None
+            raise SweepError(f"W&B could not create the sweep: {one_line(error)}") from None
         directory.update_info(
-            name=config.name, engine="wandb", wandb_sweep_id=sweep_id, wandb_project=project,
-            wandb_entity=entity, config=config.raw,
+            name=config.name,
+            engine="wandb",
+            wandb_sweep_id=sweep_id,
+            wandb_project=project,
+            wandb_entity=entity,
+            config=config.raw,
         )
     options = TrialOptions(
-        sweep_dir=directory.path, group=config.name,
-        data_dir=None if data_dir is None else str(data_dir), wandb_mode="online",
-        device=device, figures=figures,
+        sweep_dir=directory.path,
+        group=config.name,
+        data_dir=None if data_dir is None else str(data_dir),
+        wandb_mode="online",
+        device=device,
+        figures=figures,
     )
     specs = [
-        AgentSpec(sweep_id=sweep_id, project=project, entity=entity, count=share, config=config, options=options)
+        AgentSpec(
+            sweep_id=sweep_id,
+            project=project,
+            entity=entity,
+            count=share,
+            config=config,
+            options=options,
+        )
         for share in _shares(count, workers)
     ]
     if len(specs) == 1:

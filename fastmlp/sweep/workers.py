@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from fastmlp.backends import DeviceUnavailableError
-from fastmlp.sweep.study import SweepError
+from fastmlp.sweep.study import SweepError, one_line
 
 Spec = TypeVar("Spec")
 
@@ -50,7 +50,7 @@ def _worker_main(target: Callable[[Any], None], spec: Any, threads: int, errors:
         except KeyboardInterrupt:
             sys.exit(130)
         except USER_ERRORS as error:
-            errors.put(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+            errors.put(one_line(error))
             sys.exit(2)
 
 
@@ -69,13 +69,17 @@ def run_in_processes(target: Callable[[Spec], None], specs: Sequence[Spec]) -> N
     try:
         import threadpoolctl  # noqa: F401  (the workers need it; fail here, not in each of them)
     except ImportError:
-        raise ImportError('parallel sweep workers need threadpoolctl: pip install "fastmlp[sweep]"') from None
+        raise ImportError(
+            'parallel sweep workers need threadpoolctl: pip install "fastmlp[sweep]"'
+        ) from None
     context = multiprocessing.get_context("spawn")
     errors = context.Queue()
     threads = blas_threads(len(specs))
     processes = [
         context.Process(
-            target=_worker_main, args=(target, spec, threads, errors), name=f"fastmlp-sweep-worker-{index}"
+            target=_worker_main,
+            args=(target, spec, threads, errors),
+            name=f"fastmlp-sweep-worker-{index}",
         )
         for index, spec in enumerate(specs)
     ]
@@ -85,8 +89,9 @@ def run_in_processes(target: Callable[[Spec], None], specs: Sequence[Spec]) -> N
         _join(processes)
     except KeyboardInterrupt:
         print(
-            "stopping: the running trials are being saved as interrupted (Ctrl-C again to kill them)",
-            file=sys.stderr, flush=True,
+            "stopping: the running trials are saved as interrupted (Ctrl-C again to kill them)",
+            file=sys.stderr,
+            flush=True,
         )
         for process in processes:
             if process.is_alive():
@@ -110,4 +115,6 @@ def run_in_processes(target: Callable[[Spec], None], specs: Sequence[Spec]) -> N
     crashed = [process for process in processes if process.exitcode not in (0, 130)]
     if crashed:
         codes = ", ".join(f"{process.name}: {process.exitcode}" for process in crashed)
-        raise SweepError(f"sweep workers ended abnormally (exit status {codes}); see the messages above")
+        raise SweepError(
+            f"sweep workers ended abnormally (exit status {codes}); see the messages above"
+        )
