@@ -277,6 +277,23 @@ def test_two_workers_sharing_a_journal_record_every_trial_once(shared_sweep):
         assert trial.value == summary_json["val_accuracy"]
 
 
+def test_a_repeated_configuration_reuses_the_earlier_result_without_training(idx_dir, tmp_path):
+    config = sweep_config(method="random", hidden_size={"values": [8, 16]})
+    run(config, tmp_path, idx_dir, count=5)
+    trials = trials_of(tmp_path, "test")
+    assert len(trials) == 5 and {trial.state.name for trial in trials} == {"COMPLETE"}
+    first = {}
+    for trial in sorted(trials, key=lambda trial: trial.number):
+        size = trial.params["hidden_size"]
+        if size in first:
+            assert trial.user_attrs["repeat_of"] == first[size].number
+            assert trial.value == first[size].value
+        else:
+            assert "repeat_of" not in trial.user_attrs
+            first[size] = trial
+    assert len(list((tmp_path / "test" / "runs").iterdir())) == len(first)
+
+
 def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(idx_dir, tmp_path):
     config = sweep_config(
         method="grid",

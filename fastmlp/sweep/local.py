@@ -160,8 +160,31 @@ def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
     return trial
 
 
+def repeat_of(study: Any, trial: Any) -> TrialOutcome | None:
+    """The result of an earlier completed trial with exactly this trial's parameters, if any.
+
+    Every run is seeded, so such a trial would repeat that run to the last bit; samplers
+    (TPE on a discrete space especially) propose repeats often. The earlier result is
+    recorded again instead of training again.
+    """
+    from optuna.trial import TrialState
+
+    for earlier in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if earlier.number != trial.number and earlier.params == trial.params:
+            attributes = {
+                key: value
+                for key, value in earlier.user_attrs.items()
+                if key in ("run_dir", "epochs", "val_accuracy", "best_val_accuracy", "test_accuracy")
+            }
+            attributes["repeat_of"] = earlier.number
+            return TrialOutcome("COMPLETE", value=earlier.value, attributes=attributes)
+    return None
+
+
 def _describe(trial: Any, outcome: TrialOutcome, metric: str, seconds: float) -> str:
-    if outcome.state == "COMPLETE":
+    if "repeat_of" in outcome.attributes:
+        result = f"{metric} {outcome.value:.4f}, repeats trial {outcome.attributes['repeat_of']}"
+    elif outcome.state == "COMPLETE":
         result = f"{metric} {outcome.value:.4f}"
     elif outcome.state == "PRUNED":
         result = f"pruned after epoch {outcome.attributes.get('epochs')}"
@@ -197,7 +220,7 @@ def run_worker(spec: WorkerSpec) -> None:
     while (trial := _next_trial(study, spec, lock)) is not None:
         started = time.perf_counter()
         try:
-            outcome = run_trial(trial, spec.config, spec.options)
+            outcome = repeat_of(study, trial) or run_trial(trial, spec.config, spec.options)
         except KeyboardInterrupt:  # Ctrl-C just after the run ended, before its outcome was known
             outcome = interrupted()
         _record(study, trial, outcome)

@@ -76,6 +76,8 @@ def _note(trial: Any) -> str:
     attributes = trial.user_attrs
     if trial.state.name == "PRUNED":
         return f"pruned after epoch {attributes.get('epochs', trial.last_step)}"
+    if attributes.get("repeat_of") is not None:
+        return f"same parameters as trial {attributes['repeat_of']}: result reused"
     note = attributes.get("failure", "")
     if attributes.get("retry_of") is not None:
         note = f"rerun of trial {attributes['retry_of']}" + (f"; {note}" if note else "")
