@@ -160,6 +160,10 @@ def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
     return trial
 
 
+# The trial attributes that describe a run's result (copied to a repeat of that run).
+_RUN_RESULTS = ("run_dir", "epochs", "val_accuracy", "best_val_accuracy", "test_accuracy")
+
+
 def repeat_of(study: Any, trial: Any) -> TrialOutcome | None:
     """The result of an earlier completed trial with exactly this trial's parameters, if any.
 
@@ -172,9 +176,7 @@ def repeat_of(study: Any, trial: Any) -> TrialOutcome | None:
     for earlier in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if earlier.number != trial.number and earlier.params == trial.params:
             attributes = {
-                key: value
-                for key, value in earlier.user_attrs.items()
-                if key in ("run_dir", "epochs", "val_accuracy", "best_val_accuracy", "test_accuracy")
+                key: value for key, value in earlier.user_attrs.items() if key in _RUN_RESULTS
             }
             attributes["repeat_of"] = earlier.number
             return TrialOutcome("COMPLETE", value=earlier.value, attributes=attributes)
