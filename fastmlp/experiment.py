@@ -151,15 +151,13 @@ def run_experiment(
     """
     settings = dict(settings or {})
     start_epoch = 0
-    checkpoint = None
     if resume is not None:
         run_dir = RunDirectory(resume)
         if not run_dir.file(RunDirectory.CONFIG).exists():
             raise FileNotFoundError(f"{resume} is not a run directory (no {RunDirectory.CONFIG})")
-        stored = run_dir.read_config()
-        config = normalize_config({key: value for key, value in stored.items() if key in DEFAULTS})
+        stored = {key: value for key, value in run_dir.read_config().items() if key in DEFAULTS}
         overrides = {key: value for key, value in settings.items() if value is not None}
-        config = normalize_config({**config, **overrides})
+        config = normalize_config({**stored, **overrides})
     else:
         config = normalize_config(settings)
 
