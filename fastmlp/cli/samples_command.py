@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-we", "--wandb_entity", help="W&B entity")
     parser.add_argument(
         "--wandb_mode",
+        "--wandb-mode",
         choices=("online", "offline", "disabled"),
         help="W&B mode (default: $WANDB_MODE, else online if logged in, else offline)",
     )

@@ -78,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data_dir", metavar="DIR", help="look for the dataset files here first")
     parser.add_argument(
         "--wandb_mode",
+        "--wandb-mode",
         type=choice(_wandb_mode, "mode"),
         metavar="{online,offline,disabled}",
         help="W&B mode of the trials and the report "

@@ -54,6 +54,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("-we", "--wandb_entity", help="W&B entity (user or team)")
     run.add_argument(
         "--wandb_mode",
+        "--wandb-mode",
         type=choice(_wandb_mode, "mode"),
         metavar="{online,offline,disabled}",
         help="W&B mode (default: $WANDB_MODE, else online if logged in, else offline)",
