@@ -25,7 +25,7 @@ import numpy as np
 import fastmlp
 from fastmlp import data as datasets
 from fastmlp import optim
-from fastmlp.backends import get_backend
+from fastmlp.backends import Backend, get_backend
 from fastmlp.config import DEFAULTS, normalize_config, optimizer_hyperparameters
 from fastmlp.nn.checkpoint import load_checkpoint
 from fastmlp.nn.mlp import MLP
@@ -115,6 +115,26 @@ def _write_figures(
     return {"predictions": predictions}
 
 
+def build_model_and_optimizer(
+    config: dict[str, Any], backend: Backend, dataset: Any
+) -> tuple[MLP, optim.Optimizer]:
+    """The network and optimizer a normalised configuration describes, sized for ``dataset``."""
+    model = MLP(
+        input_size=int(np.prod(dataset.x_train.shape[1:])),
+        hidden_sizes=config["hidden_size"],
+        output_size=len(dataset.class_names),
+        activation=config["activation"],
+        weight_init=config["weight_init"],
+        loss=config["loss"],
+        weight_decay=config["weight_decay"],
+        device=backend,
+        dtype=config["dtype"],
+        seed=config["seed"],
+    )
+    optimizer = optim.create(config["optimizer"], **optimizer_hyperparameters(config))
+    return model, optimizer
+
+
 def run_experiment(
     settings: dict[str, Any] | None = None,
     *,
@@ -181,19 +201,7 @@ def run_experiment(
             )
         run_dir.truncate_metrics(start_epoch)
     else:
-        model = MLP(
-            input_size=int(np.prod(dataset.x_train.shape[1:])),
-            hidden_sizes=config["hidden_size"],
-            output_size=len(dataset.class_names),
-            activation=config["activation"],
-            weight_init=config["weight_init"],
-            loss=config["loss"],
-            weight_decay=config["weight_decay"],
-            device=backend,
-            dtype=config["dtype"],
-            seed=config["seed"],
-        )
-        optimizer = optim.create(config["optimizer"], **optimizer_hyperparameters(config))
+        model, optimizer = build_model_and_optimizer(config, backend, dataset)
         run_dir = RunDirectory.create(out, name or run_name(config))
     config["run_name"] = run_dir.name
     config["device_used"] = backend.device

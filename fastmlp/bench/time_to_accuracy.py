@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import fastmlp
-from fastmlp.config import normalize_config, optimizer_hyperparameters
+from fastmlp.config import normalize_config
+from fastmlp.experiment import build_model_and_optimizer
 from fastmlp.training import EpochMetrics, to_device_inputs
 
 
@@ -44,17 +45,7 @@ def time_to_accuracy(
         config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"]
     )
     load_seconds = time.perf_counter() - started
-    model = fastmlp.MLP(
-        hidden_sizes=config["hidden_size"],
-        activation=config["activation"],
-        weight_init=config["weight_init"],
-        loss=config["loss"],
-        weight_decay=config["weight_decay"],
-        device=backend,
-        dtype=config["dtype"],
-        seed=config["seed"],
-    )
-    optimizer = fastmlp.optim.create(config["optimizer"], **optimizer_hyperparameters(config))
+    model, optimizer = build_model_and_optimizer(config, backend, dataset)
     x_test = to_device_inputs(backend, dataset.x_test, model.dtype)
     y_test = backend.asarray(dataset.y_test.astype(np.int64))
     excluded = 0.0
