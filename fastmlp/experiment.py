@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,30 +72,20 @@ def _figures_available() -> bool:
     return True
 
 
-def _write_figures(
-    run_dir: RunDirectory,
-    model: MLP,
-    dataset: Any,
-    x_test: Any,
-    history: list[dict[str, Any]],
-    wandb_run: WandbRun | None,
-) -> dict[str, Any]:
-    """Confusion matrix, most confident mistakes and training curves; returns test predictions."""
-    probabilities = model.backend.to_numpy(model.forward(x_test))
-    predictions = probabilities.argmax(axis=1)
-    if wandb_run is not None:
-        wandb_run.log_confusion_matrix(dataset.y_test, predictions, dataset.class_names)
-    if not _figures_available():
-        return {"predictions": predictions}
+def plot_test_figures(
+    dataset: Any, probabilities: np.ndarray, directory: Path, title: str
+) -> dict[str, Path]:
+    """The test set's confusion matrix and most confident mistakes, as PNGs in ``directory``.
+
+    probabilities: (N_test, classes) host array of the model's class probabilities.
+    """
     from fastmlp import figures
 
+    predictions = probabilities.argmax(axis=1)
     confusion = figures.confusion_matrix(dataset.y_test, predictions, len(dataset.class_names))
-    paths = {
+    return {
         "confusion_matrix": figures.plot_confusion_matrix(
-            confusion,
-            dataset.class_names,
-            run_dir.file("confusion_matrix.png"),
-            title=f"{run_dir.name} on {dataset.name} test",
+            confusion, dataset.class_names, directory / "confusion_matrix.png", title=title
         ),
         "confident_mistakes": figures.plot_confident_mistakes(
             dataset.x_test,
@@ -102,9 +93,31 @@ def _write_figures(
             predictions,
             probabilities.max(axis=1),
             dataset.class_names,
-            run_dir.file("confident_mistakes.png"),
+            directory / "confident_mistakes.png",
         ),
     }
+
+
+def _write_figures(
+    run_dir: RunDirectory,
+    model: MLP,
+    dataset: Any,
+    x_test: Any,
+    history: list[dict[str, Any]],
+    wandb_run: WandbRun | None,
+) -> None:
+    """Test-set figures and training curves in the run directory (and W&B)."""
+    probabilities = model.backend.to_numpy(model.forward(x_test))
+    if wandb_run is not None:
+        predictions = probabilities.argmax(axis=1)
+        wandb_run.log_confusion_matrix(dataset.y_test, predictions, dataset.class_names)
+    if not _figures_available():
+        return
+    from fastmlp import figures
+
+    paths = plot_test_figures(
+        dataset, probabilities, run_dir.path, title=f"{run_dir.name} on {dataset.name} test"
+    )
     if history:
         paths["training_curves"] = figures.plot_training_curves(
             history, run_dir.file("training_curves.png")
@@ -112,7 +125,6 @@ def _write_figures(
     if wandb_run is not None:
         for key, path in paths.items():
             wandb_run.log_image(key, path)
-    return {"predictions": predictions}
 
 
 def build_model_and_optimizer(

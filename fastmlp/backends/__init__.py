@@ -16,6 +16,7 @@ import numpy as np
 
 from fastmlp.backends.base import Backend
 from fastmlp.backends.numpy_backend import NumpyBackend
+from fastmlp.errors import one_line
 
 __all__ = [
     "Backend",
@@ -71,9 +72,8 @@ def _cuda_device_count() -> int:
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CUDARuntimeError, missing driver libraries, ...
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DeviceUnavailableError(
-            f"CuPy is installed but no CUDA GPU is usable ({reason}); "
+            f"CuPy is installed but no CUDA GPU is usable ({one_line(error)}); "
             "check the NVIDIA driver, or use --device cpu"
         ) from None
     if count == 0:

@@ -23,6 +23,7 @@ from fastmlp.cli import (
     train_command,
 )
 from fastmlp.cli.parsing import EXIT_USAGE, ArgumentParser, UsageError
+from fastmlp.errors import one_line
 
 # Errors that mean "the input was wrong", reported as one line with exit status 2.
 USER_ERRORS = (UsageError, ValueError, DeviceUnavailableError, OSError, ImportError)
@@ -37,8 +38,7 @@ def execute(handler: Handler, args: argparse.Namespace, prog: str) -> int:
     except USER_ERRORS as error:
         if os.environ.get("FASTMLP_DEBUG"):
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

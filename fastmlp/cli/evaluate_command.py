@@ -12,6 +12,7 @@ from fastmlp import data as datasets
 from fastmlp.backends import get_backend
 from fastmlp.cli.targets import resolve_checkpoint
 from fastmlp.config import canonical_dataset
+from fastmlp.experiment import plot_test_figures
 from fastmlp.nn.checkpoint import load_checkpoint
 from fastmlp.training import to_device_inputs
 
@@ -78,19 +79,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(classes, metrics, accuracy, loss))
 
     out = Path(args.out) if args.out else checkpoint_path.parent
-    written = [
-        figures.plot_confusion_matrix(
-            confusion, classes, out / "confusion_matrix.png", title=f"{dataset.name} test set"
-        ),
-        figures.plot_confident_mistakes(
-            dataset.x_test,
-            dataset.y_test,
-            predictions,
-            probabilities.max(axis=1),
-            classes,
-            out / "confident_mistakes.png",
-        ),
-    ]
+    title = f"{dataset.name} test set"
+    written = list(plot_test_figures(dataset, probabilities, out, title).values())
     report = {
         "checkpoint": str(checkpoint_path),
         "dataset": dataset.name,

@@ -221,10 +221,13 @@ class MLP:
 
     # --------------------------------------------------------------- compute
 
-    def _forward_logits(self, x: Any) -> Any:
-        """Run the network on a checked batch; returns the logits buffer (N, output_size)."""
+    def _forward_logits(self, x: Any, buffers: _BatchBuffers | None = None) -> Any:
+        """Run the network on a checked batch; returns the logits buffer (N, output_size).
+
+        ``buffers``: the batch's work arrays when the caller already holds them.
+        """
         xp = self.backend.xp
-        buffers = self._batch_buffers(x.shape[0])
+        buffers = buffers or self._batch_buffers(x.shape[0])
         last = len(self.weights) - 1
         a = x
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
@@ -259,7 +262,7 @@ class MLP:
         y = self._as_labels(y, x.shape[0])
         xp = self.backend.xp
         buffers = self._batch_buffers(x.shape[0])
-        delta = self._forward_logits(x)
+        delta = self._forward_logits(x, buffers)
         if correct is not None:
             correct += (delta.argmax(axis=1) == y).sum()
         loss = self._loss_(delta, y)

@@ -27,17 +27,12 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from fastmlp.errors import one_line
 from fastmlp.sweep.config import SweepConfig, sweep_identity
 
 
 class SweepError(ValueError):
     """A sweep cannot be created, continued or read; the message says why and what to do."""
-
-
-def one_line(error: BaseException) -> str:
-    """The first line of an error's message (its type name when the message is empty)."""
-    message = str(error).strip()
-    return message.splitlines()[0] if message else type(error).__name__
 
 
 def require_optuna() -> None:

@@ -24,8 +24,8 @@ from typing import Any
 from fastmlp.backends import DeviceUnavailableError
 from fastmlp.config import normalize_config
 from fastmlp.data import DataError
+from fastmlp.errors import one_line
 from fastmlp.sweep.config import SweepConfig
-from fastmlp.sweep.study import one_line
 from fastmlp.tracking import RunDirectory, run_name
 from fastmlp.training import EpochMetrics, StopTraining
 

@@ -22,8 +22,9 @@ from os import PathLike
 from pathlib import Path
 
 from fastmlp.config import DEFAULTS
+from fastmlp.errors import one_line
 from fastmlp.sweep.config import SweepConfig
-from fastmlp.sweep.study import SweepDirectory, SweepError, one_line
+from fastmlp.sweep.study import SweepDirectory, SweepError
 from fastmlp.sweep.trial import TrialOptions, trial_settings
 from fastmlp.sweep.workers import run_in_processes
 from fastmlp.tracking import resolve_wandb_mode

@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from fastmlp.backends import DeviceUnavailableError
-from fastmlp.sweep.study import SweepError, one_line
+from fastmlp.errors import one_line
+from fastmlp.sweep.study import SweepError
 
 Spec = TypeVar("Spec")
 
