@@ -29,9 +29,10 @@ from fastmlp import optim
 from fastmlp.backends import Backend, get_backend
 from fastmlp.config import DEFAULTS, normalize_config, optimizer_hyperparameters
 from fastmlp.nn.checkpoint import load_checkpoint
+from fastmlp.nn.inputs import to_device_inputs
 from fastmlp.nn.mlp import MLP
 from fastmlp.tracking import RunDirectory, WandbRun, resolve_wandb_mode, run_name, warn_once
-from fastmlp.training import EpochMetrics, to_device_inputs, train
+from fastmlp.training import EpochMetrics, train
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from fastmlp.backends import Backend
+from fastmlp.nn.inputs import to_device_inputs, to_device_labels
 from fastmlp.nn.mlp import MLP
 
 
@@ -79,38 +79,6 @@ class TrainingHistory:
 
 
 Callback = Callable[[EpochMetrics], Any]
-
-
-def to_device_inputs(backend: Backend, x: Any, dtype: str) -> Any:
-    """Images or feature rows as a flat (N, features) array of ``dtype`` on the device.
-
-    uint8 images are uploaded as bytes and scaled to [0, 1] on the device (x / 255);
-    float inputs are cast. Shapes (N, H, W) and (N, features) are both accepted.
-    """
-    x = backend.asarray(x)
-    if x.ndim < 2:
-        raise ValueError(f"inputs must have shape (N, features) or (N, H, W), got {tuple(x.shape)}")
-    x = x.reshape(x.shape[0], -1)
-    if x.dtype == np.uint8:
-        scaled = backend.empty(x.shape, dtype=dtype)
-        # x = x / 255
-        backend.xp.divide(x, 255, out=scaled)
-        return scaled
-    if x.dtype.kind not in "fiu":
-        raise ValueError(f"inputs must be numeric, got dtype {x.dtype}")
-    return x.astype(dtype, copy=False)
-
-
-def to_device_labels(backend: Backend, y: Any, classes: int) -> Any:
-    """Labels as an int64 (N,) array on the device, checked to lie in [0, classes)."""
-    y = backend.asarray(y)
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise ValueError(f"labels must be a 1-D integer array, got {y.dtype} {tuple(y.shape)}")
-    if y.size:
-        low, high = int(y.min()), int(y.max())
-        if low < 0 or high >= classes:
-            raise ValueError(f"labels must lie in [0, {classes}), got range [{low}, {high}]")
-    return y.astype("int64", copy=False)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -182,7 +150,7 @@ def train(
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     backend = model.backend
-    x = to_device_inputs(backend, x_train, model.dtype)
+    x = to_device_inputs(backend, x_train, model.dtype, features=model.input_size)
     y = to_device_labels(backend, y_train, model.output_size)
     n = x.shape[0]
     if n == 0 or y.shape[0] != n:
@@ -191,7 +159,7 @@ def train(
         )
     has_validation = x_val is not None and y_val is not None and len(y_val) > 0
     if has_validation:
-        x_validation = to_device_inputs(backend, x_val, model.dtype)
+        x_validation = to_device_inputs(backend, x_val, model.dtype, features=model.input_size)
         y_validation = to_device_labels(backend, y_val, model.output_size)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
@@ -218,7 +186,7 @@ def train(
                 yb = batch_y[: rows.shape[0]]
                 backend.gather_(xb, x, rows)
                 backend.gather_(yb, y, rows)
-                loss = model.loss_and_grad(xb, yb, correct=correct)
+                loss = model._loss_and_grad(xb, yb, correct=correct)
                 # total_loss = total_loss + batch mean loss * batch size
                 total_loss += loss * rows.shape[0]
                 optimizer.step(model.params, model.grads)

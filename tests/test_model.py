@@ -191,13 +191,19 @@ def test_invalid_constructor_arguments_raise_value_error(overrides, mentions):
         small_model(**overrides)
 
 
-@pytest.mark.parametrize("shape", [(4, 6), (4,), (4, 5, 1), (5,)])
+@pytest.mark.parametrize("shape", [(4, 6), (4,), (4, 3, 2), (5,)])
 def test_inputs_of_the_wrong_shape_raise_value_error(shape):
     model = small_model()
     with pytest.raises(ValueError, match=r"shape \(N, 5\)"):
         model.forward(np.zeros(shape))
     with pytest.raises(ValueError, match=r"shape \(N, 5\)"):
         model.loss_and_grad(np.zeros(shape), np.zeros(4, dtype=int))
+
+
+def test_image_shaped_inputs_are_flattened_like_in_training():
+    model = small_model()
+    x = np.random.default_rng(0).random((4, 5))
+    np.testing.assert_array_equal(model.forward(x.reshape(4, 5, 1)), model.forward(x))
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import pytest
 
 import fastmlp
 from fastmlp.experiment import run_experiment
-from fastmlp.training import epoch_seed, to_device_inputs, train
+from fastmlp.nn.inputs import to_device_inputs
+from fastmlp.training import epoch_seed, train
 from tests.datasets import make_images, write_idx_dataset
 
 SMALL = {"epochs": 4, "batch_size": 32, "num_layers": 1, "hidden_size": 32, "device": "cpu"}

@@ -17,7 +17,11 @@ Conventions for every kernel:
 
 * arrays are updated in place and belong to this backend; scalars are Python floats;
 * ``p``, ``g`` are the flat parameter and gradient buffers, state buffers have their shape;
-* an activation is named by its canonical lower-case name (see ``fastmlp.nn.activations``).
+* an activation is named by its canonical lower-case name (see ``fastmlp.nn.activations``);
+* kernels are memory-safe whatever their inputs: arrays of mismatched sizes are an error, and
+  in the loss kernels a label outside ``[0, classes)`` gives its row a NaN loss and no target
+  term (no kernel reads or writes outside its arrays). Callers that want a clear error for
+  such labels check them first (``fastmlp.nn.inputs.check_label_range``).
 """
 
 from __future__ import annotations
@@ -260,16 +264,19 @@ class Backend:
         z: (N, classes) logits, overwritten with (softmax(z) - onehot(y)) / N.
         y: (N,) integer labels. Returns a 0-d array (no host sync).
         loss = mean_n [ log sum_k exp(z_nk) - z_n,y_n ]   (log-sum-exp, max-subtracted)
+        A label outside [0, classes) makes its row's loss NaN and drops its onehot term.
         """
         xp = self.xp
         n = z.shape[0]
         rows = xp.arange(n)
+        valid, safe_y = self._valid_labels(y, z.shape)
         shifted = z - z.max(axis=1, keepdims=True)
         log_normalizer = xp.log(xp.exp(shifted).sum(axis=1))
-        loss = (log_normalizer - shifted[rows, y]).mean()
+        per_sample = xp.where(valid, log_normalizer - shifted[rows, safe_y], xp.nan)
+        loss = per_sample.mean()
         # z = (softmax(z) - onehot(y)) / N
         z[...] = xp.exp(shifted - log_normalizer[:, None])
-        z[rows, y] -= 1.0
+        z[rows, safe_y] -= valid.astype(z.dtype)
         z /= n
         return loss
 
@@ -279,15 +286,27 @@ class Backend:
         loss = mean_n sum_k (p_nk - onehot(y)_nk)^2 with p = softmax(z).
         Gradient through the softmax Jacobian, with e = dLoss/dp = 2 (p - onehot) / N:
         dLoss/dz_j = p_j (e_j - sum_k p_k e_k).
+        A label outside [0, classes) makes its row's loss NaN and drops its onehot term.
         """
         xp = self.xp
         n = z.shape[0]
         rows = xp.arange(n)
+        valid, safe_y = self._valid_labels(y, z.shape)
         self.softmax_(z)
         err = z.copy()
-        err[rows, y] -= 1.0
-        loss = (err * err).sum(axis=1).mean()
+        err[rows, safe_y] -= valid.astype(z.dtype)
+        per_sample = xp.where(valid, (err * err).sum(axis=1), xp.nan)
+        loss = per_sample.mean()
         err *= 2.0 / n
         # z = p * (e - sum_k p_k e_k)
         z *= err - (z * err).sum(axis=1, keepdims=True)
         return loss
+
+    def _valid_labels(self, y: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
+        """(valid, safe_y): which labels lie in [0, classes), and the labels with every
+        invalid one replaced by 0 (safe to index with). y: (N,), shape: (N, classes)."""
+        n, classes = shape
+        if y.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {tuple(y.shape)}")
+        valid = (y >= 0) & (y < classes)
+        return valid, self.xp.where(valid, y, 0)

@@ -13,6 +13,7 @@ are fused the same way. Importing this module imports CuPy: only
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cupy
@@ -157,11 +158,22 @@ _ROW_SUM_EXP = cupy.ReductionKernel(
     "fastmlp_row_sum_exp",
 )
 
+_CROSS_ENTROPY_PER_SAMPLE = cupy.ElementwiseKernel(
+    "raw T z, S y, T log_normalizer, int64 classes, T nan",
+    "T loss",
+    """
+    // loss_n = log_normalizer_n - z_n,y_n, NaN for a label outside [0, classes)
+    loss = (y >= 0 && y < classes) ? log_normalizer - z[i * classes + y] : nan;
+    """,
+    "fastmlp_cross_entropy_per_sample",
+)
+
 _SOFTMAX_CROSS_ENTROPY_GRAD = cupy.ElementwiseKernel(
     "raw S y, raw T log_normalizer, int64 classes, T n",
     "T z",
     """
-    // z = (softmax(z) - onehot(y)) / N, with softmax(z) = exp(z - logsumexp_k z_k)
+    // z = (softmax(z) - onehot(y)) / N, with softmax(z) = exp(z - logsumexp_k z_k);
+    // a label outside [0, classes) matches no column, so its row gets no onehot term
     ptrdiff_t row = i / classes;
     T target = (i % classes) == y[row] ? (T)1 : (T)0;
     z = (exp(z - log_normalizer[row]) - target) / n;
@@ -288,10 +300,13 @@ class CupyBackend(Backend):
 
     def cross_entropy_(self, z: Any, y: Any) -> Any:
         n, classes = z.shape
+        if y.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {tuple(y.shape)}")
         row_max = z.max(axis=1, keepdims=True)
         # log_normalizer = max_k z_k + log sum_k exp(z_k - max_k z_k)
         log_normalizer = cupy.log(_ROW_SUM_EXP(z, row_max, axis=1)) + row_max[:, 0]
         # loss = mean_n [ log_normalizer_n - z_n,y_n ]
-        loss = (log_normalizer - z[cupy.arange(n), y]).mean()
+        per_sample = _CROSS_ENTROPY_PER_SAMPLE(z.reshape(-1), y, log_normalizer, classes, math.nan)
+        loss = per_sample.mean()
         _SOFTMAX_CROSS_ENTROPY_GRAD(y, log_normalizer, classes, n, z)
         return loss

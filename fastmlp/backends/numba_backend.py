@@ -10,6 +10,10 @@ Every loop evaluates, per element, exactly the operations of the NumPy backend i
 order and precision (scalars are rounded once to the array dtype, as NumPy does; Numba does
 not contract to FMA or reassociate without ``fastmath``), so the two backends give
 bit-identical results (``tests/test_numba_backend.py``). Compiled code is cached on disk.
+
+Numba does not check bounds, so every kernel checks its arrays' sizes before its loop
+(a ValueError, never an out-of-bounds access) and the loss kernel gives a label outside
+``[0, classes)`` a NaN loss instead of indexing with it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,22 @@ _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 
 @njit(**_JIT)
+def _check_rows(z, b):  # pragma: no cover - compiled
+    """Raise unless b (units,) matches the columns of z (N, units)."""
+    if b.shape[0] != z.shape[1]:
+        raise ValueError("bias length must equal the number of columns")
+
+
+@njit(**_JIT)
+def _check_same_shape(a, b):  # pragma: no cover - compiled
+    if a.shape[0] != b.shape[0] or a.shape[1] != b.shape[1]:
+        raise ValueError("activation gradient: delta and the activations differ in shape")
+
+
+@njit(**_JIT)
 def _add_scaled(y, x, alpha):  # pragma: no cover - compiled
+    if x.shape[0] != y.shape[0]:
+        raise ValueError("fused update: every buffer must have the length of params")
     for i in range(y.shape[0]):
         # y = y + alpha * x
         y[i] = y[i] + x[i] * alpha
@@ -38,6 +57,8 @@ def _add_scaled(y, x, alpha):  # pragma: no cover - compiled
 
 @njit(**_JIT)
 def _sgd(p, g, lr):  # pragma: no cover - compiled
+    if g.shape[0] != p.shape[0]:
+        raise ValueError("fused update: every buffer must have the length of params")
     for i in range(p.shape[0]):
         # p = p - lr * g
         p[i] = p[i] - g[i] * lr
@@ -45,6 +66,8 @@ def _sgd(p, g, lr):  # pragma: no cover - compiled
 
 @njit(**_JIT)
 def _momentum(p, g, b, lr, momentum):  # pragma: no cover - compiled
+    if g.shape[0] != p.shape[0] or b.shape[0] != p.shape[0]:
+        raise ValueError("fused update: every buffer must have the length of params")
     for i in range(p.shape[0]):
         # b = momentum * b + g
         b[i] = b[i] * momentum + g[i]
@@ -54,6 +77,8 @@ def _momentum(p, g, b, lr, momentum):  # pragma: no cover - compiled
 
 @njit(**_JIT)
 def _nag(p, g, b, lr, momentum):  # pragma: no cover - compiled
+    if g.shape[0] != p.shape[0] or b.shape[0] != p.shape[0]:
+        raise ValueError("fused update: every buffer must have the length of params")
     for i in range(p.shape[0]):
         # b = momentum * b + g
         b[i] = b[i] * momentum + g[i]
@@ -63,6 +88,8 @@ def _nag(p, g, b, lr, momentum):  # pragma: no cover - compiled
 
 @njit(**_JIT)
 def _rmsprop(p, g, v, lr, beta, one_minus_beta, eps):  # pragma: no cover - compiled
+    if g.shape[0] != p.shape[0] or v.shape[0] != p.shape[0]:
+        raise ValueError("fused update: every buffer must have the length of params")
     for i in range(p.shape[0]):
         # v = beta * v + (1 - beta) * g^2
         v[i] = v[i] * beta + (g[i] * g[i]) * one_minus_beta
@@ -84,6 +111,8 @@ def _adam(
     eps,
     bias_correction2_sqrt,
 ):  # pragma: no cover - compiled
+    if g.shape[0] != p.shape[0] or m.shape[0] != p.shape[0] or v.shape[0] != p.shape[0]:
+        raise ValueError("fused update: every buffer must have the length of params")
     for i in range(p.shape[0]):
         # m = beta1 * m + (1 - beta1) * g
         m[i] = m[i] * beta1 + g[i] * one_minus_beta1
@@ -108,6 +137,8 @@ def _nadam(
     grad_step,
     momentum_step,
 ):  # pragma: no cover - compiled
+    if g.shape[0] != p.shape[0] or m.shape[0] != p.shape[0] or v.shape[0] != p.shape[0]:
+        raise ValueError("fused update: every buffer must have the length of params")
     for i in range(p.shape[0]):
         # m = beta1 * m + (1 - beta1) * g
         m[i] = m[i] * beta1 + g[i] * one_minus_beta1
@@ -131,6 +162,7 @@ def _flush_subnormals(x, threshold):  # pragma: no cover - compiled
 
 @njit(**_JIT)
 def _bias_relu(z, b):  # pragma: no cover - compiled
+    _check_rows(z, b)
     for row in range(z.shape[0]):
         for col in range(z.shape[1]):
             # z = max(z + b, 0), NaN propagating like np.maximum
@@ -140,6 +172,7 @@ def _bias_relu(z, b):  # pragma: no cover - compiled
 
 @njit(**_JIT)
 def _bias_identity(z, b):  # pragma: no cover - compiled
+    _check_rows(z, b)
     for row in range(z.shape[0]):
         for col in range(z.shape[1]):
             # z = z + b
@@ -148,6 +181,7 @@ def _bias_identity(z, b):  # pragma: no cover - compiled
 
 @njit(**_JIT)
 def _relu_grad(delta, a):  # pragma: no cover - compiled
+    _check_same_shape(delta, a)
     for row in range(delta.shape[0]):
         for col in range(delta.shape[1]):
             # delta = delta * [a > 0]
@@ -157,6 +191,7 @@ def _relu_grad(delta, a):  # pragma: no cover - compiled
 
 @njit(**_JIT)
 def _tanh_grad(delta, a, one):  # pragma: no cover - compiled
+    _check_same_shape(delta, a)
     for row in range(delta.shape[0]):
         for col in range(delta.shape[1]):
             # delta = delta * (1 - a^2)
@@ -165,6 +200,7 @@ def _tanh_grad(delta, a, one):  # pragma: no cover - compiled
 
 @njit(**_JIT)
 def _sigmoid_grad(delta, a, one):  # pragma: no cover - compiled
+    _check_same_shape(delta, a)
     for row in range(delta.shape[0]):
         for col in range(delta.shape[1]):
             # delta = delta * a * (1 - a)
@@ -173,8 +209,12 @@ def _sigmoid_grad(delta, a, one):  # pragma: no cover - compiled
 
 @njit(**_JIT)
 def _column_sums(out, x):  # pragma: no cover - compiled
+    if out.shape[0] != x.shape[1]:
+        raise ValueError("column sums: out must have one entry per column")
     # out_k = sum_n x_nk, row by row (the order NumPy's sum over axis 0 uses)
-    out[:] = x[0]
+    out[:] = 0
+    if x.shape[0] > 0:
+        out[:] = x[0]
     for row in range(1, x.shape[0]):
         for col in range(x.shape[1]):
             out[col] = out[col] + x[row, col]
@@ -183,6 +223,8 @@ def _column_sums(out, x):  # pragma: no cover - compiled
 @njit(**_JIT)
 def _softmax_cross_entropy(z, y, per_sample):  # pragma: no cover - compiled
     n, classes = z.shape
+    if y.shape[0] != n or per_sample.shape[0] != n:
+        raise ValueError("cross-entropy: labels and per-sample losses need one entry per row")
     for row in range(n):
         # shifted = z - max_k z_k
         top = z[row, 0]
@@ -194,12 +236,14 @@ def _softmax_cross_entropy(z, y, per_sample):  # pragma: no cover - compiled
             z[row, col] = z[row, col] - top
             total += math.exp(z[row, col])
         label = y[row]
-        # loss_n = log sum_k exp(shifted_k) - shifted_y
-        per_sample[row] = math.log(total) - z[row, label]
+        valid = label >= 0 and label < classes
+        # loss_n = log sum_k exp(shifted_k) - shifted_y  (NaN for a label out of range)
+        per_sample[row] = math.log(total) - z[row, label] if valid else math.nan
         # z = (softmax(z) - onehot(y)) / N
         for col in range(classes):
             z[row, col] = math.exp(z[row, col]) / total
-        z[row, label] = z[row, label] - 1
+        if valid:
+            z[row, label] = z[row, label] - 1
         for col in range(classes):
             z[row, col] = z[row, col] / n
 

@@ -43,13 +43,28 @@ class NumpyBackend(Backend):
             self._scratch_buffers[key] = offsets
         return offsets
 
-    def _label_positions(self, y: np.ndarray, classes: int) -> np.ndarray:
-        """Flat positions n * classes + y_n of the true-class entries of an (n, classes) array."""
+    def _label_positions(self, y: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, Any]:
+        """Flat positions n * classes + y_n of the true-class entries of an (n, classes) array,
+        and the mask of labels outside [0, classes) (None when every label is valid).
+
+        Labels of any integer dtype (uint64 included); an invalid label's position points at
+        its row's first entry, so indexing with the positions never leaves the array.
+        """
+        n, classes = shape
+        if y.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {tuple(y.shape)}")
         positions = self._scratch("label_positions", y.shape, np.intp)
-        # positions = n * classes + y_n (labels of any integer dtype, uint64 included)
+        invalid = self._scratch("invalid_labels", y.shape, np.bool_)
         np.copyto(positions, y, casting="unsafe")
-        np.add(positions, self._row_indices(y.shape[0], classes), out=positions)
-        return positions
+        # invalid = y_n outside [0, classes): negative labels are huge when read unsigned
+        np.greater_equal(positions.view(np.uintp), classes, out=invalid)
+        if invalid.any():
+            np.copyto(positions, 0, where=invalid)
+        else:
+            invalid = None
+        # positions = n * classes + y_n
+        np.add(positions, self._row_indices(n, classes), out=positions)
+        return positions, invalid
 
     def rng(self, seed: int | None = None) -> np.random.Generator:
         return np.random.default_rng(seed)
@@ -245,43 +260,52 @@ class NumpyBackend(Backend):
         row = self._scratch("row", (n, 1), z.dtype)
         log_normalizer = self._scratch("log_normalizer", (n, 1), z.dtype)
         per_sample = self._scratch("per_sample", (n,), z.dtype)
-        true_class = self._label_positions(y, classes)
+        true_class, invalid = self._label_positions(y, z.shape)
         flat = z.reshape(-1)
         loss = np.empty((), dtype=z.dtype)
         # z = z - max_k z_k
         np.max(z, axis=1, keepdims=True, out=row)
         np.subtract(z, row, out=z)
-        # loss = mean_n [ log sum_k exp(z_nk) - z_n,y_n ]
+        # loss = mean_n [ log sum_k exp(z_nk) - z_n,y_n ]  (NaN for a label out of range)
         np.take(flat, true_class, out=per_sample)
         np.exp(z, out=z)
         np.sum(z, axis=1, keepdims=True, out=row)
         np.log(row, out=log_normalizer)
         np.subtract(log_normalizer.reshape(-1), per_sample, out=per_sample)
+        if invalid is not None:
+            np.copyto(per_sample, np.nan, where=invalid)
         np.mean(per_sample, out=loss)
         # z = (softmax(z) - onehot(y)) / N
         np.divide(z, row, out=z)
-        np.take(flat, true_class, out=per_sample)
-        np.subtract(per_sample, 1.0, out=per_sample)
-        np.put(flat, true_class, per_sample)
+        self._subtract_onehot(flat, true_class, invalid, per_sample)
         np.divide(z, n, out=z)
         return loss
+
+    def _subtract_onehot(
+        self, flat: np.ndarray, true_class: np.ndarray, invalid: Any, scratch: np.ndarray
+    ) -> None:
+        """``flat[true_class] -= 1`` where the label is valid (``scratch``: (N,) work array)."""
+        np.take(flat, true_class, out=scratch)
+        if invalid is None:
+            np.subtract(scratch, 1.0, out=scratch)
+        else:
+            np.subtract(scratch, 1.0, out=scratch, where=~invalid)
+        np.put(flat, true_class, scratch)
 
     def mean_squared_error_(self, z: Any, y: Any) -> Any:
         n, classes = z.shape
         err = self._scratch("error", z.shape, z.dtype)
         row = self._scratch("row", (n, 1), z.dtype)
         per_sample = self._scratch("per_sample", (n,), z.dtype)
-        true_class = self._label_positions(y, classes)
+        true_class, invalid = self._label_positions(y, z.shape)
         loss = np.empty((), dtype=z.dtype)
         self.softmax_(z)
         # e = p - onehot(y)
         np.copyto(err, z)
         err_flat = err.reshape(-1)
-        np.take(err_flat, true_class, out=per_sample)
-        np.subtract(per_sample, 1.0, out=per_sample)
-        np.put(err_flat, true_class, per_sample)
-        # loss = sum_nk e_nk^2 / N
-        loss[()] = np.vdot(err_flat, err_flat) / n
+        self._subtract_onehot(err_flat, true_class, invalid, per_sample)
+        # loss = sum_nk e_nk^2 / N  (NaN when a label is out of range)
+        loss[()] = np.vdot(err_flat, err_flat) / n if invalid is None else np.nan
         # e = dLoss/dp = 2 (p - onehot) / N
         np.multiply(err, 2.0 / n, out=err)
         # z = p * (e - sum_k p_k e_k)

@@ -14,7 +14,7 @@ from fastmlp.cli.targets import resolve_checkpoint
 from fastmlp.config import canonical_dataset
 from fastmlp.experiment import plot_test_figures
 from fastmlp.nn.checkpoint import load_checkpoint
-from fastmlp.training import to_device_inputs
+from fastmlp.nn.inputs import to_device_inputs
 
 DESCRIPTION = (
     "Evaluate a trained model on the test set: accuracy, loss, per-class precision, recall "

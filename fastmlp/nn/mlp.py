@@ -22,6 +22,7 @@ import numpy as np
 from fastmlp.backends import Backend, get_backend
 from fastmlp.nn.activations import canonical_activation
 from fastmlp.nn.init import canonical_weight_init, init_weight
+from fastmlp.nn.inputs import as_labels, check_label_range, to_device_inputs
 from fastmlp.nn.losses import canonical_loss
 
 DTYPES = ("float32", "float64")
@@ -199,24 +200,14 @@ class MLP:
     # -------------------------------------------------------------- checking
 
     def _as_inputs(self, x: Any) -> Any:
-        x = self.backend.asarray(x)
-        if x.ndim != 2 or x.shape[1] != self.input_size:
-            raise ValueError(
-                f"inputs must have shape (N, {self.input_size}), got {tuple(x.shape)}; "
-                "flatten images first, e.g. x.reshape(len(x), -1)"
-            )
-        if x.dtype != self.dtype:
-            x = x.astype(self.dtype)
-        return x
+        """``x`` as a checked (N, input_size) array of the model dtype (see ``nn.inputs``)."""
+        return to_device_inputs(self.backend, x, self.dtype, features=self.input_size)
 
-    def _as_labels(self, y: Any, n: int) -> Any:
-        y = self.backend.asarray(y)
-        if y.shape != (n,):
-            raise ValueError(
-                f"labels must have shape ({n},) to match the inputs, got {tuple(y.shape)}"
-            )
-        if y.dtype.kind not in "iu":
-            raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
+    def _as_labels(self, y: Any, n: int, check_range: bool) -> Any:
+        """``y`` as checked (n,) integer labels; their range too when ``check_range``."""
+        y = as_labels(self.backend, y, n)
+        if check_range:
+            check_label_range(y, self.output_size)
         return y
 
     # --------------------------------------------------------------- compute
@@ -249,17 +240,30 @@ class MLP:
         """Forward and backward pass over one batch; fills ``self.grads``.
 
         Args:
-            x: (N, input_size) float inputs (cast to the model dtype if needed).
-            y: (N,) integer class labels.
+            x: (N, input_size) inputs, or images (N, H, W); uint8 is scaled to [0, 1], other
+                dtypes are cast to the model dtype (see ``fastmlp.nn.inputs``).
+            y: (N,) integer class labels in [0, output_size).
             correct: optional 0-d integer array of this backend; the number of samples the
                 forward pass classified correctly is added to it (running training
                 accuracy without a host sync).
 
         Returns:
             The mean data loss of the batch as a 0-d array of this backend (no host sync).
+
+        Raises:
+            ValueError: bad shapes or dtypes, an empty batch, or (on the CPU) a label
+                outside [0, output_size). On a GPU the label range is not checked, because
+                that would be a host sync: such a label makes the returned loss NaN.
         """
         x = self._as_inputs(x)
-        y = self._as_labels(y, x.shape[0])
+        if x.shape[0] == 0:
+            raise ValueError("cannot compute a gradient over an empty batch")
+        y = self._as_labels(y, x.shape[0], check_range=self.backend.device == "cpu")
+        return self._loss_and_grad(x, y, correct)
+
+    def _loss_and_grad(self, x: Any, y: Any, correct: Any = None) -> Any:
+        """:meth:`loss_and_grad` on a batch already checked: x (N, input_size) of the model
+        dtype with N >= 1, y (N,) integer labels (the training loop checks them once)."""
         xp = self.backend.xp
         buffers = self._batch_buffers(x.shape[0])
         delta = self._forward_logits(x, buffers)
@@ -285,7 +289,7 @@ class MLP:
         return loss
 
     def forward(self, x: Any) -> Any:
-        """Class probabilities (N, output_size) for inputs (N, input_size)."""
+        """Class probabilities (N, output_size) for inputs (N, input_size) or images."""
         x = self._as_inputs(x)
         probabilities = self.backend.empty((x.shape[0], self.output_size), dtype=self.dtype)
         for start in range(0, x.shape[0], EVAL_CHUNK):
@@ -295,7 +299,7 @@ class MLP:
         return probabilities
 
     def predict(self, x: Any) -> Any:
-        """Predicted class indices (N,) for inputs (N, input_size)."""
+        """Predicted class indices (N,) for inputs (N, input_size) or images."""
         x = self._as_inputs(x)
         predictions = self.backend.empty((x.shape[0],), dtype="int64")
         for start in range(0, x.shape[0], EVAL_CHUNK):
@@ -304,9 +308,14 @@ class MLP:
         return predictions
 
     def evaluate(self, x: Any, y: Any) -> tuple[float, float]:
-        """Mean data loss and accuracy over a dataset, evaluated in chunks (one host sync)."""
+        """Mean data loss and accuracy over a dataset, evaluated in chunks.
+
+        x: (N, input_size) inputs or images (uint8 scaled to [0, 1]); y: (N,) labels in
+        [0, output_size), checked (a ValueError otherwise). The loss is NaN when the
+        parameters are not finite.
+        """
         x = self._as_inputs(x)
-        y = self._as_labels(y, x.shape[0])
+        y = self._as_labels(y, x.shape[0], check_range=True)
         n = x.shape[0]
         if n == 0:
             raise ValueError("cannot evaluate on an empty dataset")
