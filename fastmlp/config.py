@@ -15,6 +15,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from fastmlp.errors import MissingDependencyError, UserError
 from fastmlp.nn.activations import canonical_activation
 from fastmlp.nn.init import canonical_weight_init
 from fastmlp.nn.losses import canonical_loss
@@ -22,6 +23,7 @@ from fastmlp.nn.mlp import canonical_dtype
 
 DATASETS = ("fashion_mnist", "mnist")
 OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam")
+DEVICES = ("cpu", "numpy", "cuda", "cupy", "gpu", "auto")
 DEVICES_HELP = "cpu, cuda, cuda:N or auto"
 
 # The defaults of `fastmlp train`: the best Fashion-MNIST configuration found by
@@ -47,12 +49,13 @@ DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "seed": 0,
     "val_fraction": 0.1,
+    "blas_threads": None,
     "wandb_project": "fastmlp",
     "wandb_entity": None,
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration value is invalid; the message says which and how to fix it."""
 
 
@@ -71,28 +74,56 @@ def canonical_optimizer(value: Any) -> str:
     return key
 
 
-def _positive_int(name: str, value: Any) -> int:
+def _as_number(name: str, value: Any, kind: str) -> float:
+    """``value`` as a finite float: numbers and numeric strings, never booleans."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be {kind}, got the boolean {value}")
     try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
-    if number != float(value) or number < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
     return number
+
+
+def _integer(name: str, value: Any, low: int) -> int:
+    """``value`` as a whole number >= ``low`` (ints, integral floats, numeric strings)."""
+    kind = "a positive integer" if low == 1 else f"an integer >= {low}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        real = _as_number(name, value, kind)
+        if real != int(real):
+            raise ConfigError(f"{name} must be {kind}, got {value!r}")
+        number = int(real)
+    if number < low:
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    return number
+
+
+def _positive_int(name: str, value: Any) -> int:
+    return _integer(name, value, 1)
 
 
 def _number(
     name: str, value: Any, low: float, high: float = math.inf, high_open: bool = False
 ) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    bound = f"in [{low:g}, {high:g})" if high_open else f"a number >= {low:g}"
+    number = _as_number(name, value, bound)
     too_high = number >= high if high_open else number > high
-    if not math.isfinite(number) or number < low or too_high:
-        bound = f"[{low:g}, {high:g})" if high_open else f">= {low:g}"
+    if number < low or too_high:
         raise ConfigError(f"{name} must be {bound}, got {value!r}")
     return number
+
+
+def canonical_device(value: Any) -> str:
+    """A device name, checked for its form only (whether it works is the backend's say)."""
+    name = str(value).strip().lower()
+    index = name.partition(":")[2]
+    if name in DEVICES or (name.startswith("cuda:") and index.isdigit()):
+        return name
+    raise ConfigError(f"unknown device {value!r}: use {DEVICES_HELP}")
 
 
 def _hidden_sizes(value: Any, num_layers: int) -> list[int]:
@@ -123,6 +154,8 @@ def normalize_config(raw: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ConfigError: an unknown key or an invalid value (the message names it).
     """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a configuration must map setting names to values, got {raw!r}")
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
@@ -130,10 +163,7 @@ def normalize_config(raw: dict[str, Any]) -> dict[str, Any]:
     config["dataset"] = canonical_dataset(config["dataset"])
     config["epochs"] = _positive_int("epochs", config["epochs"])
     config["batch_size"] = _positive_int("batch_size", config["batch_size"])
-    config["num_layers"] = _number("num_layers", config["num_layers"], 0)
-    if config["num_layers"] != int(config["num_layers"]):
-        raise ConfigError(f"num_layers must be a whole number, got {config['num_layers']}")
-    config["num_layers"] = int(config["num_layers"])
+    config["num_layers"] = _integer("num_layers", config["num_layers"], 0)
     config["hidden_size"] = _hidden_sizes(config["hidden_size"], config["num_layers"])
     config["loss"] = _wrap(canonical_loss, config["loss"])
     config["optimizer"] = canonical_optimizer(config["optimizer"])
@@ -151,8 +181,13 @@ def normalize_config(raw: dict[str, Any]) -> dict[str, Any]:
         if config["epsilon"] == 0:
             raise ConfigError("epsilon must be > 0, got 0")
     if config["seed"] is not None:
-        config["seed"] = int(config["seed"])
-    config["device"] = str(config["device"]).strip().lower()
+        config["seed"] = _integer("seed", config["seed"], 0)
+    if config["blas_threads"] is not None:
+        config["blas_threads"] = _positive_int("blas_threads", config["blas_threads"])
+    config["device"] = canonical_device(config["device"])
+    for key in ("wandb_project", "wandb_entity"):
+        if config[key] is not None and not isinstance(config[key], str):
+            raise ConfigError(f"{key} must be a string, got {config[key]!r}")
     return config
 
 
@@ -168,23 +203,49 @@ def optimizer_hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# A configuration file larger than this is not one (a data file given by mistake).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """The UTF-8 text of a small settings file, or a ConfigError saying what is wrong."""
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder, not a file")
+    if not path.exists():
+        raise ConfigError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} is not a regular file")
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{what} {path} is too large to be one (over 1 MB)")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a text file (not UTF-8)") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
+def parse_yaml(text: str, path: Path, what: str) -> Any:
+    """YAML text as Python data (PyYAML's safe loader), or a one-line ConfigError."""
+    try:
+        import yaml
+    except ImportError:
+        raise MissingDependencyError(
+            f'reading {path} needs PyYAML: pip install "fastmlp[sweep]"'
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        message = " ".join(str(error).split())
+        raise ConfigError(f"{what} {path} is not valid YAML: {message}") from None
+
+
 def read_config_file(path: str | PathLike[str]) -> dict[str, Any]:
     """Settings from a ``.json`` or ``.yaml`` file (keys: the long flag names)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
+    text = read_text_file(path, "config file")
     if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise ConfigError(
-                f'reading {path} needs PyYAML: pip install "fastmlp[sweep]"'
-            ) from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        data = parse_yaml(text, path, "config file")
     else:
         try:
             data = json.loads(text)

@@ -1,21 +1,31 @@
 """One complete run: data, model, optimizer, tracking, training, test evaluation, figures.
 
-``run_experiment`` is what ``fastmlp train`` and every sweep trial execute. Each epoch's
-metrics and checkpoint are on disk before the next epoch starts; an interrupted run can be
-continued with ``resume=RUN_DIR`` and then follows exactly the path the uninterrupted run
-would have taken (same weights, optimizer state and shuffling order from that epoch on).
+``run_experiment`` is what ``fastmlp train`` and every sweep trial execute, in four steps:
+
+1. **settings**: the configuration checked (and, when resuming, the stored one with the
+   allowed overrides), the W&B mode resolved, the data loaded, the memory checked: nothing
+   is created on disk before all of that succeeded;
+2. **start**: a new run directory, or the resumed one repaired (see below); its lock held
+   for the rest of the run; ``config.json`` with the environment the numbers depend on;
+3. **train**: after every epoch the metrics line, the W&B step and then the checkpoint are
+   written, with interrupts held, and only then the epoch's line printed;
+4. **finish**: test evaluation, figures, ``summary.json`` (written last), W&B summary.
+
+Resuming repairs whatever a kill left: a torn last metrics line or a line beyond the
+checkpoint is dropped and that epoch trained again (exactly as before: seeded shuffling,
+restored optimizer state), a run killed after its last epoch gets its missing test
+evaluation, figures and summary. SIGTERM and SIGHUP stop a run as Ctrl-C does (see
+:mod:`fastmlp.interrupts`); the W&B run is continued under the same id.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
-import platform
-import signal
-import threading
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -27,41 +37,64 @@ import fastmlp
 from fastmlp import data as datasets
 from fastmlp import optim
 from fastmlp.backends import Backend, get_backend
-from fastmlp.config import DEFAULTS, normalize_config, optimizer_hyperparameters
-from fastmlp.nn.checkpoint import load_checkpoint
+from fastmlp.config import DEFAULTS, ConfigError, normalize_config, optimizer_hyperparameters
+from fastmlp.errors import UserError, one_line
+from fastmlp.interrupts import exit_status, interrupts_deferred
+from fastmlp.nn.checkpoint import CheckpointError, load_checkpoint
 from fastmlp.nn.inputs import to_device_inputs
+from fastmlp.nn.losses import chance_loss
+from fastmlp.nn.memory import check_memory, parameter_count, training_bytes
 from fastmlp.nn.mlp import MLP
-from fastmlp.tracking import RunDirectory, WandbRun, resolve_wandb_mode, run_name, warn_once
-from fastmlp.training import EpochMetrics, train
+from fastmlp.tracking import (
+    RunDirectory,
+    RunDirectoryError,
+    WandbRun,
+    new_run_id,
+    resolve_wandb_mode,
+    run_name,
+    warn_once,
+)
+from fastmlp.tracking.environment import blas_thread_limit, describe_environment
+from fastmlp.training import EpochMetrics, format_epoch, train
 
+# A training loss this many times the chance-level loss means the run is diverging.
+EXPLODING_LOSS_FACTOR = 10.0
 
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends, so an epoch's checkpoint and metrics line are
-    written together or not at all (a resumed run then never repeats or skips an epoch)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt
+# Summary statuses after which a run has nothing left to do.
+COMPLETE = ("finished", "diverged")
 
 
 @dataclass
 class ExperimentResult:
     """How a run ended. ``status`` is "finished", "diverged", "interrupted", or the status of
-    a callback's :class:`~fastmlp.training.StopTraining` (e.g. "pruned")."""
+    a callback's :class:`~fastmlp.training.StopTraining` (e.g. "pruned"); ``interrupt`` is
+    the KeyboardInterrupt (or :class:`~fastmlp.interrupts.Terminated`) that stopped it."""
 
     run_dir: RunDirectory
     status: str
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     model: MLP | None = None
+    interrupt: KeyboardInterrupt | None = None
+
+    @property
+    def exit_status(self) -> int:
+        """The command line's exit status for this ending."""
+        if self.interrupt is not None:
+            return exit_status(self.interrupt)
+        return 1 if self.status == "diverged" else 0
+
+
+@dataclass
+class _Run:
+    """A started run: its files, model and optimizer, and where it stands."""
+
+    run_dir: RunDirectory
+    config: dict[str, Any]
+    model: MLP
+    optimizer: optim.Optimizer
+    start_epoch: int
+    history: list[dict[str, Any]]
 
 
 def _figures_available() -> bool:
@@ -99,35 +132,6 @@ def plot_test_figures(
     }
 
 
-def _write_figures(
-    run_dir: RunDirectory,
-    model: MLP,
-    dataset: Any,
-    x_test: Any,
-    history: list[dict[str, Any]],
-    wandb_run: WandbRun | None,
-) -> None:
-    """Test-set figures and training curves in the run directory (and W&B)."""
-    probabilities = model.backend.to_numpy(model.forward(x_test))
-    if wandb_run is not None:
-        predictions = probabilities.argmax(axis=1)
-        wandb_run.log_confusion_matrix(dataset.y_test, predictions, dataset.class_names)
-    if not _figures_available():
-        return
-    from fastmlp import figures
-
-    paths = plot_test_figures(
-        dataset, probabilities, run_dir.path, title=f"{run_dir.name} on {dataset.name} test"
-    )
-    if history:
-        paths["training_curves"] = figures.plot_training_curves(
-            history, run_dir.file("training_curves.png")
-        )
-    if wandb_run is not None:
-        for key, path in paths.items():
-            wandb_run.log_image(key, path)
-
-
 def build_model_and_optimizer(
     config: dict[str, Any], backend: Backend, dataset: Any
 ) -> tuple[MLP, optim.Optimizer]:
@@ -146,6 +150,257 @@ def build_model_and_optimizer(
     )
     optimizer = optim.create(config["optimizer"], **optimizer_hyperparameters(config))
     return model, optimizer
+
+
+# ----------------------------------------------------------------- 1. settings
+
+
+def _resumed_config(run_dir: RunDirectory, settings: dict[str, Any]) -> dict[str, Any]:
+    """The stored configuration of a run with ``settings`` on top, checked."""
+    stored = run_dir.read_config()
+    kept = {key: value for key, value in stored.items() if key in DEFAULTS}
+    overrides = {key: value for key, value in settings.items() if value is not None}
+    try:
+        return normalize_config({**kept, **overrides})
+    except ConfigError as error:
+        raise ConfigError(f"{run_dir.file(RunDirectory.CONFIG)}: {error}") from None
+
+
+def _check_training_memory(config: dict[str, Any], backend: Backend, dataset: Any) -> None:
+    features = int(np.prod(dataset.x_train.shape[1:]))
+    sizes = (features, *config["hidden_size"], len(dataset.class_names))
+    samples = len(dataset.y_train) + len(dataset.y_val) + len(dataset.y_test)
+    buffers = len(optim.optimizer_class(config["optimizer"]).buffers)
+    check_memory(
+        backend,
+        training_bytes(
+            parameter_count(sizes), np.dtype(config["dtype"]).itemsize, buffers, samples * features
+        ),
+        f"training a {'-'.join(map(str, sizes))} network with {config['optimizer']} "
+        f"({parameter_count(sizes):,} {config['dtype']} parameters)",
+        "use smaller or fewer hidden layers (-sz, -nhl)",
+    )
+
+
+# -------------------------------------------------------------------- 2. start
+
+
+def _note(message: str) -> None:
+    print(f"fastmlp: {message}", file=sys.stderr, flush=True)
+
+
+def _check_checkpoint_matches(
+    run_dir: RunDirectory, config: dict[str, Any], checkpoint: Any, dataset: Any
+) -> None:
+    """Raise if the checkpoint is not the run ``config.json`` describes (edited config)."""
+    model, saved = checkpoint.model, checkpoint.model.config
+    expected = {
+        "hidden_size": (list(config["hidden_size"]), saved["hidden_sizes"]),
+        "activation": (config["activation"], saved["activation"]),
+        "weight_init": (config["weight_init"], saved["weight_init"]),
+        "loss": (config["loss"], saved["loss"]),
+        "weight_decay": (config["weight_decay"], saved["weight_decay"]),
+        "dtype": (config["dtype"], saved["dtype"]),
+        "dataset": (dataset.name, checkpoint.extra.get("dataset", dataset.name)),
+        "input size": (int(np.prod(dataset.x_train.shape[1:])), model.input_size),
+        "classes": (len(dataset.class_names), model.output_size),
+    }
+    fresh = optim.create(config["optimizer"], **optimizer_hyperparameters(config))
+    expected["optimizer"] = (
+        (fresh.name, fresh.hyperparameters()),
+        (checkpoint.optimizer.name, checkpoint.optimizer.hyperparameters()),
+    )
+    for setting, (wanted, held) in expected.items():
+        if wanted != held:
+            raise RunDirectoryError(
+                f"{run_dir.file(RunDirectory.CONFIG)} says {setting} {wanted} but "
+                f"{run_dir.checkpoint_path.name} holds {held}: the configuration was changed "
+                "after the run started; put it back, or start a new run"
+            )
+
+
+def _resume(run_dir: RunDirectory, config: dict[str, Any], backend: Backend, dataset: Any) -> _Run:
+    """Open a run to continue it, repairing what a kill left (the run's lock is held)."""
+    metrics = run_dir.parse_metrics()
+    if metrics.torn:
+        _note(
+            f"{run_dir.file(RunDirectory.METRICS)}: dropped its torn last line (what a kill or "
+            "a full disk leaves); that epoch is trained again"
+        )
+    if run_dir.checkpoint_path.exists():
+        checkpoint = load_checkpoint(run_dir.checkpoint_path, device=backend)
+        if checkpoint.optimizer is None or checkpoint.epoch is None:
+            raise CheckpointError(
+                f"{run_dir.checkpoint_path} holds no optimizer state or epoch (saved by "
+                "model.save without them?): it can be evaluated but not resumed"
+            )
+        _check_checkpoint_matches(run_dir, config, checkpoint, dataset)
+        model, optimizer, epoch = checkpoint.model, checkpoint.optimizer, checkpoint.epoch
+    else:
+        model, optimizer = build_model_and_optimizer(config, backend, dataset)
+        epoch = 0
+    _check_resumable(run_dir, config, epoch)
+    rows = [row for row in metrics.rows if row["epoch"] <= epoch]
+    beyond = [row["epoch"] for row in metrics.rows if row["epoch"] > epoch]
+    if beyond:
+        _note(
+            f"{run_dir.name}: dropped the metrics of epoch {beyond[0]}, which has no "
+            "checkpoint yet; it is trained again"
+        )
+    if beyond or metrics.torn:
+        run_dir.rewrite_metrics(rows)
+    missing = sorted(set(range(1, epoch + 1)) - {row["epoch"] for row in rows})
+    if missing:
+        _note(
+            f"{run_dir.file(RunDirectory.METRICS)} has no line for epoch(s) "
+            f"{', '.join(map(str, missing))}; their metrics are lost (the weights are not)"
+        )
+    return _Run(run_dir, config, model, optimizer, epoch, rows)
+
+
+def _check_resumable(run_dir: RunDirectory, config: dict[str, Any], epoch: int) -> None:
+    """Raise unless resuming at ``epoch`` has something to do."""
+    try:
+        summary = run_dir.read_summary()
+    except RunDirectoryError:
+        summary = {}  # rewritten at the end of this run
+    status = summary.get("status")
+    if status == "diverged":
+        raise UserError(
+            f"{run_dir.path} diverged at epoch {summary.get('diverged_at')}; resuming would "
+            "diverge again: start a new run with a smaller learning rate"
+        )
+    if epoch > config["epochs"]:
+        raise UserError(
+            f"{run_dir.path} has already trained {epoch} epochs, more than the "
+            f"{config['epochs']} asked for; pass --epochs N with N > {epoch} to train further"
+        )
+    if epoch == config["epochs"] and status in COMPLETE:
+        raise UserError(
+            f"{run_dir.path} already finished {epoch} of {config['epochs']} epochs; "
+            f"pass --epochs N with N > {epoch} to train further"
+        )
+
+
+def _start(
+    config: dict[str, Any],
+    backend: Backend,
+    dataset: Any,
+    out: str | PathLike[str],
+    name: str | None,
+    resume_dir: RunDirectory | None,
+    stack: ExitStack,
+) -> _Run:
+    """A new run directory (locked), or the resumed one (locked, repaired)."""
+    if resume_dir is not None:
+        stack.enter_context(resume_dir.lock())
+        return _resume(resume_dir, config, backend, dataset)
+    model, optimizer = build_model_and_optimizer(config, backend, dataset)
+    run_dir = RunDirectory.create(out, name or run_name(config))
+    stack.enter_context(run_dir.lock())
+    return _Run(run_dir, config, model, optimizer, 0, [])
+
+
+# -------------------------------------------------------------------- 3. train
+
+
+def _tracker(
+    run: _Run, dataset: Any, wandb_run: WandbRun | None, verbose: bool, warnings: list[str]
+) -> Callable[[EpochMetrics], None]:
+    """The per-epoch callback that saves an epoch: metrics line, W&B step, checkpoint (in
+    that order, with interrupts held), then the epoch's printed line."""
+    chance = chance_loss(run.model.loss, run.model.output_size)
+
+    def track(metrics: EpochMetrics) -> None:
+        row = metrics.to_dict()
+        with interrupts_deferred():
+            run.run_dir.append_metrics(row)
+            if wandb_run is not None:
+                wandb_run.log(row, step=metrics.epoch)
+            run.model.save(
+                run.run_dir.checkpoint_path,
+                optimizer=run.optimizer,
+                epoch=metrics.epoch,
+                extra={"dataset": dataset.name, "class_names": list(dataset.class_names)},
+            )
+            run.history.append(row)
+            if verbose:
+                print(format_epoch(metrics, run.config["epochs"]), flush=True)
+        if metrics.train_loss > EXPLODING_LOSS_FACTOR * chance and not warnings:
+            warnings.append(
+                f"epoch {metrics.epoch}: the training loss {metrics.train_loss:.3g} is far above "
+                f"chance level ({chance:.3g} for {run.model.output_size} classes): the run is "
+                "diverging; try a smaller learning rate"
+            )
+            warn_once(f"warning: {warnings[-1]}")
+
+    return track
+
+
+# ------------------------------------------------------------------- 4. finish
+
+
+def _write_figures(run: _Run, dataset: Any, x_test: Any, wandb_run: WandbRun | None) -> None:
+    """Test-set figures and training curves in the run directory (and W&B)."""
+    model, run_dir = run.model, run.run_dir
+    probabilities = model.backend.to_numpy(model.forward(x_test))
+    if not np.isfinite(probabilities).all():
+        warn_once(f"{run_dir.name}: the model's outputs are not finite; no test figures")
+        return
+    if wandb_run is not None:
+        predictions = probabilities.argmax(axis=1)
+        wandb_run.log_confusion_matrix(dataset.y_test, predictions, dataset.class_names)
+    if not _figures_available():
+        return
+    from fastmlp import figures
+
+    paths = plot_test_figures(
+        dataset, probabilities, run_dir.path, title=f"{run_dir.name} on {dataset.name} test"
+    )
+    if run.history:
+        paths["training_curves"] = figures.plot_training_curves(
+            run.history, run_dir.file("training_curves.png")
+        )
+    if wandb_run is not None:
+        for key, path in paths.items():
+            wandb_run.log_image(key, path)
+
+
+def _summary(run: _Run, status: str, seconds: float, environment: dict[str, Any]) -> dict:
+    history = run.history
+    summary: dict[str, Any] = {
+        "status": status,
+        "run_dir": str(run.run_dir.path),
+        "epochs_completed": history[-1]["epoch"] if history else run.start_epoch,
+        "train_seconds": round(seconds, 3),
+        "device": run.model.backend.device,
+        "fastmlp_version": fastmlp.__version__,
+        "python": environment["python"],
+        "environment": environment,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if run.start_epoch:
+        summary["resumed_from_epoch"] = run.start_epoch
+    val_accuracies = [row["val_accuracy"] for row in history if row.get("val_accuracy") is not None]
+    if val_accuracies:
+        summary["best_val_accuracy"] = max(val_accuracies)
+        summary["val_accuracy"] = val_accuracies[-1]
+    return summary
+
+
+def _evaluate_test_set(
+    run: _Run, dataset: Any, summary: dict[str, Any], wandb_run: WandbRun | None, figures: bool
+) -> None:
+    model = run.model
+    x_test = to_device_inputs(model.backend, dataset.x_test, model.dtype)
+    test_loss, test_accuracy = model.evaluate(x_test, dataset.y_test)
+    summary["test_loss"] = test_loss if math.isfinite(test_loss) else None
+    summary["test_accuracy"] = test_accuracy
+    if figures:
+        _write_figures(run, dataset, x_test, wandb_run)
+
+
+# ------------------------------------------------------------------- the run
 
 
 def run_experiment(
@@ -173,27 +428,27 @@ def run_experiment(
         data_dir: where to look for the dataset files first.
         wandb_mode: online / offline / disabled; None resolves it (see ``fastmlp.tracking``).
         progress: progress bars on the terminal; verbose: a summary line per epoch.
-        resume: a run directory whose checkpoint to continue from.
+        resume: a run directory to continue (or finish) from its checkpoint.
         group: W&B group (sweeps group their trials); name: run name override.
         callbacks: extra per-epoch callbacks (after the run's own tracking).
         figures: write figures at the end (needs matplotlib).
 
     Raises:
-        ConfigError, DataError, CheckpointError, DeviceUnavailableError: bad input, with
-        a one-line message.
+        UserError (ConfigError, DataError, CheckpointError, RunDirectoryError, ...),
+        DeviceUnavailableError, InsufficientMemoryError: bad input, with a one-line message.
+        An unexpected error is re-raised after the summary records it as failed.
     """
     settings = dict(settings or {})
-    start_epoch = 0
+    mode = resolve_wandb_mode(wandb_mode)
+    resume_dir = None
     if resume is not None:
-        run_dir = RunDirectory(resume)
-        if not run_dir.file(RunDirectory.CONFIG).exists():
-            raise FileNotFoundError(f"{resume} is not a run directory (no {RunDirectory.CONFIG})")
-        stored = {key: value for key, value in run_dir.read_config().items() if key in DEFAULTS}
-        overrides = {key: value for key, value in settings.items() if value is not None}
-        config = normalize_config({**stored, **overrides})
+        resume_dir = RunDirectory(resume)
+        resume_dir.require()
+        stored = resume_dir.read_config()
+        config = _resumed_config(resume_dir, settings)
     else:
+        stored = {}
         config = normalize_config(settings)
-
     if config["seed"] is None:
         config["seed"] = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
     backend = get_backend(config["device"])
@@ -202,110 +457,116 @@ def run_experiment(
     dataset = datasets.load(
         config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"]
     )
+    _check_training_memory(config, backend, dataset)
 
-    if resume is not None:
-        checkpoint = load_checkpoint(run_dir.checkpoint_path, device=backend)
-        model, optimizer = checkpoint.model, checkpoint.optimizer
-        start_epoch = checkpoint.epoch or 0
-        if start_epoch >= config["epochs"]:
-            raise ValueError(
-                f"{resume} already finished {start_epoch} of {config['epochs']} epochs; "
-                f"pass --epochs N with N > {start_epoch} to train further"
-            )
-        run_dir.truncate_metrics(start_epoch)
-    else:
-        model, optimizer = build_model_and_optimizer(config, backend, dataset)
-        run_dir = RunDirectory.create(out, name or run_name(config))
-    config["run_name"] = run_dir.name
-    config["device_used"] = backend.device
-    run_dir.write_config(config)
-
-    mode = resolve_wandb_mode(wandb_mode)
-    wandb_run = WandbRun.start(
-        mode=mode,
-        project=config["wandb_project"],
-        entity=config["wandb_entity"],
-        name=run_dir.name,
-        config=config,
-        directory=run_dir.path,
-        group=group,
-        job_type="resume" if resume is not None else "train",
-    )
-    history = run_dir.read_metrics()
-
-    def track(metrics: EpochMetrics) -> None:
-        row = metrics.to_dict()
-        history.append(row)
-        with interrupts_deferred():
-            model.save(
-                run_dir.checkpoint_path,
-                optimizer=optimizer,
-                epoch=metrics.epoch,
-                extra={"dataset": dataset.name, "class_names": list(dataset.class_names)},
-            )
-            run_dir.append_metrics(row)
-        if wandb_run is not None:
-            wandb_run.log(row, step=metrics.epoch)
-
-    started = time.perf_counter()
-    status = "finished"
-    diverged_at = None
-    stop_reason = None
-    try:
-        result = train(
-            model,
-            optimizer,
-            dataset.x_train,
-            dataset.y_train,
-            epochs=config["epochs"] - start_epoch,
-            batch_size=config["batch_size"],
-            x_val=dataset.x_val,
-            y_val=dataset.y_val,
-            seed=config["seed"],
-            progress=progress,
-            verbose=verbose,
-            callbacks=[track, *callbacks],
-            start_epoch=start_epoch,
+    with ExitStack() as stack:
+        stack.enter_context(blas_thread_limit(config["blas_threads"]))
+        run = _start(config, backend, dataset, out, name, resume_dir, stack)
+        environment = describe_environment(backend, config["dtype"], config["seed"])
+        config["run_name"] = run.run_dir.name
+        config["device_used"] = backend.device
+        config["wandb_run_id"] = stored.get("wandb_run_id") or new_run_id()
+        config["environment"] = environment
+        run.run_dir.write_config(config)
+        wandb_run = WandbRun.start(
+            mode=mode,
+            project=config["wandb_project"],
+            entity=config["wandb_entity"],
+            name=run.run_dir.name,
+            config={key: value for key, value in config.items() if key != "environment"},
+            directory=run.run_dir.path,
+            group=group,
+            job_type="resume" if resume is not None else "train",
+            run_id=config["wandb_run_id"],
+            resume=resume is not None,
         )
-        if result.diverged:
-            status, diverged_at = "diverged", result.diverged_at
-        elif result.stopped is not None:
-            status = result.stopped.status
-            stop_reason = str(result.stopped)
-    except KeyboardInterrupt:
-        status = "interrupted"
-    train_seconds = time.perf_counter() - started
+        return _train_and_finish(
+            run, dataset, wandb_run, environment, progress, verbose, callbacks, figures
+        )
 
-    summary: dict[str, Any] = {
-        "status": status,
-        "run_dir": str(run_dir.path),
-        "epochs_completed": history[-1]["epoch"] if history else start_epoch,
-        "train_seconds": round(train_seconds, 3),
-        "device": backend.device,
-        "fastmlp_version": fastmlp.__version__,
-        "python": platform.python_version(),
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    if diverged_at is not None:
-        summary["diverged_at"] = diverged_at
-    if stop_reason is not None:
-        summary["stop_reason"] = stop_reason
-    val_accuracies = [row["val_accuracy"] for row in history if row.get("val_accuracy") is not None]
-    if val_accuracies:
-        summary["best_val_accuracy"] = max(val_accuracies)
-        summary["val_accuracy"] = val_accuracies[-1]
-    if status in ("finished", "diverged"):
-        x_test = to_device_inputs(backend, dataset.x_test, model.dtype)
-        test_loss, test_accuracy = model.evaluate(x_test, dataset.y_test.astype(np.int64))
-        summary["test_loss"] = test_loss if math.isfinite(test_loss) else None
-        summary["test_accuracy"] = test_accuracy
-        if figures:
-            _write_figures(run_dir, model, dataset, x_test, history, wandb_run)
-    run_dir.write_summary(summary)
+
+def _train_and_finish(
+    run: _Run,
+    dataset: Any,
+    wandb_run: WandbRun | None,
+    environment: dict[str, Any],
+    progress: bool,
+    verbose: bool,
+    callbacks: Sequence[Callable[[EpochMetrics], Any]],
+    figures: bool,
+) -> ExperimentResult:
+    """Steps 3 and 4: train what is left, then evaluate, draw, summarise and close W&B."""
+    warnings: list[str] = []
+    started = time.perf_counter()
+    status, interrupt, stopped = "finished", None, None
+    summary: dict[str, Any] = {}
+    try:
+        remaining = run.config["epochs"] - run.start_epoch
+        if remaining > 0:
+            result = train(
+                run.model,
+                run.optimizer,
+                dataset.x_train,
+                dataset.y_train,
+                epochs=remaining,
+                batch_size=run.config["batch_size"],
+                x_val=dataset.x_val,
+                y_val=dataset.y_val,
+                seed=run.config["seed"],
+                progress=progress,
+                verbose=False,
+                callbacks=[_tracker(run, dataset, wandb_run, verbose, warnings), *callbacks],
+                start_epoch=run.start_epoch,
+            )
+            if result.diverged:
+                status = "diverged"
+                summary["diverged_at"] = result.diverged_at
+            elif result.stopped is not None:
+                status, stopped = result.stopped.status, str(result.stopped)
+        summary = {**_summary(run, status, time.perf_counter() - started, environment), **summary}
+        if stopped is not None:
+            summary["stop_reason"] = stopped
+        if status in COMPLETE:
+            _evaluate_test_set(run, dataset, summary, wandb_run, figures)
+    except KeyboardInterrupt as error:
+        status, interrupt = "interrupted", error
+        summary = _summary(run, status, time.perf_counter() - started, environment)
+    except Exception as error:
+        summary = _summary(run, "failed", time.perf_counter() - started, environment)
+        summary["error"] = f"{type(error).__name__}: {one_line(error)}"
+        _close(run, summary, wandb_run, warnings, exit_code=1)
+        raise
+    _close(run, summary, wandb_run, warnings, interrupt=interrupt)
     if wandb_run is not None:
-        wandb_run.update_summary(summary)
-        wandb_run.finish(exit_code=0 if status == "finished" else 1)
         summary["wandb_dir"] = wandb_run.directory
     return ExperimentResult(
-        run_dir=run_dir, status=status, history=history, summary=summary, model=model
+        run_dir=run.run_dir,
+        status=status,
+        history=run.history,
+        summary=summary,
+        model=run.model,
+        interrupt=interrupt,
     )
+
+
+def _close(
+    run: _Run,
+    summary: dict[str, Any],
+    wandb_run: WandbRun | None,
+    warnings: list[str],
+    exit_code: int | None = None,
+    interrupt: KeyboardInterrupt | None = None,
+) -> None:
+    """Write ``summary.json`` (last of all the run's files) and end the W&B run."""
+    if warnings:
+        summary["warnings"] = warnings
+    with interrupts_deferred():
+        run.run_dir.write_summary(summary)
+    if wandb_run is None:
+        return
+    wandb_run.update_summary(summary)
+    if interrupt is not None:
+        wandb_run.finish(exit_code=exit_status(interrupt), preempted=True)
+    else:
+        failed = summary["status"] in ("diverged", "failed")
+        wandb_run.finish(exit_code=exit_code if exit_code is not None else int(failed))

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from fastmlp.errors import MissingDependencyError
+
 DPI = 150
 
 # Confusion matrices of more classes than this get no per-cell numbers (they would not fit).
@@ -105,7 +107,7 @@ def new_figure(width: float, height: float) -> Any:
         import matplotlib.figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError as error:
-        raise ImportError(_INSTALL_HINT) from error
+        raise MissingDependencyError(_INSTALL_HINT) from error
     figure = matplotlib.figure.Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure

@@ -66,6 +66,7 @@ def test_train_saves_a_run_and_prints_the_final_table(idx_dir, tmp_path, capsys)
         assert label in output
     run = only_run(tmp_path / "runs")
     assert sorted(path.name for path in run.iterdir()) == [
+        ".lock",
         "checkpoint.npz",
         "confident_mistakes.png",
         "config.json",

@@ -23,7 +23,7 @@ import pytest
 from fastmlp import data
 from fastmlp.data import DataError, load, load_idx, save_idx, sources, split_indices
 from fastmlp.data import download as download_module
-from fastmlp.data.files import file_digest
+from fastmlp.files import file_digest
 from fastmlp.data.idx import idx_bytes
 
 REAL_SOURCES = dict(sources.SOURCES)

@@ -16,7 +16,7 @@ import numpy as np
 
 from fastmlp.backends.base import Backend
 from fastmlp.backends.numpy_backend import NumpyBackend
-from fastmlp.errors import one_line
+from fastmlp.errors import UserError, one_line
 
 __all__ = [
     "Backend",
@@ -30,7 +30,7 @@ __all__ = [
 _CUDA_INSTALL_HINT = 'pip install "fastmlp[cuda12]" (or "fastmlp[cuda13]" for CUDA 13 drivers)'
 
 
-class DeviceUnavailableError(RuntimeError):
+class DeviceUnavailableError(UserError, RuntimeError):
     """A device was asked for that this machine cannot provide."""
 
 
@@ -88,7 +88,7 @@ def _parse_cuda_index(device: str) -> int:
         return 0
     index = device.partition(":")[2]
     if not index.isdigit():
-        raise ValueError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
+        raise UserError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
     return int(index)
 
 
@@ -127,7 +127,7 @@ def get_backend(device: str | Backend = "cpu") -> Backend:
                 f"cuda:0 to cuda:{count - 1}"
             )
         return _cupy_backend(index)
-    raise ValueError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
+    raise UserError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
 
 
 def available_devices() -> list[str]:

@@ -27,6 +27,7 @@ Conventions for every kernel:
 from __future__ import annotations
 
 import math
+import os
 from types import ModuleType
 from typing import Any
 
@@ -53,6 +54,38 @@ def nadam_scalars(
     grad_step = lr * (1.0 - mu) / (1.0 - mu_product)
     momentum_step = lr * mu_next / (1.0 - mu_product * mu_next)
     return bias_correction2, grad_step, momentum_step
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as stream:
+            text = stream.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def host_available_memory() -> int | None:
+    """Bytes of host memory available to this process (None where it cannot be told)."""
+    available = None
+    try:
+        with open("/proc/meminfo") as stream:
+            for line in stream:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None and hasattr(os, "sysconf"):
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            available = None
+    limit = _read_int("/sys/fs/cgroup/memory.max")
+    used = _read_int("/sys/fs/cgroup/memory.current")
+    if limit is not None and used is not None:
+        available = limit - used if available is None else min(available, limit - used)
+    return available
 
 
 class Backend:
@@ -95,6 +128,14 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait until all queued device work is done (a no-op on the CPU)."""
+
+    def available_memory(self) -> int | None:
+        """Bytes that new arrays of this backend can still take (None: unknown).
+
+        On the CPU: the kernel's estimate of available memory (``MemAvailable``), capped by
+        the cgroup limit of a container.
+        """
+        return host_available_memory()
 
     def gather_(self, out: Any, x: Any, indices: Any) -> None:
         """``out[i] = x[indices[i]]`` along the first axis (a batch of rows)."""

@@ -202,6 +202,11 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         cupy.cuda.Device(self.device_id).synchronize()
 
+    def available_memory(self) -> int | None:
+        # free device memory plus what CuPy's pool holds unused
+        free, _total = cupy.cuda.runtime.memGetInfo()
+        return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+
     # ------------------------------------------------------- optimizer updates
 
     def add_scaled_(self, y: Any, x: Any, alpha: float) -> None:

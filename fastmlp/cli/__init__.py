@@ -2,8 +2,11 @@
 
 ``train``, ``evaluate``, ``samples``, ``predict``, ``bench`` and ``sweep``.
 
-Bad input (an unknown choice, a missing file, a corrupt dataset, no GPU, ...) ends with one
-line on stderr and exit status 2, never a traceback; set ``FASTMLP_DEBUG=1`` to see one.
+Bad input or a problem of the machine (an unknown choice, a missing or corrupt file, no
+GPU, not enough memory, a full disk: see :func:`fastmlp.errors.is_user_error`) ends with one
+line on stderr and exit status 2; set ``FASTMLP_DEBUG=1`` to see its traceback. Anything
+else is a bug: it keeps its traceback, with a request to report it, and exit status 1.
+Ctrl-C, SIGTERM and SIGHUP stop a command cleanly (exit status 130, 143, 129).
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
-from fastmlp.backends import DeviceUnavailableError
+import fastmlp
 from fastmlp.cli import (
     bench_command,
     evaluate_command,
@@ -22,27 +26,37 @@ from fastmlp.cli import (
     sweep_command,
     train_command,
 )
-from fastmlp.cli.parsing import EXIT_USAGE, ArgumentParser, UsageError
-from fastmlp.errors import one_line
+from fastmlp.cli.parsing import EXIT_USAGE, ArgumentParser
+from fastmlp.errors import describe, is_user_error
+from fastmlp.interrupts import exit_status, signals_as_interrupts
 
-# Errors that mean "the input was wrong", reported as one line with exit status 2.
-USER_ERRORS = (UsageError, ValueError, DeviceUnavailableError, OSError, ImportError)
+EXIT_BUG = 1
+
+BUG_REPORT = (
+    "this is a bug in fastmlp, not a problem with your input: please report it with the "
+    "command you ran and the traceback above"
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def execute(handler: Handler, args: argparse.Namespace, prog: str) -> int:
-    """Run a sub-command, turning user errors into one line on stderr and exit status 2."""
+    """Run a sub-command: user errors become one line on stderr and exit status 2, bugs keep
+    their traceback (exit status 1), interrupts and SIGTERM stop cleanly (130, 143)."""
     try:
-        return handler(args)
-    except USER_ERRORS as error:
-        if os.environ.get("FASTMLP_DEBUG"):
-            raise
-        print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
+        with signals_as_interrupts():
+            return handler(args)
+    except KeyboardInterrupt as interrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return exit_status(interrupt)
+    except Exception as error:
+        if not is_user_error(error) or os.environ.get("FASTMLP_DEBUG"):
+            traceback.print_exc()
+            if not is_user_error(error):
+                print(f"{prog}: internal error: {BUG_REPORT}", file=sys.stderr)
+                return EXIT_BUG
+        print(f"{prog}: error: {describe(error)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def build_parser() -> ArgumentParser:
@@ -50,6 +64,7 @@ def build_parser() -> ArgumentParser:
         prog="fastmlp",
         description="Train, evaluate and benchmark from-scratch MLPs on NumPy (CPU) or CuPy (GPU).",
     )
+    parser.add_argument("--version", action="version", version=f"fastmlp {fastmlp.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     train = commands.add_parser(
         "train",

@@ -7,10 +7,12 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from fastmlp.errors import UserError
+
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Bad input from the user: printed as one line, exit status 2."""
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from fastmlp.backends import get_backend
 from fastmlp.cli.parsing import UsageError, positive_int
 from fastmlp.cli.targets import resolve_checkpoint
+from fastmlp.errors import MissingDependencyError
 from fastmlp.nn.checkpoint import load_checkpoint
 
 DESCRIPTION = (
@@ -40,7 +41,9 @@ def to_model_input(path: Path) -> np.ndarray:
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise ImportError('reading images needs Pillow: pip install "fastmlp[plot]"') from None
+        raise MissingDependencyError(
+            'reading images needs Pillow: pip install "fastmlp[plot]"'
+        ) from None
     try:
         with Image.open(path) as image:
             gray = ImageOps.exif_transpose(image).convert("L")

@@ -59,9 +59,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="{online,offline,disabled}",
         help="W&B mode (default: $WANDB_MODE, else online if logged in, else offline)",
     )
-    run.add_argument(
-        "--out", default="runs", metavar="DIR", help="parent of run directories (default: runs)"
-    )
+    run.add_argument("--out", metavar="DIR", help="parent of run directories (default: runs)")
     run.add_argument(
         "--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint"
     )
@@ -238,9 +236,14 @@ def run(args: argparse.Namespace) -> int:
                 f"--resume continues a run with its own settings; only --epochs and --device "
                 f"may change (got {', '.join(unexpected)})"
             )
+        if args.out is not None:
+            raise UsageError(
+                f"--out does not apply with --resume: the run stays in {args.resume} "
+                "(copy the directory first to continue it elsewhere)"
+            )
     result = run_experiment(
         settings,
-        out=args.out,
+        out=args.out or "runs",
         data_dir=args.data_dir,
         wandb_mode=args.wandb_mode,
         progress=not args.no_progress,
@@ -253,12 +256,10 @@ def run(args: argparse.Namespace) -> int:
             f"fastmlp train --resume {result.run_dir.path}",
             file=sys.stderr,
         )
-        return 130
-    if result.status == "diverged":
+    elif result.status == "diverged":
         print(
             f"diverged at epoch {result.summary['diverged_at']}: the loss is no longer finite; "
             "try a smaller learning rate",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    return result.exit_status

@@ -20,8 +20,8 @@ from urllib.error import HTTPError, URLError
 from urllib.request import urlopen
 
 from fastmlp.data.errors import DataError
-from fastmlp.data.files import atomic_write, file_digest
 from fastmlp.data.sources import Source
+from fastmlp.files import atomic_write, file_digest
 
 CHUNK = 1 << 16  # bytes per read
 TIMEOUT = 30.0  # seconds without data before a connection is given up

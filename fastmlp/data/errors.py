@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from fastmlp.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """A data set cannot be found, downloaded or read.
 
     The message names the file, directory or URL involved and what is wrong with it
     (wrong magic number, truncated file, wrong checksum, wrong shape, ...). It is a
-    ``ValueError`` so callers that already catch bad input keep working.
+    :class:`~fastmlp.errors.UserError`, so a ``ValueError``.
     """

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fastmlp.data.errors import DataError
-from fastmlp.data.files import atomic_write
+from fastmlp.files import atomic_write
 
 # element-type code -> big-endian NumPy dtype
 IDX_DTYPES: dict[int, np.dtype] = {

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from fastmlp.data.download import fetch
 from fastmlp.data.errors import DataError
-from fastmlp.data.files import file_digest
 from fastmlp.data.sources import Source
+from fastmlp.files import file_digest
 
 ENV_VAR = "FASTMLP_DATA_DIR"
 

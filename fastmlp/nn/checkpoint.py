@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from fastmlp.backends import Backend
+from fastmlp.errors import UserError
 from fastmlp.nn.mlp import MLP
 
 FORMAT = "fastmlp-checkpoint-1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A file is missing, unreadable, or not a fastmlp checkpoint."""
 
 

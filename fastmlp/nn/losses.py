@@ -10,6 +10,8 @@ leave dLoss/dlogits in the logits buffer:
 
 from __future__ import annotations
 
+import math
+
 LOSSES = ("cross_entropy", "mean_squared_error")
 
 _ALIASES = {"ce": "cross_entropy", "mse": "mean_squared_error"}
@@ -22,3 +24,11 @@ def canonical_loss(name: str) -> str:
     if key not in LOSSES:
         raise ValueError(f"unknown loss {name!r}: choose cross_entropy or mean_squared_error (mse)")
     return key
+
+
+def chance_loss(loss: str, classes: int) -> float:
+    """The loss of a model that predicts the uniform distribution over ``classes``:
+    ln(classes) for cross-entropy, 1 - 1/classes for squared error on the softmax."""
+    if canonical_loss(loss) == "cross_entropy":
+        return math.log(classes)
+    return 1.0 - 1.0 / classes

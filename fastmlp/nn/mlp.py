@@ -24,6 +24,7 @@ from fastmlp.nn.activations import canonical_activation
 from fastmlp.nn.init import canonical_weight_init, init_weight
 from fastmlp.nn.inputs import as_labels, check_label_range, to_device_inputs
 from fastmlp.nn.losses import canonical_loss
+from fastmlp.nn.memory import check_memory, parameter_count
 
 DTYPES = ("float32", "float64")
 
@@ -115,17 +116,26 @@ class MLP:
 
         shapes = list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
         self.num_weights = sum(fan_in * fan_out for fan_in, fan_out in shapes)
-        self.num_params = self.num_weights + sum(self.layer_sizes[1:])
+        self.num_params = parameter_count(self.layer_sizes)
+        itemsize = np.dtype(self.dtype).itemsize
+        check_memory(
+            self.backend,
+            2 * itemsize * self.num_params,
+            f"a {'-'.join(map(str, self.layer_sizes))} network ({self.num_params:,} "
+            f"{self.dtype} parameters and their gradients)",
+            "make the hidden layers smaller or fewer",
+        )
 
         rng = np.random.default_rng(seed)
-        host = np.zeros(self.num_params, dtype=np.float64)
+        host = np.zeros(self.num_params, dtype=self.dtype)
         offset = 0
         for fan_in, fan_out in shapes:
+            # drawn in float64, rounded once to the model dtype
             host[offset : offset + fan_in * fan_out] = init_weight(
                 self.weight_init, fan_in, fan_out, rng
             ).ravel()
             offset += fan_in * fan_out
-        self.params = self.backend.asarray(host.astype(self.dtype))
+        self.params = self.backend.asarray(host)
         self.grads = self.backend.zeros(self.num_params, dtype=self.dtype)
         self.weights, self.biases = self._layer_views(self.params)
         self.grad_weights, self.grad_biases = self._layer_views(self.grads)

@@ -44,7 +44,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from fastmlp.config import DEFAULTS, ConfigError, normalize_config
+from fastmlp.config import DEFAULTS, ConfigError, normalize_config, parse_yaml, read_text_file
 
 METHODS = ("grid", "random", "bayes")
 GOALS = ("maximize", "minimize")
@@ -443,19 +443,10 @@ def read_sweep_config(path: str | PathLike[str], name: str | None = None) -> Swe
     ``name`` overrides the file's ``name`` (default: the file name without its suffix).
     """
     path = Path(path)
-    if not path.is_file():
-        raise SweepConfigError(f"sweep config {path} does not exist")
     try:
-        import yaml
-    except ImportError:
-        raise SweepConfigError(
-            'reading sweep configs needs PyYAML: pip install "fastmlp[sweep]"'
-        ) from None
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        message = str(error).replace("\n", " ")
-        raise SweepConfigError(f"sweep config {path} is not valid YAML: {message}") from None
+        raw = parse_yaml(read_text_file(path, "sweep config"), path, "sweep config")
+    except ConfigError as error:
+        raise SweepConfigError(str(error)) from None
     if name is not None and isinstance(raw, Mapping):
         raw = {**raw, "name": name}
     return parse_sweep_config(raw, default_name=path.stem)

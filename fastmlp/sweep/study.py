@@ -27,11 +27,11 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from fastmlp.errors import one_line
+from fastmlp.errors import MissingDependencyError, UserError, one_line
 from fastmlp.sweep.config import SweepConfig, sweep_identity
 
 
-class SweepError(ValueError):
+class SweepError(UserError):
     """A sweep cannot be created, continued or read; the message says why and what to do."""
 
 
@@ -40,7 +40,7 @@ def require_optuna() -> None:
     try:
         import optuna  # noqa: F401
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             'the local sweep engine needs Optuna: pip install "fastmlp[sweep]"'
         ) from None
 

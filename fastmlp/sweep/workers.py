@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from fastmlp.backends import DeviceUnavailableError
-from fastmlp.errors import one_line
+from fastmlp.errors import MissingDependencyError, one_line
 from fastmlp.sweep.study import SweepError
 
 Spec = TypeVar("Spec")
@@ -70,7 +70,7 @@ def run_in_processes(target: Callable[[Spec], None], specs: Sequence[Spec]) -> N
     try:
         import threadpoolctl  # noqa: F401  (the workers need it; fail here, not in each of them)
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             'parallel sweep workers need threadpoolctl: pip install "fastmlp[sweep]"'
         ) from None
     context = multiprocessing.get_context("spawn")

@@ -16,20 +16,17 @@ def format_number(value: float) -> str:
 
 
 def run_name(config: dict[str, Any]) -> str:
-    """E.g. ``hl_3_sz_128_bs_64_ac_relu_o_adam_lr_1e-3`` (+ ``_wd_5e-4`` when decaying)."""
+    """E.g. ``hl_3_sz_128_bs_64_ac_relu_o_adam_lr_1e-3`` (+ ``_wd_5e-4`` when decaying);
+    ``hl_0_bs_64_o_adam_lr_1e-3`` for softmax regression (no hidden layer, no activation)."""
     sizes = config["hidden_size"]
-    if isinstance(sizes, (list, tuple)):
-        size = "-".join(str(s) for s in sizes) if len(set(sizes)) > 1 else str(sizes[0])
-    else:
-        size = str(sizes)
-    parts = [
-        f"hl_{config['num_layers']}",
-        f"sz_{size}",
-        f"bs_{config['batch_size']}",
-        f"ac_{str(config['activation']).lower()}",
-        f"o_{config['optimizer']}",
-        f"lr_{format_number(config['learning_rate'])}",
-    ]
+    sizes = list(sizes) if isinstance(sizes, (list, tuple)) else [sizes]
+    parts = [f"hl_{config['num_layers']}"]
+    if sizes:
+        parts.append(f"sz_{'-'.join(map(str, sizes)) if len(set(sizes)) > 1 else sizes[0]}")
+    parts.append(f"bs_{config['batch_size']}")
+    if sizes:
+        parts.append(f"ac_{str(config['activation']).lower()}")
+    parts += [f"o_{config['optimizer']}", f"lr_{format_number(config['learning_rate'])}"]
     if config.get("weight_decay"):
         parts.append(f"wd_{format_number(config['weight_decay'])}")
     return "_".join(parts)

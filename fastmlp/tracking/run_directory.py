@@ -2,23 +2,56 @@
 
 ``runs/<run-name>/`` holds
 
-* ``config.json``    -- the full configuration (written at start);
-* ``metrics.jsonl``  -- one JSON object per epoch, appended and flushed after each epoch;
+* ``config.json``    -- the full configuration and the environment it ran in (at start);
+* ``metrics.jsonl``  -- one JSON object per epoch, appended and fsynced after each epoch;
 * ``checkpoint.npz`` -- model + optimizer state after the latest completed epoch;
-* ``summary.json``   -- final results (test accuracy, time, status);
-* figures (``*.png``).
+* ``summary.json``   -- final results (test accuracy, time, status), written last;
+* figures (``*.png``);
+* ``.lock``          -- held by the process training the run (who, since when).
 
-So an interrupted or crashed run keeps every epoch it finished, and W&B is never the only
-copy of anything.
+Order of the writes after epoch k: the metrics line, then the checkpoint. A kill at any
+instant therefore leaves a checkpoint of epoch j and metrics lines for epochs 1..j, plus
+possibly line j + 1 (complete or torn): resuming drops what lies beyond the checkpoint and
+trains epoch j + 1 again, which repeats it exactly. JSON files are replaced atomically.
+
+Two processes never train one directory at once: a new directory is created with an
+exclusive ``mkdir`` (a taken name gets ``-2``, ``-3``...), and the trainer holds an
+exclusive lock on ``.lock`` (released by the operating system if the process dies).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
+
+from fastmlp.errors import UserError
+from fastmlp.files import atomic_write_json, atomic_write_text
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, no protection
+    fcntl = None
+
+
+class RunDirectoryError(UserError):
+    """A run directory is missing, busy, or holds a file that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The rows of ``metrics.jsonl``; ``torn`` when a torn last line was left out."""
+
+    rows: list[dict[str, Any]]
+    torn: bool = False
 
 
 class RunDirectory:
@@ -28,21 +61,28 @@ class RunDirectory:
     METRICS = "metrics.jsonl"
     SUMMARY = "summary.json"
     CHECKPOINT = "checkpoint.npz"
+    LOCK = ".lock"
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = Path(path)
 
     @classmethod
     def create(cls, root: str | PathLike[str], name: str) -> RunDirectory:
-        """A new, empty run directory ``root/name`` (``name-2``, ``name-3``... if taken)."""
+        """A new, empty run directory ``root/name`` (``name-2``, ``name-3``... if taken).
+
+        The exclusive ``mkdir`` makes this safe when several processes create runs of the
+        same name at once: each gets its own directory.
+        """
         root = Path(root)
-        candidate = root / name
-        suffix = 2
-        while candidate.exists():
-            candidate = root / f"{name}-{suffix}"
-            suffix += 1
-        candidate.mkdir(parents=True)
-        return cls(candidate)
+        root.mkdir(parents=True, exist_ok=True)
+        candidate, suffix = root / name, 2
+        while True:
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                candidate, suffix = root / f"{name}-{suffix}", suffix + 1
+                continue
+            return cls(candidate)
 
     @property
     def name(self) -> str:
@@ -56,40 +96,141 @@ class RunDirectory:
         """The path of a file inside this run directory."""
         return self.path / name
 
-    def _write_json(self, name: str, data: dict[str, Any]) -> None:
-        target = self.path / name
-        temporary = target.with_name(f".{target.name}.tmp")
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(temporary, target)
+    def require(self) -> None:
+        """Raise unless this is a run directory (a folder with ``config.json``)."""
+        if not self.path.is_dir():
+            raise RunDirectoryError(f"{self.path} is not a run directory (no such folder)")
+        if not self.file(self.CONFIG).is_file():
+            raise RunDirectoryError(f"{self.path} is not a run directory (no {self.CONFIG})")
+
+    # ------------------------------------------------------------------ lock
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's lock for the block; a RunDirectoryError naming the holder if another
+        process holds it. The operating system releases it when this process ends, however
+        it ends, so a killed run never leaves a stale lock."""
+        if fcntl is None:  # pragma: no cover - Windows
+            yield
+            return
+        path = self.file(self.LOCK)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunDirectoryError(
+                    f"run directory {self.path} is in use by {self._lock_holder()}; wait for it "
+                    "to finish or stop it first"
+                ) from None
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": datetime.datetime.now().isoformat(timespec="seconds"),
+                "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:2]),
+            }
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, json.dumps(holder).encode(), 0)
+            yield
+        finally:
+            os.close(handle)  # releases the lock
+
+    def _lock_holder(self) -> str:
+        try:
+            holder = json.loads(self.file(self.LOCK).read_text())
+            return (
+                f"process {holder['pid']} on {holder['host']} ({holder['command']}, "
+                f"since {holder['since']})"
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+    # ----------------------------------------------------------- JSON files
+
+    def _read_json_object(self, name: str) -> dict[str, Any]:
+        path = self.file(name)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as error:
+            raise RunDirectoryError(f"cannot read {path}: {error.strerror or error}") from None
+        except ValueError as error:
+            raise RunDirectoryError(f"{path} is not valid JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise RunDirectoryError(
+                f"{path} must hold a JSON object (setting: value), got a {type(data).__name__}"
+            )
+        return data
 
     def write_config(self, config: dict[str, Any]) -> None:
-        self._write_json(self.CONFIG, config)
+        atomic_write_json(self.file(self.CONFIG), config)
 
     def read_config(self) -> dict[str, Any]:
-        return json.loads((self.path / self.CONFIG).read_text())
+        return self._read_json_object(self.CONFIG)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.file(self.SUMMARY), summary)
+
+    def read_summary(self) -> dict[str, Any]:
+        """The summary, or ``{}`` before the run has one."""
+        if not self.file(self.SUMMARY).exists():
+            return {}
+        return self._read_json_object(self.SUMMARY)
+
+    # -------------------------------------------------------------- metrics
 
     def append_metrics(self, metrics: dict[str, Any]) -> None:
-        """Append one epoch's metrics as a JSON line, flushed to disk before returning."""
-        with open(self.path / self.METRICS, "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(metrics, sort_keys=True) + "\n")
+        """Append one epoch's metrics as a JSON line, fsynced before returning."""
+        line = json.dumps(metrics, sort_keys=True) + "\n"
+        with open(self.file(self.METRICS), "a", encoding="utf-8") as stream:
+            stream.write(line)
             stream.flush()
             os.fsync(stream.fileno())
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        path = self.path / self.METRICS
+    def parse_metrics(self) -> Metrics:
+        """Every epoch's row, checked; a torn last line (what a kill or a full disk leaves)
+        is left out and reported as ``torn``. Any other bad line is a RunDirectoryError
+        naming the file and line."""
+        path = self.file(self.METRICS)
         if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            return Metrics([])
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as error:
+            raise RunDirectoryError(f"cannot read {path}: {error.strerror or error}") from None
+        lines = text.split("\n")
+        complete = text.endswith("\n")
+        if complete:
+            lines.pop()
+        rows: list[dict[str, Any]] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                if number == len(lines) and not complete:
+                    return Metrics(rows, torn=True)
+                raise RunDirectoryError(
+                    f"{path} line {number} is not valid JSON; remove or repair that line"
+                ) from None
+            epoch = row.get("epoch") if isinstance(row, dict) else None
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+                raise RunDirectoryError(
+                    f"{path} line {number} is not an epoch's metrics (no epoch number): {line[:60]}"
+                )
+            if rows and epoch <= rows[-1]["epoch"]:
+                raise RunDirectoryError(
+                    f"{path} line {number} repeats or goes back to epoch {epoch}; "
+                    "each epoch must appear once, in order"
+                )
+            rows.append(row)
+        return Metrics(rows)
 
-    def truncate_metrics(self, epochs: int) -> None:
-        """Keep only the metrics of the first ``epochs`` epochs (before resuming from there)."""
-        kept = [row for row in self.read_metrics() if row["epoch"] <= epochs]
-        path = self.path / self.METRICS
-        path.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in kept))
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The epochs' rows (see :meth:`parse_metrics`)."""
+        return self.parse_metrics().rows
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        self._write_json(self.SUMMARY, summary)
-
-    def read_summary(self) -> dict[str, Any]:
-        path = self.path / self.SUMMARY
-        return json.loads(path.read_text()) if path.exists() else {}
+    def rewrite_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Replace ``metrics.jsonl`` atomically with ``rows``."""
+        text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+        atomic_write_text(self.file(self.METRICS), text)

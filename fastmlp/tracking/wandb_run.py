@@ -9,17 +9,28 @@ The mode is resolved explicitly (:func:`resolve_wandb_mode`):
 4. else ``offline`` (the run is written under the run directory; ``wandb sync`` uploads it).
 
 An online start that fails or times out falls back to offline with a warning. ``disabled``
-is opt-in. Without the ``wandb`` package (``pip install "fastmlp[wandb]"``) training goes on
-with local tracking only and says so once.
+is opt-in.
+
+A resumed fastmlp run continues the same W&B run: the run id is chosen before the first
+start and kept in the run's ``config.json``, and the resumed part starts with
+``resume="allow"`` and logs from the next epoch on, so the two parts are one run with
+continuous steps (offline too: ``wandb sync`` of both directories makes one run). A part
+that ends by an interrupt is marked preempted (``mark_preempting``), not failed.
+
+Without the ``wandb`` package (``pip install "fastmlp[wandb]"``) training goes on with
+local tracking only and says so once.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from os import PathLike
 from typing import Any
+
+from fastmlp.errors import UserError
 
 WANDB_MODES = ("online", "offline", "disabled")
 
@@ -51,13 +62,16 @@ def resolve_wandb_mode(option: str | None = None) -> str:
     if option:
         mode = option.strip().lower()
         if mode not in WANDB_MODES:
-            raise ValueError(f"unknown W&B mode {option!r}: use online, offline or disabled")
+            raise UserError(f"unknown W&B mode {option!r}: use online, offline or disabled")
         return mode
     environment = os.environ.get("WANDB_MODE", "").strip().lower()
     if environment:
         mode = _ENV_ALIASES.get(environment, environment)
         if mode not in WANDB_MODES:
-            raise ValueError(f"WANDB_MODE={environment!r} is not one of online, offline, disabled")
+            raise UserError(
+                f"WANDB_MODE={environment!r} is not one of online, offline, disabled: "
+                "fix or unset it, or pass --wandb_mode"
+            )
         return mode
     if not wandb_installed():
         return "disabled"
@@ -94,8 +108,14 @@ class WandbRun:
         directory: str | PathLike[str],
         group: str | None = None,
         job_type: str | None = None,
+        run_id: str | None = None,
+        resume: bool = False,
     ) -> WandbRun | None:
-        """Start a run in ``mode``; None when W&B is disabled or not installed."""
+        """Start a run in ``mode``; None when W&B is disabled or not installed.
+
+        ``run_id``: the W&B run id (see :func:`new_run_id`); ``resume``: continue the run of
+        that id if it exists.
+        """
         if mode == "disabled":
             return None
         if not wandb_installed():
@@ -115,6 +135,8 @@ class WandbRun:
                 job_type=job_type,
                 dir=str(directory),
                 mode=run_mode,
+                id=run_id,
+                resume="allow" if resume else None,
                 reinit="create_new",
                 settings=wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT, silent=True),
             )
@@ -156,5 +178,15 @@ class WandbRun:
     def update_summary(self, summary: dict[str, Any]) -> None:
         self.run.summary.update(summary)
 
-    def finish(self, exit_code: int = 0) -> None:
+    def finish(self, exit_code: int = 0, preempted: bool = False) -> None:
+        """End the run; ``preempted``: it stopped early and will be resumed (W&B shows it
+        as preempted rather than failed)."""
+        if preempted:
+            self.run.mark_preempting()
         self.run.finish(exit_code=exit_code)
+
+
+def new_run_id() -> str:
+    """A fresh W&B run id: 8 characters of [a-z0-9], as W&B makes them."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(8))
