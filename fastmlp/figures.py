@@ -255,7 +255,10 @@ def plot_confusion_matrix(
 
 
 def _confidence(probability: float) -> str:
-    """A probability as a percentage; near 1 it is truncated to 99.9%, never rounded to 100%."""
+    """A probability as a percentage; near 1 it is truncated to 99.9%, never rounded to 100%
+    ("?" when it is not a number)."""
+    if not math.isfinite(probability):
+        return "?"
     if probability < 0.995:
         return f"{100 * probability:.0f}%"
     return f"{math.floor(1000 * probability) / 10:.1f}%"

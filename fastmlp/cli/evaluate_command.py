@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fastmlp import data as datasets
 from fastmlp.backends import get_backend
+from fastmlp.cli.parsing import UsageError
 from fastmlp.cli.targets import resolve_checkpoint
 from fastmlp.config import canonical_dataset
 from fastmlp.experiment import plot_test_figures
+from fastmlp.files import atomic_write_json
 from fastmlp.nn.checkpoint import load_checkpoint
 from fastmlp.nn.inputs import to_device_inputs
 
@@ -59,33 +63,56 @@ def format_report(class_names: list[str], metrics: dict, accuracy: float, loss: 
     return "\n".join(lines)
 
 
+def _check_fits(model: Any, dataset: Any, checkpoint_path: Path) -> None:
+    """Raise unless the model can classify this dataset's images."""
+    features = int(np.prod(dataset.x_test.shape[1:]))
+    if model.input_size != features or model.output_size != dataset.num_classes:
+        raise UsageError(
+            f"{checkpoint_path} is a model of {model.input_size} inputs and "
+            f"{model.output_size} classes; {dataset.name} has {features} pixels and "
+            f"{dataset.num_classes} classes: evaluate it on the dataset it was trained for"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from fastmlp import figures
 
     checkpoint_path = resolve_checkpoint(args.target)
+    out = Path(args.out) if args.out else checkpoint_path.parent
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the figures and report")
     checkpoint = load_checkpoint(checkpoint_path, device=get_backend(args.device))
     model = checkpoint.model
     dataset_name = canonical_dataset(
         args.dataset or checkpoint.extra.get("dataset", "fashion_mnist")
     )
     dataset = datasets.load(dataset_name, data_dir=args.data_dir)
+    _check_fits(model, dataset, checkpoint_path)
     x_test = to_device_inputs(model.backend, dataset.x_test, model.dtype)
-    loss, accuracy = model.evaluate(x_test, dataset.y_test.astype(np.int64))
+    loss, accuracy = model.evaluate(x_test, dataset.y_test)
     probabilities = model.backend.to_numpy(model.forward(x_test))
+    finite = bool(np.isfinite(probabilities).all())
+    if not finite:
+        bad = int((~np.isfinite(model.backend.to_numpy(model.params))).sum())
+        print(
+            f"fastmlp evaluate: warning: {bad} of {model.num_params} parameters of "
+            f"{checkpoint_path} are not finite (a diverged run?): its predictions are "
+            "meaningless; no figures drawn",
+            file=sys.stderr,
+        )
     predictions = probabilities.argmax(axis=1)
     classes = list(dataset.class_names)
     confusion = figures.confusion_matrix(dataset.y_test, predictions, len(classes))
     metrics = figures.per_class_metrics(confusion)
     print(format_report(classes, metrics, accuracy, loss))
 
-    out = Path(args.out) if args.out else checkpoint_path.parent
     title = f"{dataset.name} test set"
-    written = list(plot_test_figures(dataset, probabilities, out, title).values())
+    written = list(plot_test_figures(dataset, probabilities, out, title).values()) if finite else []
     report = {
         "checkpoint": str(checkpoint_path),
         "dataset": dataset.name,
         "test_accuracy": accuracy,
-        "test_loss": loss,
+        "test_loss": loss if math.isfinite(loss) else None,
         "classes": {
             name: {
                 "precision": float(metrics["precision"][index]),
@@ -98,6 +125,6 @@ def run(args: argparse.Namespace) -> int:
         "macro_f1": metrics["macro_f1"],
         "confusion_matrix": confusion.tolist(),
     }
-    (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_json(out / "evaluation.json", report)
     print("saved " + ", ".join(str(path) for path in [*written, out / "evaluation.json"]))
     return 0

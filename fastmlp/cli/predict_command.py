@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fastmlp.backends import get_backend
 from fastmlp.cli.parsing import UsageError, positive_int
 from fastmlp.cli.targets import resolve_checkpoint
-from fastmlp.errors import MissingDependencyError
+from fastmlp.errors import MissingDependencyError, one_line
 from fastmlp.nn.checkpoint import load_checkpoint
 
 DESCRIPTION = (
@@ -32,11 +33,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
 
 
+def _grayscale(image: Any) -> np.ndarray:
+    """An image as float64 gray levels in [0, 255] (H, W), whatever its mode and depth.
+
+    8-bit modes go through Pillow's conversion to "L"; 16-bit gray ("I;16...", and "I"
+    holding values above 255) is scaled by 255 / 65535; float images ("F") with values in
+    [0, 1] are scaled by 255, others clipped to [0, 255].
+    """
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        pixels = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16") or pixels.max(initial=0) > 255:
+            pixels = pixels * (255 / 65535)
+        return np.clip(pixels, 0, 255)
+    if mode == "F":
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        if pixels.min(initial=0) >= 0 and pixels.max(initial=0) <= 1:
+            pixels = pixels * 255
+        return np.clip(pixels, 0, 255)
+    return np.asarray(image.convert("L"), dtype=np.float64)
+
+
 def to_model_input(path: Path) -> np.ndarray:
     """An image file as a (28, 28) uint8 array in the training data's style.
 
-    The image is converted to grayscale, inverted if its border is light (the datasets show
-    light objects on black), scaled to fit 28x28 keeping its aspect ratio, and centred.
+    The image is converted to grayscale (any mode, 8 or 16 bits, or float), inverted if its
+    border is light (the datasets show light objects on black), scaled to fit 28x28 keeping
+    its aspect ratio, and centred.
     """
     try:
         from PIL import Image, ImageOps
@@ -44,15 +67,24 @@ def to_model_input(path: Path) -> np.ndarray:
         raise MissingDependencyError(
             'reading images needs Pillow: pip install "fastmlp[plot]"'
         ) from None
+    if path.is_dir():
+        raise UsageError(f"image {path} is a folder, not an image file")
+    if not path.is_file():
+        raise UsageError(f"image {path} does not exist")
     try:
         with Image.open(path) as image:
-            gray = ImageOps.exif_transpose(image).convert("L")
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read image {path}: {error}") from None
-    pixels = np.asarray(gray)
+            pixels = _grayscale(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError:
+        raise UsageError(
+            f"image {path} is too large to read safely (more than {2 * Image.MAX_IMAGE_PIXELS:,} "
+            "pixels); scale it down first"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise UsageError(f"cannot read image {path}: {one_line(error)}") from None
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    if border.mean() > 127:
-        gray = ImageOps.invert(gray)
+    if border.mean() > 127.5:
+        pixels = 255 - pixels
+    gray = Image.fromarray(np.rint(pixels).astype(np.uint8), mode="L")
     gray.thumbnail((SIDE, SIDE), Image.Resampling.LANCZOS)
     canvas = Image.new("L", (SIDE, SIDE), 0)
     canvas.paste(gray, ((SIDE - gray.width) // 2, (SIDE - gray.height) // 2))
@@ -65,13 +97,14 @@ def run(args: argparse.Namespace) -> int:
     )
     model = checkpoint.model
     classes = checkpoint.extra.get("class_names") or [str(k) for k in range(model.output_size)]
+    if model.input_size != SIDE * SIDE:
+        raise UsageError(
+            f"{args.checkpoint} is a model of {model.input_size} inputs, not of "
+            f"{SIDE}x{SIDE} images"
+        )
     paths = [Path(image) for image in args.images]
-    for path in paths:
-        if not path.is_file():
-            raise UsageError(f"image {path} does not exist")
     images = np.stack([to_model_input(path) for path in paths])
-    x = model.backend.asarray(images.reshape(len(images), -1), dtype=model.dtype) / 255
-    probabilities = model.backend.to_numpy(model.forward(x))
+    probabilities = model.backend.to_numpy(model.forward(images))
     top = min(args.top, model.output_size)
     for path, row in zip(paths, probabilities):
         ranked = np.argsort(row)[::-1][:top]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fastmlp import data as datasets
-from fastmlp.cli.parsing import choice
+from fastmlp.cli.parsing import UsageError, choice
 from fastmlp.config import DEFAULTS, canonical_dataset
 from fastmlp.tracking import WandbRun, resolve_wandb_mode
 
@@ -38,15 +39,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png_target(path: Path) -> None:
+    """Raise unless ``path`` may receive a PNG: a .png name, and no other kind of file there."""
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"--out {path}: the grid is a PNG image; give a file name ending in .png")
+    if path.is_dir():
+        raise UsageError(f"--out {path} is a folder; give a file name ending in .png")
+    if path.exists():
+        with open(path, "rb") as stream:
+            if stream.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                raise UsageError(
+                    f"--out {path} exists and is not a PNG image; refusing to overwrite it"
+                )
+
+
 def run(args: argparse.Namespace) -> int:
     from fastmlp import figures
 
+    out = Path(args.out or f"samples_{args.dataset}.png")
+    _check_png_target(out)
     dataset = datasets.load(args.dataset, data_dir=args.data_dir)
     path = figures.plot_class_samples(
         dataset.x_train,
         dataset.y_train,
         dataset.class_names,
-        args.out or f"samples_{dataset.name}.png",
+        out,
         seed=args.seed,
     )
     print(f"saved {path}")

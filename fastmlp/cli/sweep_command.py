@@ -4,12 +4,10 @@ writes its analysis."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from fastmlp.cli.parsing import UsageError, choice, positive_int
+from fastmlp.interrupts import exit_status
 from fastmlp.tracking import WANDB_MODES
 
 DESCRIPTION = (
@@ -91,20 +89,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (``kill PID``) stops the sweep like Ctrl-C: running trials are recorded."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _report(args: argparse.Namespace) -> int:
     from fastmlp.sweep import write_report
 
@@ -156,15 +140,14 @@ def run(args: argparse.Namespace) -> int:
         sweep_id = run_wandb_sweep(config, **common)
         print(f"W&B sweep {sweep_id}: runs in {common['out']}/{config.name}/runs")
         return 0
-    with _terminate_as_interrupt():
-        try:
-            summary = run_local_sweep(config, storage=args.storage, **common)
-        except KeyboardInterrupt:
-            print(
-                "interrupted: finished trials are saved; run the same command to continue",
-                file=sys.stderr,
-            )
-            return 130
+    try:
+        summary = run_local_sweep(config, storage=args.storage, **common)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see fastmlp.interrupts)
+        print(
+            "interrupted: finished trials are saved; run the same command to continue",
+            file=sys.stderr,
+        )
+        return exit_status(interrupt)
     print(
         f"sweep {config.name}: {summary.progress.counted} of {summary.count} trials "
         f"({summary.progress.describe()})"

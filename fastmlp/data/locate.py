@@ -138,7 +138,13 @@ def locate(
             looked.append(f"{label}: not set")
             continue
         notes: list[str] = []
-        located = _search_user_dir(source, Path(root).expanduser(), notes)
+        folder = Path(root).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise DataError(
+                f"{label} {folder} is a file, not a folder: give the folder that holds the "
+                f"{source.title} files ({', '.join(source.files.values())})"
+            )
+        located = _search_user_dir(source, folder, notes)
         if located is not None:
             break
         looked.append(f"{label}: {'; '.join(notes)}")

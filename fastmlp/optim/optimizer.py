@@ -153,8 +153,17 @@ class Optimizer:
         """Restore a :meth:`state_dict`; buffers move to the params' device at the next step."""
         if state["name"] != self.name:
             raise ValueError(f"state of optimizer {state['name']!r} cannot load into {self.name!r}")
-        for key, value in state["hyperparameters"].items():
+        known = self.hyperparameters()
+        unknown = sorted(set(state["hyperparameters"]) - set(known))
+        if unknown:
+            raise ValueError(f"optimizer {self.name!r} has no hyperparameter {unknown[0]!r}")
+        # rebuilding from the stored values checks them as the constructor does
+        checked = type(self)(**{**known, **state["hyperparameters"]}).hyperparameters()
+        for key, value in checked.items():
             setattr(self, key, value)
-        self.steps = int(state["steps"])
+        steps = state["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"optimizer steps must be a whole number >= 0, got {steps!r}")
+        self.steps = steps
         self._load_scalar_state(state.get("scalars", {}))
         self.state = {key: np.array(value) for key, value in state["buffers"].items()}

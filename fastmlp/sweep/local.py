@@ -25,7 +25,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from fastmlp.experiment import interrupts_deferred
+from fastmlp.interrupts import interrupts_deferred
 from fastmlp.sweep.config import SweepConfig
 from fastmlp.sweep.study import (
     Progress,
@@ -44,7 +44,7 @@ from fastmlp.sweep.study import (
     this_worker,
 )
 from fastmlp.sweep.trial import TrialOptions, TrialOutcome, interrupted, run_trial
-from fastmlp.sweep.workers import run_in_processes
+from fastmlp.sweep.workers import blas_threads, run_in_processes
 
 # Seconds after which a lock left by a killed worker is broken (holding it takes milliseconds).
 LOCK_GRACE_SECONDS = 10
@@ -161,7 +161,14 @@ def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
 
 
 # The trial attributes that describe a run's result (copied to a repeat of that run).
-_RUN_RESULTS = ("run_dir", "epochs", "val_accuracy", "best_val_accuracy", "test_accuracy")
+_RUN_RESULTS = (
+    "run_dir",
+    "epochs",
+    "val_accuracy",
+    "best_val_accuracy",
+    "test_accuracy",
+    "blas_threads",
+)
 
 
 def repeat_of(study: Any, trial: Any) -> TrialOutcome | None:
@@ -312,6 +319,7 @@ def run_local_sweep(
         wandb_mode=wandb_mode,
         device=device,
         figures=figures,
+        blas_threads=blas_threads(min(workers, remaining)),
     )
     spec = WorkerSpec(config=config, storage=storage, count=total, options=options)
     if workers == 1 or remaining == 1:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import json
 import math
 from dataclasses import dataclass, field
 from os import PathLike
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fastmlp.config import DEFAULTS, normalize_config
+from fastmlp.files import atomic_write_json
 from fastmlp.sweep import plots
 from fastmlp.sweep.config import SweepConfig, parse_sweep_config
 from fastmlp.sweep.study import (
@@ -59,6 +59,7 @@ class TrialRow:
     seconds: float | None
     run_dir: str
     note: str
+    blas_threads: int | None = None
 
 
 @dataclass
@@ -106,14 +107,18 @@ def trial_rows(study: Any) -> list[TrialRow]:
                 seconds=seconds,
                 run_dir=trial.user_attrs.get("run_dir", ""),
                 note=_note(trial),
+                blas_threads=trial.user_attrs.get("blas_threads"),
             )
         )
     return rows
 
 
-def best_config(config: SweepConfig, params: dict[str, Any]) -> dict[str, Any]:
-    """The full configuration of a trial, as ``fastmlp train --config`` reads it."""
-    settings = normalize_config(config.settings(params))
+def best_config(
+    config: SweepConfig, params: dict[str, Any], blas_threads: int | None = None
+) -> dict[str, Any]:
+    """The full configuration of a trial, as ``fastmlp train --config`` reads it, with the
+    BLAS thread count it ran with, so that training it again repeats it exactly."""
+    settings = normalize_config({"blas_threads": blas_threads, **config.settings(params)})
     return {key: settings[key] for key in DEFAULTS}
 
 
@@ -310,9 +315,9 @@ def write_report(
     if complete:
         pick = max if config.goal == "maximize" else min
         report.best = pick(complete, key=lambda row: row.value)
-        report.best_config = best_config(config, report.best.params)
+        report.best_config = best_config(config, report.best.params, report.best.blas_threads)
         best_path = report.directory / "best.json"
-        best_path.write_text(json.dumps(report.best_config, indent=2, sort_keys=True) + "\n")
+        atomic_write_json(best_path, report.best_config)
         report.files["best"] = best_path
 
     swept = [name for name in config.parameters if any(name in row.params for row in complete)]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fastmlp.errors import MissingDependencyError, UserError, one_line
+from fastmlp.files import atomic_write_text
 from fastmlp.sweep.config import SweepConfig, sweep_identity
 
 
@@ -91,9 +92,7 @@ class SweepDirectory:
             }
         )
         info.update(entries)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-        os.replace(temporary, path)
+        atomic_write_text(path, json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def storage_label(url: str | None) -> str:

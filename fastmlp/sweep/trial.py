@@ -45,6 +45,7 @@ class TrialOptions:
     wandb_mode: str | None = None
     device: str | None = None
     figures: bool = True
+    blas_threads: int | None = None
 
 
 @dataclass
@@ -66,12 +67,15 @@ class TrialOutcome:
 
 
 def trial_settings(
-    config: SweepConfig, params: dict[str, Any], device: str | None
+    config: SweepConfig, params: dict[str, Any], options: TrialOptions
 ) -> dict[str, Any]:
-    """The settings of a trial: constants, sampled values, and the sweep's --device if given."""
+    """The settings of a trial: constants, sampled values, the sweep's --device if given, and
+    the worker's BLAS thread count (recorded so that the trial can be repeated exactly)."""
     settings = config.settings(params)
-    if device is not None:
-        settings["device"] = device
+    if options.device is not None:
+        settings["device"] = options.device
+    if options.blas_threads is not None:
+        settings.setdefault("blas_threads", options.blas_threads)
     return settings
 
 
@@ -149,7 +153,7 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
     from fastmlp.experiment import run_experiment
 
     runs = options.sweep_dir / "runs"
-    settings = trial_settings(config, trial.params, options.device)
+    settings = trial_settings(config, trial.params, options)
     run_dir = None
     try:
         name = trial_run_name(settings, trial.number, runs)
@@ -181,6 +185,7 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
 
     attributes = {
         "run_dir": str(run_dir.path.relative_to(options.sweep_dir)),
+        "blas_threads": settings.get("blas_threads"),
         **_run_attributes(result.summary, result.history),
     }
     if result.status == "interrupted":

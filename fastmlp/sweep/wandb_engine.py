@@ -26,7 +26,7 @@ from fastmlp.errors import one_line
 from fastmlp.sweep.config import SweepConfig
 from fastmlp.sweep.study import SweepDirectory, SweepError
 from fastmlp.sweep.trial import TrialOptions, trial_settings
-from fastmlp.sweep.workers import run_in_processes
+from fastmlp.sweep.workers import blas_threads, run_in_processes
 from fastmlp.tracking import resolve_wandb_mode
 from fastmlp.tracking.wandb_run import wandb_installed
 
@@ -74,7 +74,7 @@ def _trial_function(spec: AgentSpec) -> Callable[[], None]:
         from fastmlp.experiment import run_experiment
 
         options = spec.options
-        settings = trial_settings(spec.config, _sweep_params(), options.device)
+        settings = trial_settings(spec.config, _sweep_params(), options)
         run_experiment(
             settings,
             out=options.sweep_dir / "runs",
@@ -160,6 +160,7 @@ def run_wandb_sweep(
         wandb_mode="online",
         device=device,
         figures=figures,
+        blas_threads=blas_threads(workers),
     )
     specs = [
         AgentSpec(

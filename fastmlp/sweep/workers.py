@@ -10,8 +10,9 @@ spec (spawn, not fork: safe with CUDA and with threads) and waits for all of the
   parent, which passes one SIGINT to each worker: each stops its trial cleanly (the trial
   is recorded as interrupted) and exits. A second Ctrl-C terminates them at once; their
   trials are then marked failed the next time the sweep starts.
-* Errors: a worker that fails with a user error (ValueError, OSError, ...) sends its
-  one-line message back; the parent raises it once all workers have ended.
+* Errors: a worker that fails with a user error (``fastmlp.errors.is_user_error``) sends
+  its one-line message back; the parent raises it once all workers have ended. A bug
+  prints its traceback in the worker. SIGTERM to a worker stops its trial like Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,14 +25,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from fastmlp.backends import DeviceUnavailableError
-from fastmlp.errors import MissingDependencyError, one_line
+from fastmlp.errors import MissingDependencyError, describe, is_user_error
+from fastmlp.interrupts import signals_as_interrupts
 from fastmlp.sweep.study import SweepError
 
 Spec = TypeVar("Spec")
-
-# Errors a worker reports as one line (like the CLI); anything else prints a traceback.
-USER_ERRORS = (ValueError, OSError, ImportError, DeviceUnavailableError)
 
 
 def blas_threads(workers: int) -> int:
@@ -45,13 +43,15 @@ def _worker_main(target: Callable[[Any], None], spec: Any, threads: int, errors:
         os.setpgrp()
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=threads):
+    with threadpool_limits(limits=threads), signals_as_interrupts():
         try:
             target(spec)
         except KeyboardInterrupt:
             sys.exit(130)
-        except USER_ERRORS as error:
-            errors.put(one_line(error))
+        except Exception as error:
+            if not is_user_error(error):
+                raise  # a bug: its traceback is printed and the worker exits with status 1
+            errors.put(describe(error))
             sys.exit(2)
 
 
