@@ -23,8 +23,8 @@ import pytest
 from fastmlp import data
 from fastmlp.data import DataError, load, load_idx, save_idx, sources, split_indices
 from fastmlp.data import download as download_module
-from fastmlp.files import file_digest
 from fastmlp.data.idx import idx_bytes
+from fastmlp.files import file_digest
 
 REAL_SOURCES = dict(sources.SOURCES)
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

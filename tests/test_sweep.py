@@ -390,7 +390,12 @@ def test_sweep_with_the_same_name_but_other_parameters_is_refused(idx_dir, tmp_p
         run(sweep_config(hidden_size={"values": [8, 32]}), tmp_path, idx_dir, count=2)
 
 
-def test_ctrl_c_keeps_finished_trials_and_the_same_command_finishes_the_sweep(tmp_path):
+@pytest.mark.parametrize(
+    ("number", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_ctrl_c_or_sigterm_keep_finished_trials_and_the_same_command_finishes_the_sweep(
+    tmp_path, number, status
+):
     data = write_idx_dataset(tmp_path / "data", train=2000, test=100)
     config = tmp_path / "slow.yaml"
     config.write_text(
@@ -432,9 +437,9 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_finishes_the_sweep(tm
             if "COMPLETE" in states and "RUNNING" in states:
                 break
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(number)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    assert process.returncode == status, stderr
     assert "interrupted" in stderr
     trials = trials_of(tmp_path / "sweeps", "slow")
     assert "RUNNING" not in {trial.state.name for trial in trials}
@@ -478,6 +483,38 @@ def test_report_writes_best_config_tables_and_plots(shared_sweep, capsys):
     assert "fastmlp train --config" in capsys.readouterr().out
 
 
+def test_training_best_json_again_repeats_the_winning_trial_exactly(
+    shared_sweep, idx_dir, tmp_path
+):
+    """best.json carries the worker's BLAS thread count, which the rounding depends on."""
+    import numpy as np
+
+    import fastmlp
+
+    directory, summary = shared_sweep
+    assert main(["sweep", "report", str(directory), "--wandb_mode", "disabled"]) == 0
+    best = json.loads((directory / "report" / "best.json").read_text())
+    assert best["blas_threads"] == max(1, (os.cpu_count() or 1) // 2)
+    status = main(
+        ["train", "--config", str(directory / "report" / "best.json"), "--data_dir",
+         str(idx_dir), "--out", str(tmp_path), "--wandb_mode", "disabled",
+         "--no_progress"]
+    )  # fmt: skip
+    assert status == 0
+    (again,) = tmp_path.iterdir()
+    trial = trials_of(directory.parent, "shared")[summary.best_number]
+    original = directory / trial.user_attrs["run_dir"]
+    assert json.loads((again / "summary.json").read_text())["val_accuracy"] == trial.value
+    np.testing.assert_array_equal(
+        fastmlp.load_checkpoint(again / "checkpoint.npz").model.params,
+        fastmlp.load_checkpoint(original / "checkpoint.npz").model.params,
+    )
+    recorded = json.loads((again / "config.json").read_text())["environment"]
+    for key in ("fastmlp_version", "packages", "blas", "device", "dtype", "seed"):
+        assert recorded[key] is not None, key
+    assert recorded["blas"]["threads"] == best["blas_threads"]
+
+
 def test_report_logs_its_figures_and_table_to_wandb_when_it_is_on(
     shared_sweep, tmp_path, monkeypatch
 ):
@@ -508,6 +545,34 @@ def test_report_of_a_sweep_with_failures_and_no_completed_trial(idx_dir, tmp_pat
 
 
 # --- command line and the W&B engine ----------------------------------------------------------
+
+
+def test_a_sweep_over_zero_hidden_layers_runs_softmax_regression(idx_dir, tmp_path):
+    config = sweep_config(
+        "grid", name="flat", num_layers={"values": [0, 1]}, hidden_size={"value": 8}
+    )
+    summary = run(config, tmp_path, idx_dir, count=2)
+    assert summary.progress.complete == 2
+    names = sorted(path.name for path in (tmp_path / "flat" / "runs").iterdir())
+    assert any(name.startswith("hl_0_bs_32_o_adam") for name in names), names
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ("epochs: {value: .inf}", "epochs must be a positive integer, got inf"),
+        ("epochs: {value: true}", "epochs must be a positive integer, got the boolean True"),
+        ("epochs: {values: [1, .inf]}", "epochs must be a positive integer, got inf"),
+    ],
+)
+def test_absurd_sweep_values_are_one_line_errors(tmp_path, capsys, parameters, message):
+    config = tmp_path / "absurd.yaml"
+    config.write_text(
+        f"method: random\nmetric: {{name: val_accuracy}}\nparameters: {{{parameters}}}\n"
+    )
+    assert main(["sweep", str(config), "--count", "1", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
 
 
 def test_unsupported_config_is_one_line_on_stderr_with_status_2(tmp_path, capsys):

@@ -210,3 +210,17 @@ def test_a_callback_can_stop_training_and_the_run_records_why(idx_dir, tmp_path)
     summary = result.run_dir.read_summary()
     assert summary["status"] == "pruned" and summary["stop_reason"] == "pruned after epoch 2"
     assert fastmlp.load_checkpoint(result.run_dir.checkpoint_path).epoch == 2
+
+
+def test_blas_threads_pins_the_rounding_so_a_run_repeats_exactly(idx_dir, tmp_path):
+    """OpenBLAS splits products by thread count, which changes the rounding: a run with
+    blas_threads set repeats bit for bit, and config.json records the count used."""
+    pytest.importorskip("threadpoolctl")
+    common = {"data_dir": idx_dir, "wandb_mode": "disabled", "progress": False, "figures": False}
+    settings = {**SMALL, "dataset": "mnist", "hidden_size": 256, "epochs": 1, "blas_threads": 1}
+    first = run_experiment(settings, out=tmp_path / "a", **common)
+    second = run_experiment(settings, out=tmp_path / "b", **common)
+    np.testing.assert_array_equal(first.model.params, second.model.params)
+    environment = json.loads(first.run_dir.file("config.json").read_text())["environment"]
+    assert environment["blas"]["threads"] == 1
+    assert first.summary["environment"]["blas"]["threads"] == 1

@@ -230,14 +230,14 @@ def run_worker(spec: WorkerSpec) -> None:
         started = time.perf_counter()
         try:
             outcome = repeat_of(study, trial) or run_trial(trial, spec.config, spec.options)
-        except KeyboardInterrupt:  # Ctrl-C just after the run ended, before its outcome was known
-            outcome = interrupted()
+        except KeyboardInterrupt as interrupt:  # just after the run ended, before its outcome
+            outcome = interrupted(interrupt=interrupt)
         _record(study, trial, outcome)
         print(
             _describe(trial, outcome, spec.config.metric, time.perf_counter() - started), flush=True
         )
         if outcome.interrupted:
-            raise KeyboardInterrupt
+            raise outcome.interrupt or KeyboardInterrupt()
         if outcome.fatal:
             raise SweepError(f"trial {trial.number} failed: {outcome.failure}")
 

@@ -30,7 +30,7 @@ from fastmlp.tracking import RunDirectory, run_name
 from fastmlp.training import EpochMetrics, StopTraining
 
 # How an interrupted trial's failure reads.
-INTERRUPTED = "interrupted (Ctrl-C)"
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
 # Errors of the environment rather than of one configuration: they stop the sweep.
 FATAL_ERRORS = (DataError, DeviceUnavailableError, ImportError, OSError)
 
@@ -56,6 +56,7 @@ class TrialOutcome:
     value: float | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     fatal: bool = False
+    interrupt: KeyboardInterrupt | None = field(default=None, compare=False, repr=False)
 
     @property
     def interrupted(self) -> bool:
@@ -116,10 +117,15 @@ def _run_attributes(summary: dict[str, Any], history: list[dict[str, Any]]) -> d
     return attributes
 
 
-def interrupted(attributes: dict[str, Any] | None = None) -> TrialOutcome:
-    """The outcome of a trial stopped by Ctrl-C: failed, not counted, to be run again."""
+def interrupted(
+    attributes: dict[str, Any] | None = None, interrupt: KeyboardInterrupt | None = None
+) -> TrialOutcome:
+    """The outcome of a trial stopped by Ctrl-C (or SIGTERM): failed, not counted, to be run
+    again; ``interrupt`` is what stopped it."""
     return TrialOutcome(
-        "FAIL", attributes={**(attributes or {}), "failure": INTERRUPTED, "interrupted": True}
+        "FAIL",
+        attributes={**(attributes or {}), "failure": INTERRUPTED, "interrupted": True},
+        interrupt=interrupt,
     )
 
 
@@ -170,8 +176,8 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
             callbacks=[_metric_reporter(trial, config.metric)],
             figures=options.figures,
         )
-    except KeyboardInterrupt:
-        return interrupted(_stopped(run_dir, options.sweep_dir, "interrupted"))
+    except KeyboardInterrupt as interrupt:
+        return interrupted(_stopped(run_dir, options.sweep_dir, "interrupted"), interrupt)
     except Exception as error:
         failure = f"{type(error).__name__}: {one_line(error)}"
         if run_dir is not None and run_dir.path.is_dir():
@@ -189,7 +195,7 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
         **_run_attributes(result.summary, result.history),
     }
     if result.status == "interrupted":
-        return interrupted(attributes)
+        return interrupted(attributes, result.interrupt)
     if result.status == "pruned":
         attributes["pruned"] = result.summary["stop_reason"]
         return TrialOutcome("PRUNED", attributes=attributes)

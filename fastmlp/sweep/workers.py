@@ -88,7 +88,7 @@ def run_in_processes(target: Callable[[Spec], None], specs: Sequence[Spec]) -> N
         process.start()
     try:
         _join(processes)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(
             "stopping: the running trials are saved as interrupted (Ctrl-C again to kill them)",
             file=sys.stderr,
@@ -103,7 +103,7 @@ def run_in_processes(target: Callable[[Spec], None], specs: Sequence[Spec]) -> N
             for process in processes:
                 process.terminate()
             _join(processes)
-        raise KeyboardInterrupt from None
+        raise interrupt from None
 
     messages = []
     while True:
