@@ -297,7 +297,7 @@ def _start(
         return _resume(resume_dir, config, backend, dataset)
     model, optimizer = build_model_and_optimizer(config, backend, dataset)
     run_dir = RunDirectory.create(out, name or run_name(config))
-    stack.enter_context(run_dir.lock())
+    stack.callback(run_dir.release)
     return _Run(run_dir, config, model, optimizer, 0, [])
 
 

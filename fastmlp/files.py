@@ -38,9 +38,12 @@ def atomic_write(path: str | PathLike[str]) -> Iterator[BinaryIO]:
         os.chmod(temporary, 0o644)  # mkstemp creates 0600; nothing written here is secret
         os.replace(temporary, path)
         _fsync_directory(path.parent)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+            # a failed write (a full disk) names no file: name the one being written
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
 
 

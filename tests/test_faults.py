@@ -301,3 +301,91 @@ def test_a_resumed_run_continues_the_same_wandb_run_with_continuous_steps(
     assert not any(r["type"] == "preempting" for r in second)
     exit_codes = [r["exit"]["exit_code"] for r in second if r["type"] == "exit"]
     assert exit_codes == [0]
+
+
+# ------------------------------------------------------------------ full disk
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 300 kB file system (tmpfs): room for one checkpoint of the small model, not two."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount_point)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_resume_repairs_the_run(
+    small_data, tiny_disk, tmp_path, capsys
+):
+    from fastmlp.cli import main
+
+    args = ["train", "-d", "mnist", "--data_dir", str(small_data), "--out", str(tiny_disk),
+            "-nhl", "1", "-sz", "16", "-b", "32", "-e", "4", "--device", "cpu", "--seed", "3",
+            "--no_progress", "--wandb_mode", "disabled"]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert "No space left on device" in error and "checkpoint.npz" in error
+    assert len(error.splitlines()) == 1
+    (run,) = tiny_disk.iterdir()
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)  # the user frees space (here: moves the run elsewhere)
+    resumed = run_experiment({}, resume=moved, data_dir=small_data, **COMMON)
+    reference = run_experiment(settings(4), out=tmp_path / "ref", data_dir=small_data, **COMMON)
+    assert epochs_of(moved) == [1, 2, 3, 4]
+    np.testing.assert_array_equal(resumed.model.params, reference.model.params)
+
+
+@pytest.mark.slow
+def test_repeated_kill_9_at_random_instants_never_loses_or_changes_anything(slow_data, tmp_path):
+    """SIGKILL a run and then each of its resumes at random instants (while training,
+    writing, evaluating or drawing), until one resume finishes: the result is bit for bit the
+    uninterrupted run's, with every epoch's metrics line exactly once."""
+    epochs = 6
+    reference = run_experiment(
+        {**settings(epochs), "batch_size": 8}, out=tmp_path / "ref", data_dir=slow_data,
+        **{**COMMON, "figures": True},
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    out = tmp_path / "killed"
+    command = train_command(slow_data, out, "-e", str(epochs), "--seed", "3")
+    for attempt in range(40):
+        process = start(command, tmp_path)
+        time.sleep(rng.uniform(0.3, 2.5))
+        process.kill()
+        process.communicate(timeout=60)
+        if process.returncode == 0:
+            break
+        runs = list(out.iterdir()) if out.exists() else []
+        if runs and (runs[0] / "config.json").exists():
+            command = fastmlp_command("train", "--resume", str(runs[0]), "--data_dir",
+                                      str(slow_data), "--no_progress")  # fmt: skip
+    (run,) = out.iterdir()
+    final = subprocess.run(command, capture_output=True, text=True, env=environment(tmp_path),
+                           timeout=300)  # fmt: skip
+    assert final.returncode in (0, 2), final.stderr  # 2: the last attempt had already finished
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    assert epochs_of(run) == list(range(1, epochs + 1))
+    saved = fastmlp.load_checkpoint(run / "checkpoint.npz").model.params
+    np.testing.assert_array_equal(saved, reference.model.params)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_accuracy"] == reference.summary["test_accuracy"]
+    assert (run / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_a_run_directory_left_empty_by_a_kill_is_claimed_again(small_data, tmp_path):
+    """A kill between a run directory's creation and its first file leaves an empty folder
+    (perhaps with a lock nobody holds): the next run of that name uses it."""
+    leftover = tmp_path / "hl_1_sz_16_bs_32_ac_relu_o_adam_lr_1e-3"
+    leftover.mkdir()
+    (leftover / ".lock").write_text("")
+    result = run_experiment(settings(1), out=tmp_path, data_dir=small_data, **COMMON)
+    assert result.run_dir.path == leftover
+    assert sorted(path.name for path in tmp_path.iterdir()) == [leftover.name]

@@ -171,6 +171,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--dtype", metavar="{float32,float64}", help=f"floating-point precision {_default('dtype')}"
     )
+    model.add_argument(
+        "--blas_threads",
+        type=positive_int,
+        metavar="N",
+        help="threads of the matrix products (default: BLAS's own choice); the rounding depends "
+        "on it, so pin it to repeat a run exactly (sweep trials record theirs)",
+    )
 
 
 def _wandb_mode(value: str) -> str:

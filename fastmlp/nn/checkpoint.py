@@ -14,14 +14,13 @@ key                      content
 ``extra``                JSON of anything else the caller stores (optional)
 =======================  ==============================================================
 
-Files are written to a temporary name and renamed, so a crash never leaves half a file.
+Files are written atomically (``fastmlp.files.atomic_write``): a crash or a full disk never
+leaves half a file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from os import PathLike
@@ -32,6 +31,7 @@ import numpy as np
 
 from fastmlp.backends import Backend
 from fastmlp.errors import UserError, one_line
+from fastmlp.files import atomic_write
 from fastmlp.nn.mlp import MLP
 
 FORMAT = "fastmlp-checkpoint-1"
@@ -81,15 +81,8 @@ def save_checkpoint(
         arrays["epoch"] = np.array(int(epoch))
     if extra:
         arrays["extra"] = np.array(json.dumps(extra))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as stream:
+        np.savez(stream, **arrays)
     return path
 
 

@@ -14,9 +14,10 @@ instant therefore leaves a checkpoint of epoch j and metrics lines for epochs 1.
 possibly line j + 1 (complete or torn): resuming drops what lies beyond the checkpoint and
 trains epoch j + 1 again, which repeats it exactly. JSON files are replaced atomically.
 
-Two processes never train one directory at once: a new directory is created with an
-exclusive ``mkdir`` (a taken name gets ``-2``, ``-3``...), and the trainer holds an
-exclusive lock on ``.lock`` (released by the operating system if the process dies).
+Two processes never train one directory at once: a new directory is claimed with an
+exclusive ``mkdir`` (a taken name gets ``-2``, ``-3``...) and locked at once, and the trainer
+holds the exclusive lock on ``.lock`` until it ends (the operating system releases it if the
+process dies).
 """
 
 from __future__ import annotations
@@ -65,13 +66,17 @@ class RunDirectory:
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = Path(path)
+        self._lock_handle: int | None = None
 
     @classmethod
     def create(cls, root: str | PathLike[str], name: str) -> RunDirectory:
-        """A new, empty run directory ``root/name`` (``name-2``, ``name-3``... if taken).
+        """A new run directory ``root/name`` (``name-2``, ``name-3``... if taken), returned
+        holding its lock (:meth:`release` it when done).
 
-        The exclusive ``mkdir`` makes this safe when several processes create runs of the
-        same name at once: each gets its own directory.
+        Safe when several processes create runs of the same name at once: the directory is
+        claimed by an exclusive ``mkdir`` and locked before anyone can use it. A directory
+        without ``config.json`` whose lock nobody holds is what a kill between its creation
+        and its first file leaves; it is claimed again instead of being skipped.
         """
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
@@ -80,9 +85,20 @@ class RunDirectory:
             try:
                 candidate.mkdir()
             except FileExistsError:
-                candidate, suffix = root / f"{name}-{suffix}", suffix + 1
-                continue
-            return cls(candidate)
+                pass
+            run_dir = cls(candidate)
+            if run_dir._unused() and run_dir._acquire(blocking_error=False):
+                if run_dir._unused():
+                    return run_dir
+                run_dir.release()
+            candidate, suffix = root / f"{name}-{suffix}", suffix + 1
+
+    def _unused(self) -> bool:
+        """A folder holding nothing but (maybe) a lock file: new, or left by a kill."""
+        try:
+            return {entry.name for entry in self.path.iterdir()} <= {self.LOCK}
+        except OSError:
+            return False
 
     @property
     def name(self) -> str:
@@ -110,30 +126,45 @@ class RunDirectory:
         """Hold the run's lock for the block; a RunDirectoryError naming the holder if another
         process holds it. The operating system releases it when this process ends, however
         it ends, so a killed run never leaves a stale lock."""
-        if fcntl is None:  # pragma: no cover - Windows
-            yield
-            return
-        path = self.file(self.LOCK)
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._acquire(blocking_error=True)
         try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunDirectoryError(
-                    f"run directory {self.path} is in use by {self._lock_holder()}; wait for it "
-                    "to finish or stop it first"
-                ) from None
-            holder = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "since": datetime.datetime.now().isoformat(timespec="seconds"),
-                "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:2]),
-            }
-            os.ftruncate(handle, 0)
-            os.pwrite(handle, json.dumps(holder).encode(), 0)
             yield
         finally:
-            os.close(handle)  # releases the lock
+            self.release()
+
+    def _acquire(self, blocking_error: bool) -> bool:
+        """Take the lock; when another process holds it, raise (``blocking_error``) or
+        return False."""
+        if fcntl is None:  # pragma: no cover - Windows: no advisory locks, no protection
+            return True
+        handle = os.open(self.file(self.LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            if not blocking_error:
+                return False
+            raise RunDirectoryError(
+                f"run directory {self.path} is in use by {self._lock_holder()}; wait for it "
+                "to finish or stop it first"
+            ) from None
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:2]),
+        }
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, json.dumps(holder).encode(), 0)
+        self._lock_handle = handle
+        return True
+
+    def release(self) -> None:
+        """Release the lock taken by :meth:`create` or :meth:`lock` (if held)."""
+        handle = getattr(self, "_lock_handle", None)
+        if handle is not None:
+            self._lock_handle = None
+            os.close(handle)  # closing the descriptor releases the lock
 
     def _lock_holder(self) -> str:
         try:
