@@ -356,7 +356,7 @@ def test_repeated_kill_9_at_random_instants_never_loses_or_changes_anything(slow
     rng = np.random.default_rng(0)
     out = tmp_path / "killed"
     command = train_command(slow_data, out, "-e", str(epochs), "--seed", "3")
-    for attempt in range(40):
+    for _attempt in range(40):
         process = start(command, tmp_path)
         time.sleep(rng.uniform(0.3, 2.5))
         process.kill()
