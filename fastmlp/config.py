@@ -9,13 +9,15 @@ spellings (case-insensitive choices, aliases such as ``relu``, ``xavier``, ``nes
 
 from __future__ import annotations
 
-import json
 import math
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from fastmlp.errors import MissingDependencyError, UserError
+import numpy as np
+
+from fastmlp.errors import MissingDependencyError, UserError, one_line, shown
+from fastmlp.files import check_size, parse_json
 from fastmlp.nn.activations import canonical_activation
 from fastmlp.nn.init import canonical_weight_init
 from fastmlp.nn.losses import canonical_loss
@@ -62,7 +64,7 @@ class ConfigError(UserError):
 def canonical_dataset(value: Any) -> str:
     key = str(value).strip().lower().replace("-", "_")
     if key not in DATASETS:
-        raise ConfigError(f"unknown dataset {value!r}: choose fashion_mnist or mnist")
+        raise ConfigError(f"unknown dataset {shown(value)}: choose fashion_mnist or mnist")
     return key
 
 
@@ -70,7 +72,9 @@ def canonical_optimizer(value: Any) -> str:
     key = str(value).strip().lower()
     key = {"nesterov": "nag"}.get(key, key)
     if key not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {value!r}: choose one of {', '.join(OPTIMIZERS)}")
+        raise ConfigError(
+            f"unknown optimizer {shown(value)}: choose one of {', '.join(OPTIMIZERS)}"
+        )
     return key
 
 
@@ -81,9 +85,9 @@ def _as_number(name: str, value: Any, kind: str) -> float:
     try:
         number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
+        raise ConfigError(f"{name} must be {kind}, got {shown(value)}") from None
     if not math.isfinite(number):
-        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+        raise ConfigError(f"{name} must be {kind}, got {shown(value)}")
     return number
 
 
@@ -95,10 +99,10 @@ def _integer(name: str, value: Any, low: int) -> int:
     else:
         real = _as_number(name, value, kind)
         if real != int(real):
-            raise ConfigError(f"{name} must be {kind}, got {value!r}")
+            raise ConfigError(f"{name} must be {kind}, got {shown(value)}")
         number = int(real)
     if number < low:
-        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+        raise ConfigError(f"{name} must be {kind}, got {shown(value)}")
     return number
 
 
@@ -113,7 +117,7 @@ def _number(
     number = _as_number(name, value, bound)
     too_high = number >= high if high_open else number > high
     if number < low or too_high:
-        raise ConfigError(f"{name} must be {bound}, got {value!r}")
+        raise ConfigError(f"{name} must be {bound}, got {shown(value)}")
     return number
 
 
@@ -121,9 +125,9 @@ def canonical_device(value: Any) -> str:
     """A device name, checked for its form only (whether it works is the backend's say)."""
     name = str(value).strip().lower()
     index = name.partition(":")[2]
-    if name in DEVICES or (name.startswith("cuda:") and index.isdigit()):
+    if name in DEVICES or (name.startswith("cuda:") and index.isascii() and index.isdigit()):
         return name
-    raise ConfigError(f"unknown device {value!r}: use {DEVICES_HELP}")
+    raise ConfigError(f"unknown device {shown(value)}: use {DEVICES_HELP}")
 
 
 def _hidden_sizes(value: Any, num_layers: int) -> list[int]:
@@ -155,7 +159,7 @@ def normalize_config(raw: dict[str, Any]) -> dict[str, Any]:
         ConfigError: an unknown key or an invalid value (the message names it).
     """
     if not isinstance(raw, dict):
-        raise ConfigError(f"a configuration must map setting names to values, got {raw!r}")
+        raise ConfigError(f"a configuration must map setting names to values, got {shown(raw)}")
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
@@ -178,8 +182,12 @@ def normalize_config(raw: dict[str, Any]) -> dict[str, Any]:
             config[key] = _number(key, config[key], 0, 1, high_open=True)
     if config["epsilon"] is not None:
         config["epsilon"] = _number("epsilon", config["epsilon"], 0)
-        if config["epsilon"] == 0:
-            raise ConfigError("epsilon must be > 0, got 0")
+        tiny = float(np.finfo(config["dtype"]).tiny)
+        if config["epsilon"] < tiny:
+            raise ConfigError(
+                f"epsilon must be at least {tiny:.3g}, the smallest normal {config['dtype']} "
+                f"(a smaller one rounds to zero or a subnormal), got {config['epsilon']:g}"
+            )
     if config["seed"] is not None:
         config["seed"] = _integer("seed", config["seed"], 0)
     if config["blas_threads"] is not None:
@@ -187,7 +195,7 @@ def normalize_config(raw: dict[str, Any]) -> dict[str, Any]:
     config["device"] = canonical_device(config["device"])
     for key in ("wandb_project", "wandb_entity"):
         if config[key] is not None and not isinstance(config[key], str):
-            raise ConfigError(f"{key} must be a string, got {config[key]!r}")
+            raise ConfigError(f"{key} must be a string, got {shown(config[key])}")
     return config
 
 
@@ -225,8 +233,24 @@ def read_text_file(path: Path, what: str) -> str:
         raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
 
 
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+            for key in keys:
+                if keys.count(key) > 1:
+                    raise ConfigError(f"{shown(key)} is given twice; keep one")
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
+
 def parse_yaml(text: str, path: Path, what: str) -> Any:
-    """YAML text as Python data (PyYAML's safe loader), or a one-line ConfigError."""
+    """YAML text as Python data (PyYAML's safe loader), or a one-line ConfigError: invalid,
+    nested too deeply, a key given twice, or more values than settings can have."""
     try:
         import yaml
     except ImportError:
@@ -234,10 +258,20 @@ def parse_yaml(text: str, path: Path, what: str) -> Any:
             f'reading {path} needs PyYAML: pip install "fastmlp[sweep]"'
         ) from None
     try:
-        return yaml.safe_load(text)
+        data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as error:
+        raise ConfigError(f"{what} {path}: {error}") from None
     except yaml.YAMLError as error:
         message = " ".join(str(error).split())
         raise ConfigError(f"{what} {path} is not valid YAML: {message}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path} is nested too deeply to be read") from None
+    except ValueError as error:  # e.g. an integer of thousands of digits
+        raise ConfigError(f"{what} {path} holds an unreadable value ({one_line(error)})") from None
+    try:
+        return check_size(data, f"{what} {path}")
+    except UserError as error:
+        raise ConfigError(str(error)) from None
 
 
 def read_config_file(path: str | PathLike[str]) -> dict[str, Any]:
@@ -248,9 +282,12 @@ def read_config_file(path: str | PathLike[str]) -> dict[str, Any]:
         data = parse_yaml(text, path, "config file")
     else:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+            data = check_size(
+                parse_json(text, f"config file {path}", reject_duplicates=True),
+                f"config file {path}",
+            )
+        except UserError as error:
+            raise ConfigError(str(error)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of setting names to values")
     return data

@@ -10,6 +10,7 @@ with exit status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import errno
+import reprlib
 
 
 class UserError(ValueError):
@@ -62,7 +63,7 @@ def describe(error: BaseException) -> str:
         where = f": {error.filename}" if error.filename else ""
         return f"{error.strerror}{where}"
     if isinstance(error, MemoryError) and not isinstance(error, InsufficientMemoryError):
-        return f"out of memory ({one_line(error)}); use a smaller model, batch or data set"
+        return f"ran out of memory ({one_line(error)})"
     return one_line(error)
 
 
@@ -70,6 +71,17 @@ def one_line(error: BaseException) -> str:
     """The first line of an error's message (its type name when the message is empty)."""
     message = str(error).strip()
     return message.splitlines()[0] if message else type(error).__name__
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlist = _SHOWN.maxdict = _SHOWN.maxlevel = 3
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to a readable length (a hostile value never floods a message)."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def format_bytes(count: float) -> str:

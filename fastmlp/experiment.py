@@ -38,12 +38,12 @@ from fastmlp import data as datasets
 from fastmlp import optim
 from fastmlp.backends import Backend, get_backend
 from fastmlp.config import DEFAULTS, ConfigError, normalize_config, optimizer_hyperparameters
-from fastmlp.errors import UserError, one_line
+from fastmlp.errors import UserError, describe, one_line
 from fastmlp.interrupts import exit_status, interrupts_deferred
-from fastmlp.nn.checkpoint import CheckpointError, load_checkpoint
+from fastmlp.nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fastmlp.nn.inputs import to_device_inputs
 from fastmlp.nn.losses import chance_loss
-from fastmlp.nn.memory import check_memory, parameter_count, training_bytes
+from fastmlp.nn.memory import check_memory, describe_sizes, parameter_count, training_bytes
 from fastmlp.nn.mlp import MLP
 from fastmlp.tracking import (
     RunDirectory,
@@ -174,9 +174,13 @@ def _check_training_memory(config: dict[str, Any], backend: Backend, dataset: An
     check_memory(
         backend,
         training_bytes(
-            parameter_count(sizes), np.dtype(config["dtype"]).itemsize, buffers, samples * features
+            parameter_count(sizes),
+            np.dtype(config["dtype"]).itemsize,
+            buffers,
+            samples * features,
+            len(sizes) - 1,
         ),
-        f"training a {'-'.join(map(str, sizes))} network with {config['optimizer']} "
+        f"training a {describe_sizes(sizes)} network with {config['optimizer']} "
         f"({parameter_count(sizes):,} {config['dtype']} parameters)",
         "use smaller or fewer hidden layers (-sz, -nhl)",
     )
@@ -317,11 +321,13 @@ def _tracker(
             run.run_dir.append_metrics(row)
             if wandb_run is not None:
                 wandb_run.log(row, step=metrics.epoch)
-            run.model.save(
+            save_checkpoint(
                 run.run_dir.checkpoint_path,
+                run.model,
                 optimizer=run.optimizer,
                 epoch=metrics.epoch,
                 extra={"dataset": dataset.name, "class_names": list(dataset.class_names)},
+                make_parents=False,
             )
             run.history.append(row)
             if verbose:
@@ -560,8 +566,16 @@ def _close(
     """Write ``summary.json`` (last of all the run's files) and end the W&B run."""
     if warnings:
         summary["warnings"] = warnings
-    with interrupts_deferred():
-        run.run_dir.write_summary(summary)
+    try:
+        with interrupts_deferred():
+            run.run_dir.write_summary(summary)
+    except OSError as error:
+        if exit_code is None:
+            raise
+        # the run failed already (a full disk, its directory deleted): keep its error, and
+        # say that the summary is missing too unless the whole directory is gone
+        if run.run_dir.path.is_dir():
+            warn_once(f"{run.run_dir.name}: could not write summary.json ({describe(error)})")
     if wandb_run is None:
         return
     wandb_run.update_summary(summary)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fastmlp.errors import MissingDependencyError
+from fastmlp.files import atomic_write
 
 DPI = 150
 
@@ -114,10 +115,11 @@ def new_figure(width: float, height: float) -> Any:
 
 
 def save_figure(figure: Any, path: str | PathLike[str]) -> Path:
-    """Write ``figure`` as a PNG at ``DPI`` dots per inch, creating parent directories."""
+    """Write ``figure`` as a PNG at ``DPI`` dots per inch, creating parent directories;
+    atomically, so a full disk never leaves a half-written image."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI, format="png", facecolor="white")
+    with atomic_write(path) as stream:
+        figure.savefig(stream, dpi=DPI, format="png", facecolor="white")
     return path
 
 

@@ -391,3 +391,202 @@ def test_machine_problems_are_one_line_errors(capsys, monkeypatch, error):
     monkeypatch.setattr(samples_command, "run", failing)
     message = one_line_error(capsys, ["samples"])
     assert (getattr(error, "strerror", None) or "out of memory") in message
+
+
+# ------------------------------------------- found by the adversarial probe (helper)
+
+DEEP = "[" * 100_000 + "]" * 100_000
+HUGE_INTEGER = "9" * 5000
+LAUGHS = (
+    "a: &a ['lol', 'lol', 'lol', 'lol', 'lol', 'lol', 'lol', 'lol', 'lol']\n"
+    + "".join(
+        f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
+        for previous, name in zip("abcdefgh", "bcdefghi")
+    )
+    + "wandb_project: *i\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("deep.json", DEEP, "nested too deeply"),
+        ("deep_value.json", '{"epochs": ' + DEEP + "}", "nested too deeply"),
+        ("deep.yaml", "epochs: " + DEEP, "nested too deeply"),
+        ("huge.json", '{"epochs": ' + HUGE_INTEGER + "}", "is not valid JSON"),
+        ("huge.yaml", "epochs: " + HUGE_INTEGER, "unreadable value"),
+        ("twice.json", '{"epochs": 1, "epochs": 3}', "gives 'epochs' twice"),
+        ("twice.yaml", "epochs: 1\nepochs: 3\n", "'epochs' is given twice"),
+        ("laughs.yaml", LAUGHS, "more than 100,000 values"),
+    ],
+)
+def test_hostile_config_files_are_one_line_errors_found_fast(
+    idx_dir, tmp_path, capsys, name, text, fragment
+):
+    path = tmp_path / name
+    path.write_text(text)
+    one_line_error(capsys, train(idx_dir, tmp_path / "runs", "--config", str(path)), fragment)
+
+
+@pytest.mark.parametrize("device", ["cuda:²", "cuda:٣", "cuda: 1"])
+def test_device_indices_must_be_ascii_digits(idx_dir, tmp_path, capsys, device):
+    one_line_error(capsys, train(idx_dir, tmp_path, "--device", device), "unknown device")
+
+
+@pytest.mark.parametrize("epsilon", ["1e-46", "1e-320"])
+def test_an_epsilon_that_the_dtype_rounds_to_zero_is_refused(idx_dir, tmp_path, capsys, epsilon):
+    one_line_error(capsys, train(idx_dir, tmp_path, "-eps", epsilon), "smallest normal")
+
+
+def test_a_run_name_too_long_for_a_file_system_is_shortened(idx_dir, tmp_path):
+    sizes = [str(size) for size in range(100, 160)]
+    assert main(train(idx_dir, tmp_path, "-e", "1", "-nhl", "60", "-sz", *sizes)) == 0
+    (run,) = tmp_path.iterdir()
+    assert len(run.name) <= 120 and run.name.startswith("hl_60_sz_100-101-102")
+
+
+def test_millions_of_tiny_layers_are_refused_at_once_for_their_bookkeeping(
+    idx_dir, tmp_path, capsys
+):
+    error = one_line_error(capsys, train(idx_dir, tmp_path, "-nhl", "10000000", "-sz", "1"),
+                           "needs", "784-1x10000000-10")  # fmt: skip
+    assert len(error) < 400
+
+
+def test_a_closed_pipe_or_an_ascii_terminal_never_stop_a_run(idx_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONIOENCODING="ascii")
+    command = [sys.executable, "-m", "fastmlp.cli", *train(idx_dir, tmp_path / "ü", "-e", "2")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process.stdout.read(1)
+    process.stdout.close()  # the reader goes away, as `| head -c 1` does
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr
+    (run,) = (tmp_path / "ü").iterdir()
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def test_resume_of_a_file_names_the_run_directory(trained, capsys):
+    one_line_error(
+        capsys, ["train", "--resume", str(trained / "config.json"), "--wandb_mode", "disabled"],
+        "is a file; give the run directory",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [
+        ({"input_size": float("inf")}, "invalid model config"),
+        ({"hidden_sizes": [float("inf")]}, "invalid model config"),
+        ({"hidden_sizes": [[[[1]]]]}, "invalid model config"),
+    ],
+)
+def test_checkpoints_with_absurd_sizes_are_one_line_errors(tmp_path, capsys, damage, fragment):
+    config = {**fastmlp.MLP(4, (3,), 2).config, **damage}
+    path = write_zip(tmp_path / "c.npz", {**valid_entries(tmp_path),
+                                          "config.npy": npy_bytes(json.dumps(config))})  # fmt: skip
+    with pytest.raises(CheckpointError, match=fragment):
+        load_checkpoint(path)
+
+
+def test_a_deeply_nested_checkpoint_entry_is_a_one_line_error(tmp_path):
+    path = write_zip(tmp_path / "c.npz", {**valid_entries(tmp_path), "extra.npy": npy_bytes(DEEP)})
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_checkpoint(path)
+
+
+def test_predict_copes_with_class_names_that_do_not_fit(trained, tmp_path, capsys):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    model = fastmlp.load_checkpoint(trained / "checkpoint.npz").model
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "black.png")
+    for names in (["a", "b"], "xy", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]):
+        model.save(tmp_path / "odd.npz", extra={"class_names": names})
+        capsys.readouterr()
+        assert main(["predict", str(tmp_path / "odd.npz"), str(tmp_path / "black.png")]) == 0
+        captured = capsys.readouterr()
+        assert "showing class numbers" in captured.err
+        assert captured.out.split(": ")[1].split(" ")[0].isdigit()
+
+
+def test_predict_with_non_finite_parameters_says_so(tmp_path, capsys):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    model = fastmlp.MLP(hidden_sizes=(8,), seed=0)
+    model.params[:] = np.nan
+    model.save(tmp_path / "nan.npz")
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "black.png")
+    one_line_error(capsys, ["predict", str(tmp_path / "nan.npz"), str(tmp_path / "black.png")],
+                   "no finite probabilities")  # fmt: skip
+
+
+def test_predict_names_what_a_path_is_when_it_is_not_an_image_file(trained, tmp_path, capsys):
+    import os
+
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    os.mkfifo(tmp_path / "fifo.png")
+    one_line_error(capsys, ["predict", str(trained), str(tmp_path / "loop.png")],
+                   "broken symbolic link")  # fmt: skip
+    one_line_error(capsys, ["predict", str(trained), str(tmp_path / "fifo.png")],
+                   "not a regular file")  # fmt: skip
+
+
+def test_predict_of_an_image_just_over_pillows_warning_size_is_one_line(trained, tmp_path, capsys):
+    pytest.importorskip("PIL")
+    one_line_error(
+        capsys, ["predict", str(trained), str(huge_png(tmp_path / "big.png", side=12000))],
+        "too large to read safely",
+    )  # fmt: skip
+
+
+def test_samples_refuses_a_negative_seed(idx_dir, tmp_path, capsys):
+    one_line_error(
+        capsys,
+        ["samples", "-d", "mnist", "--data_dir", str(idx_dir), "--seed", "-1", "--out",
+         str(tmp_path / "s.png"), "--wandb_mode", "disabled"],
+        "--seed",
+    )  # fmt: skip
+
+
+def test_evaluate_warns_when_asked_for_another_dataset_than_the_model_learned(
+    trained, idx_dir, tmp_path, capsys
+):
+    args = ["evaluate", str(trained), "-d", "fashion_mnist", "--data_dir", str(idx_dir),
+            "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 0
+    assert "was trained on mnist; evaluating it on fashion_mnist" in capsys.readouterr().err
+
+
+def test_figures_are_written_atomically(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastmlp import figures
+
+    figure = figures.new_figure(2, 2)
+    path = tmp_path / "f.png"
+    path.write_bytes(b"old")
+
+    def broken_savefig(stream, **kwargs):
+        stream.write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    figure.savefig = broken_savefig
+    with pytest.raises(OSError, match="No space left"):
+        figures.save_figure(figure, path)
+    assert path.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_bench_checks_its_output_folder_and_data_before_running(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    one_line_error(capsys, ["bench", "--out", str(tmp_path / "file")], "is not a folder")
+    one_line_error(
+        capsys, ["bench", "--data_dir", str(tmp_path / "file"), "--out", str(tmp_path / "o"),
+                 "--rounds", "1", "--batch_sizes", "32", "--samples", "64"],
+        "is a file, not a folder",
+    )  # fmt: skip

@@ -54,7 +54,29 @@ def test_time_to_accuracy_stops_at_the_first_epoch_reaching_the_target(idx_dir):
     assert 0 < result.load_seconds < result.seconds
 
 
-def test_bench_command_reports_an_unreachable_target_with_status_1(idx_dir, capsys):
-    status = main(["bench", "--time_to_accuracy", "1.01", "--data_dir", str(idx_dir)])
+def test_bench_command_reports_an_unreached_target_with_status_1(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    import fastmlp.bench.time_to_accuracy as module
+    from fastmlp.data import save_idx
+    from tests.datasets import FILES
+
+    data = write_idx_dataset(tmp_path / "data")
+    # test labels at random: 100% test accuracy cannot be reached
+    random_labels = np.random.default_rng(0).integers(0, 10, size=200).astype(np.uint8)
+    save_idx(data / FILES["test_labels"], random_labels)
+    one_epoch = module.time_to_accuracy
+    monkeypatch.setattr(
+        module, "time_to_accuracy", lambda target, **kw: one_epoch(target, max_epochs=1, **kw)
+    )
+    status = main(["bench", "--time_to_accuracy", "1", "--data_dir", str(data)])
     assert status == 1
-    assert "not reached" in capsys.readouterr().out
+    assert "not reached in 1 epochs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("target", ["1.01", "0", "-1", "nan", "inf"])
+def test_bench_command_refuses_a_target_that_is_not_an_accuracy(target, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--time_to_accuracy", target])
+    assert exit_info.value.code == 2
+    assert "must be an accuracy in (0, 1]" in capsys.readouterr().err

@@ -389,3 +389,15 @@ def test_a_run_directory_left_empty_by_a_kill_is_claimed_again(small_data, tmp_p
     result = run_experiment(settings(1), out=tmp_path, data_dir=small_data, **COMMON)
     assert result.run_dir.path == leftover
     assert sorted(path.name for path in tmp_path.iterdir()) == [leftover.name]
+
+
+def test_a_run_directory_deleted_while_training_is_not_recreated(slow_data, tmp_path):
+    out = tmp_path / "runs"
+    process = start(train_command(slow_data, out, "-e", "300"), tmp_path)
+    run = wait_for_epochs(out, 1)
+    while run.exists():  # a file may appear while the tree is removed: remove it again
+        shutil.rmtree(run, ignore_errors=True)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "No such file or directory" in stderr
+    assert not run.exists()

@@ -662,3 +662,119 @@ def test_wandb_engine_creates_the_sweep_once_and_runs_each_trial_as_a_run(tmp_pa
     assert options["out"] == tmp_path / "wb" / "runs" and options["group"] == "wb"
     assert options["wandb_mode"] == "online"
     assert json.loads((tmp_path / "wb" / "sweep.json").read_text())["wandb_sweep_id"] == "s1"
+
+
+# --- found by the adversarial probe -------------------------------------------------------------
+
+SWEEP_HEAD = (
+    "method: {method}\nmetric: {{name: val_accuracy, goal: maximize}}\nrun_cap: 2\n"
+    "parameters:\n  dataset: {{value: mnist}}\n  device: {{value: cpu}}\n"
+    "  epochs: {{value: 1}}\n  num_layers: {{value: 1}}\n  batch_size: {{value: 64}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "lines", "message"),
+    [
+        ("random", "  learning_rate: {distribution: q_uniform, min: 0, max: 1, q: 0}",
+         "q must be > 0"),
+        ("random", "  learning_rate: {distribution: log_uniform, min: 1000, max: 2000}",
+         "exp(2000) overflows"),
+        ("grid", "  seed: {min: 0, max: 100000000}", "more than 1,000,000"),
+        ("grid", "  learning_rate: {distribution: q_uniform, min: 0, max: 1, q: 1.0e-9}",
+         "more than 1,000,000"),
+        ("random", "  hidden_size: {value: [16, 32]}", "do not make a valid run"),
+        ("random", "  weight_decay: {value: " + "[" * 50000 + "]" * 50000 + "}",
+         "nested too deeply"),
+        ("random", "  epochs: {value: 2}\n  optimizer: {values: [adam]}",
+         "given twice"),
+    ],
+    ids=["q_zero", "log_overflow", "grid_range", "grid_tiny_q", "constants_clash", "deep",
+         "duplicate_key"],
+)  # fmt: skip
+def test_broken_sweep_configs_are_one_line_errors_found_at_once(
+    tmp_path, capsys, method, lines, message
+):
+    config = tmp_path / "bad.yaml"
+    config.write_text(SWEEP_HEAD.format(method=method) + lines + "\n")
+    started = time.monotonic()
+    assert main(["sweep", str(config), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1, error
+    assert time.monotonic() - started < 20
+    assert not (tmp_path / "out").exists()
+
+
+def test_hyperband_that_could_never_stop_a_trial_is_refused():
+    with pytest.raises(SweepConfigError, match="could never stop a trial"):
+        parse_sweep_config(
+            {"method": "random", "metric": {"name": "val_accuracy"},
+             "early_terminate": {"type": "hyperband", "min_iter": 5},
+             "parameters": {**TINY, "epochs": {"value": 3}}}
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:²"])
+def test_a_sweep_on_a_device_that_does_not_exist_stops_before_any_trial(tmp_path, capsys, device):
+    config = tmp_path / "ok.yaml"
+    config.write_text(SWEEP_HEAD.format(method="random") + "  hidden_size: {values: [8, 16]}\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(config), "--device", device, "--out", str(out)]) == 2
+    assert "unknown device" in capsys.readouterr().err
+    assert not (out / "ok" / "runs").exists()
+
+
+def test_yaml_dates_in_a_sweep_config_are_taken_as_text(idx_dir, tmp_path):
+    config = tmp_path / "dated.yaml"
+    config.write_text(
+        SWEEP_HEAD.format(method="random").replace("run_cap: 2", "run_cap: 1")
+        + "  hidden_size: {values: [8]}\ndescription: 2020-01-01\n"
+    )
+    summary = run(read_sweep_config(config), tmp_path, idx_dir)
+    assert summary.progress.complete == 1
+    assert (
+        json.loads((tmp_path / "dated" / "sweep.json").read_text())["config"]["description"]
+        == "2020-01-01"
+    )
+
+
+@pytest.mark.parametrize("storage", ["/dev/full", "/dev/zero", "."])
+def test_a_storage_that_is_not_a_journal_file_is_refused(tmp_path, capsys, storage):
+    config = tmp_path / "ok.yaml"
+    config.write_text(SWEEP_HEAD.format(method="random") + "  hidden_size: {values: [8]}\n")
+    assert main(["sweep", str(config), "--storage", storage, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "--storage" in error and len(error.splitlines()) == 1
+
+
+@pytest.fixture
+def damaged_sweep(shared_sweep, tmp_path):
+    import shutil
+
+    directory, _ = shared_sweep
+    copy = tmp_path / "shared"
+    shutil.copytree(directory, copy)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "sweep.json").write_text("{bad"), "sweep.json"),
+        (lambda d: (d / "sweep.json").write_text("{}"), "not a fastmlp sweep file"),
+        (lambda d: (d / "sweep.json").write_text("[1]"), "not a fastmlp sweep file"),
+        (lambda d: (d / "study.journal").write_bytes(os.urandom(5000)), "is corrupt"),
+        (lambda d: (d / "study.journal").unlink(), "does not exist"),
+    ],
+    ids=["sweep_json_torn", "sweep_json_empty", "sweep_json_list", "journal_garbage",
+         "journal_missing"],
+)  # fmt: skip
+def test_a_damaged_sweep_directory_is_a_one_line_error_for_the_report(
+    damaged_sweep, capsys, damage, message
+):
+    damage(damaged_sweep)
+    assert main(["sweep", "report", str(damaged_sweep), "--wandb_mode", "disabled"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1, error
+    if message == "does not exist":
+        assert not (damaged_sweep / "study.journal").exists()  # the report created nothing

@@ -87,7 +87,7 @@ def _parse_cuda_index(device: str) -> int:
     if device in ("cuda", "cupy", "gpu"):
         return 0
     index = device.partition(":")[2]
-    if not index.isdigit():
+    if not (index.isascii() and index.isdigit()):
         raise UserError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
     return int(index)
 

@@ -85,7 +85,30 @@ def host_available_memory() -> int | None:
     used = _read_int("/sys/fs/cgroup/memory.current")
     if limit is not None and used is not None:
         available = limit - used if available is None else min(available, limit - used)
+    room = _address_space_left()
+    if room is not None:
+        available = room if available is None else min(available, room)
     return available
+
+
+def _address_space_left() -> int | None:
+    """Bytes left under this process's address-space limit (``ulimit -v``), if it has one."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status") as stream:
+            for line in stream:
+                if line.startswith("VmSize:"):
+                    return max(0, soft - int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    return soft
 
 
 class Backend:

@@ -87,6 +87,8 @@ def benchmark_data(samples: int, data_dir: str | None = None) -> tuple[np.ndarra
         dataset = fastmlp.data.load("fashion_mnist", data_dir=data_dir, val_fraction=0.0)
         x, y, source = dataset.x_train, dataset.y_train, "Fashion-MNIST"
     except fastmlp.data.DataError:
+        if data_dir is not None:
+            raise  # the data the user pointed at is missing or broken: say so
         rng = np.random.default_rng(0)
         x = rng.integers(0, 256, size=(samples, 28, 28), dtype=np.uint8)
         y = rng.integers(0, 10, size=samples)

@@ -12,10 +12,14 @@ Ctrl-C, SIGTERM and SIGHUP stop a command cleanly (exit status 130, 143, 129).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import TextIO
 
 import fastmlp
 from fastmlp.cli import (
@@ -27,7 +31,7 @@ from fastmlp.cli import (
     train_command,
 )
 from fastmlp.cli.parsing import EXIT_USAGE, ArgumentParser
-from fastmlp.errors import describe, is_user_error
+from fastmlp.errors import describe, is_user_error, one_line
 from fastmlp.interrupts import exit_status, signals_as_interrupts
 
 EXIT_BUG = 1
@@ -40,9 +44,66 @@ BUG_REPORT = (
 Handler = Callable[[argparse.Namespace], int]
 
 
+class _Tolerant:
+    """A text stream that never fails its writer: characters the terminal's encoding lacks
+    are escaped, and once the reader is gone (``fastmlp train | head``) writes go nowhere,
+    so a closed pipe never stops a run half way."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[attr-defined]
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+            self._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as we do
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            self._stream = open(os.devnull, "w")  # noqa: SIM115
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Show a Python warning as one line, as fastmlp's own notes are."""
+    print(f"fastmlp: warning: {one_line(Warning(str(message)))}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _tolerant_streams() -> Iterator[None]:
+    saved = sys.stdout, sys.stderr, warnings.showwarning
+    sys.stdout, sys.stderr = _Tolerant(sys.stdout), _Tolerant(sys.stderr)
+    warnings.showwarning = _one_line_warning
+    try:
+        yield
+    finally:
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            sys.stdout.flush()
+        sys.stdout, sys.stderr, warnings.showwarning = saved
+
+
 def execute(handler: Handler, args: argparse.Namespace, prog: str) -> int:
     """Run a sub-command: user errors become one line on stderr and exit status 2, bugs keep
     their traceback (exit status 1), interrupts and SIGTERM stop cleanly (130, 143)."""
+    with _tolerant_streams():
+        return _execute(handler, args, prog)
+
+
+def _execute(handler: Handler, args: argparse.Namespace, prog: str) -> int:
     try:
         with signals_as_interrupts():
             return handler(args)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from fastmlp.cli.parsing import positive_int
+from fastmlp.cli.parsing import UsageError, positive_int
 
 DESCRIPTION = (
     "Train the reference network (784-128-128-128-10, ReLU, Adam) with fastmlp, PyTorch "
@@ -42,17 +43,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--time_to_accuracy",
-        type=float,
+        type=accuracy,
         metavar="ACC",
         help="instead: seconds from start to this test accuracy (e.g. 0.88) with the default "
         "fastmlp train settings",
     )
 
 
+def accuracy(value: str) -> float:
+    """An argparse ``type``: an accuracy to reach, in (0, 1]."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value!r}") from None
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"must be an accuracy in (0, 1], got {value}")
+    return number
+
+
 def run(args: argparse.Namespace) -> int:
     from fastmlp.backends import get_backend
     from fastmlp.bench import compare, markdown_table, write_report
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is not a folder; give a folder for the results")
     device = get_backend(args.device).device
     if args.time_to_accuracy is not None:
         return _time_to_accuracy(args.time_to_accuracy, device, args.data_dir)

@@ -83,9 +83,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} is a file; give a folder for the figures and report")
     checkpoint = load_checkpoint(checkpoint_path, device=get_backend(args.device))
     model = checkpoint.model
-    dataset_name = canonical_dataset(
-        args.dataset or checkpoint.extra.get("dataset", "fashion_mnist")
-    )
+    trained_on = checkpoint.extra.get("dataset")
+    dataset_name = canonical_dataset(args.dataset or trained_on or "fashion_mnist")
+    if isinstance(trained_on, str) and trained_on != dataset_name:
+        print(
+            f"fastmlp evaluate: warning: {checkpoint_path} was trained on {trained_on}; "
+            f"evaluating it on {dataset_name} as asked",
+            file=sys.stderr,
+        )
     dataset = datasets.load(dataset_name, data_dir=args.data_dir)
     _check_fits(model, dataset, checkpoint_path)
     x_test = to_device_inputs(model.backend, dataset.x_test, model.dtype)

@@ -47,6 +47,17 @@ def positive_int(value: str) -> int:
     return number
 
 
+def seed(value: str) -> int:
+    """An argparse ``type``: a random seed, a whole number >= 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
+    return number
+
+
 def non_negative_float(value: str) -> float:
     try:
         number = float(value)

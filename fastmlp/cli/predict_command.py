@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _grayscale(image: Any) -> np.ndarray:
-    """An image as float64 gray levels in [0, 255] (H, W), whatever its mode and depth.
+    """An image as float32 gray levels in [0, 255] (H, W), whatever its mode and depth.
 
     8-bit modes go through Pillow's conversion to "L"; 16-bit gray ("I;16...", and "I"
     holding values above 255) is scaled by 255 / 65535; float images ("F") with values in
@@ -42,16 +45,46 @@ def _grayscale(image: Any) -> np.ndarray:
     """
     mode = image.mode
     if mode.startswith("I;16") or mode == "I":
-        pixels = np.asarray(image, dtype=np.float64)
+        pixels = np.asarray(image, dtype=np.float32)
         if mode.startswith("I;16") or pixels.max(initial=0) > 255:
             pixels = pixels * (255 / 65535)
         return np.clip(pixels, 0, 255)
     if mode == "F":
-        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float32))
         if pixels.min(initial=0) >= 0 and pixels.max(initial=0) <= 1:
             pixels = pixels * 255
         return np.clip(pixels, 0, 255)
-    return np.asarray(image.convert("L"), dtype=np.float64)
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _check_image_path(path: Path) -> None:
+    """Raise a UsageError saying what ``path`` is, unless it is a readable regular file."""
+    if path.is_dir():
+        raise UsageError(f"image {path} is a folder, not an image file")
+    if os.path.lexists(path) and not path.exists():
+        raise UsageError(f"image {path} is a broken symbolic link (or a loop of them)")
+    if not path.exists():
+        raise UsageError(f"image {path} does not exist")
+    if not path.is_file():
+        raise UsageError(f"image {path} is not a regular file")
+
+
+def class_names(checkpoint: Any, classes: int) -> list[str]:
+    """The checkpoint's class names when they fit its model, else the class numbers."""
+    names = checkpoint.extra.get("class_names")
+    if (
+        isinstance(names, list)
+        and len(names) == classes
+        and all(isinstance(name, str) for name in names)
+    ):
+        return names
+    if names is not None:
+        print(
+            f"fastmlp predict: warning: the checkpoint's class names do not fit its "
+            f"{classes} classes; showing class numbers",
+            file=sys.stderr,
+        )
+    return [str(index) for index in range(classes)]
 
 
 def to_model_input(path: Path) -> np.ndarray:
@@ -67,16 +100,16 @@ def to_model_input(path: Path) -> np.ndarray:
         raise MissingDependencyError(
             'reading images needs Pillow: pip install "fastmlp[plot]"'
         ) from None
-    if path.is_dir():
-        raise UsageError(f"image {path} is a folder, not an image file")
-    if not path.is_file():
-        raise UsageError(f"image {path} does not exist")
+    _check_image_path(path)
     try:
-        with Image.open(path) as image:
-            pixels = _grayscale(ImageOps.exif_transpose(image))
-    except Image.DecompressionBombError:
+        with warnings.catch_warnings():
+            # Pillow warns before it refuses; a warning would be a second line
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                pixels = _grayscale(ImageOps.exif_transpose(image))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UsageError(
-            f"image {path} is too large to read safely (more than {2 * Image.MAX_IMAGE_PIXELS:,} "
+            f"image {path} is too large to read safely (more than {Image.MAX_IMAGE_PIXELS:,} "
             "pixels); scale it down first"
         ) from None
     except (OSError, ValueError, SyntaxError) as error:
@@ -96,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_checkpoint(args.checkpoint), device=get_backend(args.device)
     )
     model = checkpoint.model
-    classes = checkpoint.extra.get("class_names") or [str(k) for k in range(model.output_size)]
+    classes = class_names(checkpoint, model.output_size)
     if model.input_size != SIDE * SIDE:
         raise UsageError(
             f"{args.checkpoint} is a model of {model.input_size} inputs, not of "
@@ -105,6 +138,11 @@ def run(args: argparse.Namespace) -> int:
     paths = [Path(image) for image in args.images]
     images = np.stack([to_model_input(path) for path in paths])
     probabilities = model.backend.to_numpy(model.forward(images))
+    if not np.isfinite(probabilities).all():
+        raise UsageError(
+            f"{args.checkpoint} gives no finite probabilities (its parameters are not all "
+            "finite: a diverged run?)"
+        )
     top = min(args.top, model.output_size)
     for path, row in zip(paths, probabilities):
         ranked = np.argsort(row)[::-1][:top]

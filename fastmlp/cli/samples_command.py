@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from fastmlp import data as datasets
-from fastmlp.cli.parsing import UsageError, choice
+from fastmlp.cli.parsing import UsageError, choice, seed
 from fastmlp.config import DEFAULTS, canonical_dataset
 from fastmlp.tracking import WandbRun, resolve_wandb_mode
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="FILE", help="image to write (default: samples_<dataset>.png)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="which samples to show (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="which samples to show (default: 0)")
     parser.add_argument(
         "-wp", "--wandb_project", default=DEFAULTS["wandb_project"], help="W&B project"
     )

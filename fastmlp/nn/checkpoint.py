@@ -31,7 +31,7 @@ import numpy as np
 
 from fastmlp.backends import Backend
 from fastmlp.errors import UserError, one_line
-from fastmlp.files import atomic_write
+from fastmlp.files import atomic_write, parse_json
 from fastmlp.nn.mlp import MLP
 
 FORMAT = "fastmlp-checkpoint-1"
@@ -63,8 +63,10 @@ def save_checkpoint(
     optimizer: Any = None,
     epoch: int | None = None,
     extra: dict[str, Any] | None = None,
+    make_parents: bool = True,
 ) -> Path:
-    """Write ``model`` (plus optimizer state, epoch and ``extra``) atomically to ``path``."""
+    """Write ``model`` (plus optimizer state, epoch and ``extra``) atomically to ``path``;
+    ``make_parents``: create missing folders (False: a missing folder is an error)."""
     path = Path(path)
     arrays: dict[str, np.ndarray] = {
         "format": np.array(FORMAT),
@@ -81,7 +83,7 @@ def save_checkpoint(
         arrays["epoch"] = np.array(int(epoch))
     if extra:
         arrays["extra"] = np.array(json.dumps(extra))
-    with atomic_write(path) as stream:
+    with atomic_write(path, make_parents=make_parents) as stream:
         np.savez(stream, **arrays)
     return path
 
@@ -141,9 +143,9 @@ class _Archive:
     def json(self, key: str, kind: type = dict) -> Any:
         """Entry ``key`` parsed as JSON, which must be a ``kind``."""
         try:
-            value = json.loads(self.text(key))
-        except ValueError:
-            raise CheckpointError(f"checkpoint {self.path}: entry {key!r} is not JSON") from None
+            value = parse_json(self.text(key), f"checkpoint {self.path}: entry {key!r}")
+        except UserError as error:
+            raise CheckpointError(str(error)) from None
         if not isinstance(value, kind):
             raise CheckpointError(
                 f"checkpoint {self.path}: entry {key!r} must be a JSON {kind.__name__}"
@@ -199,7 +201,7 @@ def _model(archive: _Archive, device: str | Backend | None) -> MLP:
         )
     try:
         model = MLP(**config, device=device or "cpu")
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError, MemoryError) as error:
         raise CheckpointError(
             f"checkpoint {archive.path} holds an invalid model config: {one_line(error)}"
         ) from None

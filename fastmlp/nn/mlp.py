@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from fastmlp.backends import Backend, get_backend
+from fastmlp.errors import shown
 from fastmlp.nn.activations import canonical_activation
 from fastmlp.nn.init import canonical_weight_init, init_weight
 from fastmlp.nn.inputs import as_labels, check_label_range, to_device_inputs
 from fastmlp.nn.losses import canonical_loss
-from fastmlp.nn.memory import check_memory, parameter_count
+from fastmlp.nn.memory import check_memory, describe_sizes, model_bytes, parameter_count
 
 DTYPES = ("float32", "float64")
 
@@ -45,6 +46,16 @@ class _BatchBuffers:
 
     outputs: list[Any]
     deltas: list[Any]
+
+
+def _is_positive_integer(value: Any) -> bool:
+    """Whether ``value`` is a whole number >= 1 (an int, NumPy integer or integral float)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        return int(value) == value and value >= 1
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def canonical_dtype(dtype: Any) -> str:
@@ -100,12 +111,14 @@ class MLP:
             hidden_sizes = (int(hidden_sizes),)
         sizes = (input_size, *hidden_sizes, output_size)
         for size in sizes:
-            if int(size) != size or size < 1:
-                raise ValueError(f"layer sizes must be positive integers, got {list(sizes)}")
+            if not _is_positive_integer(size):
+                raise ValueError(f"layer sizes must be positive integers, got {shown(list(sizes))}")
         if output_size < 2:
             raise ValueError(f"output_size must be at least 2 classes, got {output_size}")
         if not weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        if not np.isfinite(weight_decay):
+            raise ValueError(f"weight_decay must be finite, got {weight_decay}")
         self.layer_sizes = tuple(int(size) for size in sizes)
         self.activation = canonical_activation(activation)
         self.weight_init = canonical_weight_init(weight_init)
@@ -120,8 +133,8 @@ class MLP:
         itemsize = np.dtype(self.dtype).itemsize
         check_memory(
             self.backend,
-            2 * itemsize * self.num_params,
-            f"a {'-'.join(map(str, self.layer_sizes))} network ({self.num_params:,} "
+            model_bytes(self.num_params, itemsize, len(self.layer_sizes) - 1),
+            f"a {describe_sizes(self.layer_sizes)} network ({self.num_params:,} "
             f"{self.dtype} parameters and their gradients)",
             "make the hidden layers smaller or fewer",
         )
@@ -174,10 +187,10 @@ class MLP:
         }
 
     def __repr__(self) -> str:
-        sizes = "-".join(str(size) for size in self.layer_sizes)
         return (
-            f"MLP({sizes}, activation={self.activation!r}, loss={self.loss!r}, "
-            f"device={self.device!r}, dtype={self.dtype!r}, params={self.num_params})"
+            f"MLP({describe_sizes(self.layer_sizes)}, activation={self.activation!r}, "
+            f"loss={self.loss!r}, device={self.device!r}, dtype={self.dtype!r}, "
+            f"params={self.num_params})"
         )
 
     def _layer_views(self, flat: Any) -> tuple[list[Any], list[Any]]:

@@ -36,6 +36,7 @@ key: a setting is never dropped silently.
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from collections.abc import Mapping
@@ -86,6 +87,8 @@ TOP_LEVEL_KEYS = (
 )
 SPEC_KEYS = ("distribution", "value", "values", "min", "max", "q")
 HYPERBAND_KEYS = ("type", "min_iter", "max_iter", "eta")
+# A grid search with more points than this is a mistake (a min..max over millions).
+MAX_GRID_POINTS = 1_000_000
 # Sweep names become directory and study names.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # A YAML 1.1 loader reads 1e-3 (no dot) as a string; such strings are taken as numbers.
@@ -125,6 +128,22 @@ class Parameter:
             return IntDistribution(int(self.low), int(self.high))
         log = self.distribution in ("log_uniform_values", "log_uniform")
         return FloatDistribution(self.low, self.high, log=log, step=self.step)
+
+    def grid_size(self) -> int:
+        """How many values a grid search visits (counted, not listed); an error for a
+        continuous distribution."""
+        if self.distribution == "categorical":
+            return len(self.choices)
+        if self.distribution == "int_uniform":
+            return int(self.high) - int(self.low) + 1
+        if self.distribution == "q_uniform":
+            return round((self.high - self.low) / self.step) + 1
+        self.grid_values()  # raises for a continuous distribution
+        return 0
+
+    def first_value(self) -> Any:
+        """A value of this parameter (for checking it alongside the sweep's constants)."""
+        return self.choices[0] if self.choices else self.low
 
     def grid_values(self) -> list[Any]:
         """Every value a grid search visits; an error for a continuous distribution."""
@@ -183,7 +202,7 @@ class SweepConfig:
 
     def grid_size(self) -> int:
         """The number of points of the grid."""
-        return math.prod(len(values) for values in self.grid().values())
+        return math.prod(parameter.grid_size() for parameter in self.parameters.values())
 
     def max_epochs(self) -> int:
         """The most epochs any trial trains (Hyperband's maximum resource)."""
@@ -295,7 +314,14 @@ def _parameter(name: str, spec: Any) -> Parameter | tuple[str, Any]:
 
     low, high = _bound(name, spec, "min"), _bound(name, spec, "max")
     if distribution == "log_uniform":
-        low, high = math.exp(low), math.exp(high)
+        try:
+            low, high = math.exp(low), math.exp(high)
+        except OverflowError:
+            raise SweepConfigError(
+                f"sweep parameter {name!r}: log_uniform takes min and max as natural "
+                f"logarithms, and exp({max(low, high):g}) overflows; did you mean "
+                "log_uniform_values?"
+            ) from None
     if not low < high:
         raise SweepConfigError(f"sweep parameter {name!r}: min must be less than max")
     step = None
@@ -309,8 +335,10 @@ def _parameter(name: str, spec: Any) -> Parameter | tuple[str, Any]:
         raise SweepConfigError(f"sweep parameter {name!r}: log_uniform_values needs min > 0")
     if distribution == "q_uniform":
         step = _bound(name, spec, "q") if "q" in spec else 1.0
+        if step <= 0:
+            raise SweepConfigError(f"sweep parameter {name!r}: q must be > 0, got {step:g}")
         steps = (high - low) / step
-        if step <= 0 or abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        if not math.isfinite(steps) or abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
             raise SweepConfigError(
                 f"sweep parameter {name!r}: q must be > 0 and divide max - min exactly"
             )
@@ -379,6 +407,7 @@ def parse_sweep_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         raise SweepConfigError(
             "a sweep config must be a mapping with method, metric and parameters"
         )
+    raw = _json_compatible(raw)
     unknown = [key for key in raw if key not in TOP_LEVEL_KEYS]
     if unknown:
         hint = " (fastmlp runs every trial itself)" if unknown[0] in ("program", "command") else ""
@@ -431,10 +460,43 @@ def parse_sweep_config(raw: Any, default_name: str = "sweep") -> SweepConfig:
         raw=dict(raw),
     )
     if method == "grid":
-        config.grid()  # raises for a continuous parameter
+        size = config.grid_size()  # raises for a continuous parameter
+        if size > MAX_GRID_POINTS:
+            raise SweepConfigError(
+                f"the grid has {size:,} points, more than {MAX_GRID_POINTS:,}: give fewer "
+                "values, or use method random or bayes"
+            )
+    _check_together(config)
+    if hyperband is not None and hyperband.min_iter > config.max_epochs():
+        raise SweepConfigError(
+            f"early_terminate min_iter {hyperband.min_iter} exceeds the trials' "
+            f"{config.max_epochs()} epochs: Hyperband could never stop a trial"
+        )
     if metric.startswith("val_") and config.constants.get("val_fraction") == 0:
         raise SweepConfigError(f"metric {metric} needs a validation split, but val_fraction is 0")
     return config
+
+
+def _check_together(config: SweepConfig) -> None:
+    """Raise if the constants cannot make a valid run with any value of the swept
+    parameters (checked with each parameter's first value): every trial would fail."""
+    sample = {name: parameter.first_value() for name, parameter in config.parameters.items()}
+    try:
+        normalize_config({**config.constants, **sample})
+    except ConfigError as error:
+        raise SweepConfigError(f"the sweep's settings do not make a valid run: {error}") from None
+
+
+def _json_compatible(raw: Any) -> Any:
+    """The config with values JSON cannot hold (YAML dates and times) as strings, the way
+    they are written; Optuna and sweep.json store the config as JSON."""
+    if isinstance(raw, Mapping):
+        return {str(key): _json_compatible(value) for key, value in raw.items()}
+    if isinstance(raw, list):
+        return [_json_compatible(value) for value in raw]
+    if isinstance(raw, (datetime.date, datetime.time)):
+        return raw.isoformat()
+    return raw
 
 
 def read_sweep_config(path: str | PathLike[str], name: str | None = None) -> SweepConfig:

@@ -109,6 +109,17 @@ class SweepSummary:
     best_run_dir: str | None = None
 
 
+def check_device(device: str | None, config: SweepConfig) -> None:
+    """Raise before any trial starts if the sweep's device does not exist or does not work
+    here (every trial would fail the same way)."""
+    from fastmlp.backends import get_backend
+    from fastmlp.config import canonical_device
+
+    wanted = device if device is not None else config.constants.get("device")
+    if wanted is not None:
+        get_backend(canonical_device(wanted))
+
+
 def resolve_count(config: SweepConfig, count: int | None) -> int:
     """The sweep's total number of trials: --count, else run_cap, else the grid size."""
     if count is None:
@@ -289,6 +300,7 @@ def run_local_sweep(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if workers < 1:
         raise SweepError(f"--workers must be at least 1, got {workers}")
+    check_device(device, config)
     total = resolve_count(config, count)
     directory = SweepDirectory(Path(out) / config.name)
     study = create_or_load_study(config, open_storage(directory, storage))

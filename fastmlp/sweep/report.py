@@ -35,6 +35,7 @@ from fastmlp.sweep.config import SweepConfig, parse_sweep_config
 from fastmlp.sweep.study import (
     SweepDirectory,
     SweepError,
+    guarded,
     load_study,
     open_storage,
     require_optuna,
@@ -293,8 +294,14 @@ def write_report(
                 f"this sweep's trials are in {stored}: pass --storage with the full URL"
             )
         storage = stored
-    study = load_study(info["name"], open_storage(directory, storage))
-    config = parse_sweep_config(study.user_attrs["config"], default_name=info["name"])
+    study = load_study(info["name"], open_storage(directory, storage, create=False))
+    stored = guarded(info["name"], lambda: study.user_attrs.get("config"))
+    if stored is None:
+        raise SweepError(
+            f"the storage of sweep {info['name']!r} holds no sweep configuration "
+            "(it was not made by fastmlp sweep, or it is damaged)"
+        )
+    config = parse_sweep_config(stored, default_name=info["name"])
 
     report = Report(directory=directory.report)
     report.directory.mkdir(parents=True, exist_ok=True)

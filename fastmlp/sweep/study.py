@@ -27,8 +27,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from fastmlp.errors import MissingDependencyError, UserError, one_line
-from fastmlp.files import atomic_write_text
+from fastmlp.errors import MissingDependencyError, UserError, describe, one_line
+from fastmlp.files import atomic_write_text, parse_json
 from fastmlp.sweep.config import SweepConfig, sweep_identity
 
 
@@ -76,14 +76,27 @@ class SweepDirectory:
         info = self.path / self.INFO
         if not info.is_file():
             raise SweepError(f"{self.path} is not a sweep directory (no {self.INFO})")
-        return json.loads(info.read_text())
+        return self._read(info)
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        """``sweep.json``, checked: a JSON object whose ``name`` is the sweep's name."""
+        try:
+            data = parse_json(path.read_text(encoding="utf-8"), str(path))
+        except (UserError, UnicodeDecodeError, OSError) as error:
+            raise SweepError(f"cannot read {path}: {describe(error)}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise SweepError(
+                f"{path} is not a fastmlp sweep file (no sweep name in it); remove it to start "
+                "the sweep afresh"
+            )
+        return data
 
     def update_info(self, **entries: Any) -> None:
         """Add or replace entries of ``sweep.json`` (written atomically)."""
         self.path.mkdir(parents=True, exist_ok=True)
         path = self.path / self.INFO
         info = (
-            json.loads(path.read_text())
+            self._read(path)
             if path.is_file()
             else {
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -102,7 +115,7 @@ def storage_label(url: str | None) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def open_storage(directory: SweepDirectory, url: str | None = None) -> Any:
+def open_storage(directory: SweepDirectory, url: str | None = None, create: bool = True) -> Any:
     """The Optuna storage of a sweep.
 
     Args:
@@ -110,6 +123,7 @@ def open_storage(directory: SweepDirectory, url: str | None = None) -> Any:
         url: a database URL (``postgresql://user:password@host/db``, ``mysql://...``,
             ``sqlite:///path``: any Optuna RDB URL) shared by workers on several machines,
             or the path of a journal file on a shared file system.
+        create: make the journal file if it does not exist (False: reading a sweep).
     """
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
@@ -122,8 +136,31 @@ def open_storage(directory: SweepDirectory, url: str | None = None) -> Any:
                 f"cannot open --storage {storage_label(url)}: {one_line(error)}"
             ) from None
     path = Path(url) if url is not None else directory.journal
+    if path.is_dir():
+        raise SweepError(f"--storage {path} is a folder; give a journal file or a database URL")
+    if path.exists() and not path.is_file():
+        raise SweepError(f"--storage {path} is not a regular file (a device?); give a journal file")
+    if not create and not path.exists():
+        raise SweepError(
+            f"{path} does not exist: the sweep has not run yet, or its trials are stored "
+            "elsewhere (pass --storage)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return guarded(path, lambda: JournalStorage(JournalFileBackend(str(path))))
+
+
+def guarded(where: Path | str, action: Any) -> Any:
+    """``action()``, with a corrupt storage turned into a SweepError naming it (Optuna reads a
+    damaged journal with whatever error the damage happens to cause)."""
+    try:
+        return action()
+    except (SweepError, KeyboardInterrupt):
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as error:
+        raise SweepError(
+            f"the sweep's storage {where} is corrupt ({type(error).__name__}: "
+            f"{one_line(error)}); restore it from a backup, or start the sweep under a new --name"
+        ) from None
 
 
 def ask_lock_path(directory: SweepDirectory, url: str | None = None) -> str:
@@ -251,10 +288,13 @@ def create_or_load_study(config: SweepConfig, storage: Any) -> Any:
     created from the same configuration (same method, metric, parameters, early_terminate)."""
     import optuna
 
-    study = optuna.create_study(
-        storage=storage, study_name=config.name, direction=config.goal, load_if_exists=True
+    study = guarded(
+        config.name,
+        lambda: optuna.create_study(
+            storage=storage, study_name=config.name, direction=config.goal, load_if_exists=True
+        ),
     )
-    stored = study.user_attrs.get("config")
+    stored = guarded(config.name, lambda: study.user_attrs.get("config"))
     if stored is None:
         study.set_user_attr("config", config.raw)
     elif sweep_identity(stored) != sweep_identity(config.raw):
@@ -273,3 +313,7 @@ def load_study(name: str, storage: Any, sampler: Any = None, pruner: Any = None)
         return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
         raise SweepError(f"the storage holds no sweep named {name!r}") from None
+    except (ValueError, TypeError, IndexError, UnicodeDecodeError) as error:
+        raise SweepError(
+            f"the storage of sweep {name!r} is corrupt ({type(error).__name__}: {one_line(error)})"
+        ) from None

@@ -24,6 +24,7 @@ from pathlib import Path
 from fastmlp.config import DEFAULTS
 from fastmlp.errors import one_line
 from fastmlp.sweep.config import SweepConfig
+from fastmlp.sweep.local import check_device
 from fastmlp.sweep.study import SweepDirectory, SweepError
 from fastmlp.sweep.trial import TrialOptions, trial_settings
 from fastmlp.sweep.workers import blas_threads, run_in_processes
@@ -126,6 +127,7 @@ def run_wandb_sweep(
     Raises:
         SweepError: W&B is not usable here, or the sweep could not be created.
     """
+    check_device(device, config)
     require_wandb_online(wandb_mode)
     import wandb
 

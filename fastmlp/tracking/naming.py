@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+# Longer run names are shortened (file systems allow 255 bytes per name; W&B shows ~128).
+MAX_NAME_CHARACTERS = 120
 
 
 def format_number(value: float) -> str:
@@ -29,4 +33,13 @@ def run_name(config: dict[str, Any]) -> str:
     parts += [f"o_{config['optimizer']}", f"lr_{format_number(config['learning_rate'])}"]
     if config.get("weight_decay"):
         parts.append(f"wd_{format_number(config['weight_decay'])}")
-    return "_".join(parts)
+    return shortened("_".join(parts))
+
+
+def shortened(name: str, limit: int = MAX_NAME_CHARACTERS) -> str:
+    """``name`` if it has at most ``limit`` characters, else its start and a hash of the
+    whole (so that distinct long names stay distinct, and a file system accepts them)."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:10]
+    return f"{name[: limit - 11]}-{digest}"

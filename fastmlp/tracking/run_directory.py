@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from fastmlp.errors import UserError
-from fastmlp.files import atomic_write_json, atomic_write_text
+from fastmlp.files import atomic_write_json, atomic_write_text, check_size, parse_json
 
 try:
     import fcntl
@@ -114,6 +114,10 @@ class RunDirectory:
 
     def require(self) -> None:
         """Raise unless this is a run directory (a folder with ``config.json``)."""
+        if self.path.is_file():
+            raise RunDirectoryError(
+                f"{self.path} is a file; give the run directory that holds it ({self.path.parent})"
+            )
         if not self.path.is_dir():
             raise RunDirectoryError(f"{self.path} is not a run directory (no such folder)")
         if not self.file(self.CONFIG).is_file():
@@ -181,11 +185,15 @@ class RunDirectory:
     def _read_json_object(self, name: str) -> dict[str, Any]:
         path = self.file(name)
         try:
-            data = json.loads(path.read_text())
+            text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise RunDirectoryError(f"cannot read {path}: {error.strerror or error}") from None
-        except ValueError as error:
-            raise RunDirectoryError(f"{path} is not valid JSON ({error})") from None
+        except UnicodeDecodeError:
+            raise RunDirectoryError(f"{path} is not a text file (not UTF-8)") from None
+        try:
+            data = check_size(parse_json(text, str(path)), str(path))
+        except UserError as error:
+            raise RunDirectoryError(str(error)) from None
         if not isinstance(data, dict):
             raise RunDirectoryError(
                 f"{path} must hold a JSON object (setting: value), got a {type(data).__name__}"
@@ -193,13 +201,13 @@ class RunDirectory:
         return data
 
     def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write_json(self.file(self.CONFIG), config)
+        atomic_write_json(self.file(self.CONFIG), config, make_parents=False)
 
     def read_config(self) -> dict[str, Any]:
         return self._read_json_object(self.CONFIG)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_json(self.file(self.SUMMARY), summary)
+        atomic_write_json(self.file(self.SUMMARY), summary, make_parents=False)
 
     def read_summary(self) -> dict[str, Any]:
         """The summary, or ``{}`` before the run has one."""
@@ -238,7 +246,7 @@ class RunDirectory:
                 continue
             try:
                 row = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 if number == len(lines) and not complete:
                     return Metrics(rows, torn=True)
                 raise RunDirectoryError(
@@ -264,4 +272,4 @@ class RunDirectory:
     def rewrite_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Replace ``metrics.jsonl`` atomically with ``rows``."""
         text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
-        atomic_write_text(self.file(self.METRICS), text)
+        atomic_write_text(self.file(self.METRICS), text, make_parents=False)
