@@ -211,8 +211,8 @@ def _check_checkpoint_matches(
     }
     fresh = optim.create(config["optimizer"], **optimizer_hyperparameters(config))
     expected["optimizer"] = (
-        (fresh.name, fresh.hyperparameters()),
-        (checkpoint.optimizer.name, checkpoint.optimizer.hyperparameters()),
+        (fresh.name, fresh.hyperparameter_values()),
+        (checkpoint.optimizer.name, checkpoint.optimizer.hyperparameter_values()),
     )
     for setting, (wanted, held) in expected.items():
         if wanted != held:

@@ -2,8 +2,9 @@
 
 One epoch, for a model on backend B:
 
-1. draw a permutation of the training set on the device (seeded per epoch, so a resumed
-   run shuffles exactly like an uninterrupted one);
+1. draw a permutation of the training set on the device and re-seed the dropout masks
+   (both seeded per epoch from the run seed, so a resumed run shuffles and drops exactly
+   like an uninterrupted one);
 2. for each batch, gather its rows from the device copy of the data into preallocated
    buffers, run ``model.loss_and_grad`` (which also counts correct predictions), add the
    0-d loss to an on-device accumulator, and apply ``optimizer.step``;
@@ -81,9 +82,15 @@ class TrainingHistory:
 Callback = Callable[[EpochMetrics], Any]
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The shuffling seed of one epoch, derived from the run seed."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+# Streams of per-epoch random numbers derived from the run seed.
+SHUFFLE, DROPOUT = 0, 1
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = SHUFFLE) -> int:
+    """The seed of one epoch's shuffling (``stream`` SHUFFLE) or dropout masks (DROPOUT),
+    derived from the run seed: the same for a resumed run as for an uninterrupted one."""
+    entropy = [seed, epoch] if stream == SHUFFLE else [seed, epoch, stream]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _progress_bar(total: int, epoch: int, epochs: int, enabled: bool) -> Any:
@@ -171,62 +178,68 @@ def train(
     last_epoch = start_epoch + int(epochs)
     history = TrainingHistory()
 
-    for epoch in range(start_epoch + 1, last_epoch + 1):
-        started = time.perf_counter()
-        snapshot[...] = model.params
-        order = backend.rng(epoch_seed(seed, epoch)).permutation(n)
-        total_loss = backend.zeros((), dtype="float64")
-        correct = backend.zeros((), dtype="int64")
-        bar = _progress_bar(steps_per_epoch, epoch, last_epoch, progress)
-        # A diverging run overflows; that is detected below from the loss, not warned about.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for start in range(0, n, batch_size):
-                rows = order[start : start + batch_size]
-                xb = batch_x[: rows.shape[0]]
-                yb = batch_y[: rows.shape[0]]
-                backend.gather_(xb, x, rows)
-                backend.gather_(yb, y, rows)
-                loss = model._loss_and_grad(xb, yb, correct=correct)
-                # total_loss = total_loss + batch mean loss * batch size
-                total_loss += loss * rows.shape[0]
-                optimizer.step(model.params, model.grads)
-                if bar is not None:
-                    bar.update(1)
-        train_loss = float(total_loss) / n
-        train_accuracy = int(correct) / n
-        train_seconds = time.perf_counter() - started
-        if bar is not None:
-            bar.close()
-        if not math.isfinite(train_loss):
-            model.params[...] = snapshot
-            history.diverged_at = epoch
+    was_training = model.training
+    model.train()
+    try:
+        for epoch in range(start_epoch + 1, last_epoch + 1):
+            started = time.perf_counter()
+            snapshot[...] = model.params
+            order = backend.rng(epoch_seed(seed, epoch)).permutation(n)
+            model.reseed(epoch_seed(seed, epoch, DROPOUT))
+            total_loss = backend.zeros((), dtype="float64")
+            correct = backend.zeros((), dtype="int64")
+            bar = _progress_bar(steps_per_epoch, epoch, last_epoch, progress)
+            # A diverging run overflows; that is detected below from the loss, not warned about.
+            with np.errstate(over="ignore", invalid="ignore"):
+                for start in range(0, n, batch_size):
+                    rows = order[start : start + batch_size]
+                    xb = batch_x[: rows.shape[0]]
+                    yb = batch_y[: rows.shape[0]]
+                    backend.gather_(xb, x, rows)
+                    backend.gather_(yb, y, rows)
+                    loss = model._loss_and_grad(xb, yb, correct=correct)
+                    # total_loss = total_loss + batch mean loss * batch size
+                    total_loss += loss * rows.shape[0]
+                    optimizer.step(model.params, model.grads)
+                    if bar is not None:
+                        bar.update(1)
+            train_loss = float(total_loss) / n
+            train_accuracy = int(correct) / n
+            train_seconds = time.perf_counter() - started
+            if bar is not None:
+                bar.close()
+            if not math.isfinite(train_loss):
+                model.params[...] = snapshot
+                history.diverged_at = epoch
+                if verbose:
+                    print(
+                        f"diverged at epoch {epoch}: the training loss became {train_loss}; "
+                        "weights restored to the end of the previous epoch "
+                        "(try a smaller learning rate)",
+                        flush=True,
+                    )
+                break
+            val_loss = val_accuracy = None
+            if has_validation:
+                val_loss, val_accuracy = model.evaluate(x_validation, y_validation)
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_accuracy=train_accuracy,
+                val_loss=val_loss,
+                val_accuracy=val_accuracy,
+                seconds=time.perf_counter() - started,
+                samples_per_second=n / train_seconds,
+            )
+            history.epochs.append(metrics)
             if verbose:
-                print(
-                    f"diverged at epoch {epoch}: the training loss became {train_loss}; "
-                    "weights restored to the end of the previous epoch "
-                    "(try a smaller learning rate)",
-                    flush=True,
-                )
-            break
-        val_loss = val_accuracy = None
-        if has_validation:
-            val_loss, val_accuracy = model.evaluate(x_validation, y_validation)
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=train_loss,
-            train_accuracy=train_accuracy,
-            val_loss=val_loss,
-            val_accuracy=val_accuracy,
-            seconds=time.perf_counter() - started,
-            samples_per_second=n / train_seconds,
-        )
-        history.epochs.append(metrics)
-        if verbose:
-            print(format_epoch(metrics, last_epoch), flush=True)
-        try:
-            for callback in callbacks:
-                callback(metrics)
-        except StopTraining as stop:
-            history.stopped = stop
-            break
+                print(format_epoch(metrics, last_epoch), flush=True)
+            try:
+                for callback in callbacks:
+                    callback(metrics)
+            except StopTraining as stop:
+                history.stopped = stop
+                break
+    finally:
+        model.train(was_training)
     return history

@@ -72,28 +72,34 @@ def cuda_available():
 
 
 def test_base_backend_has_the_documented_api():
-    """DESIGN.md: asarray, to_numpy, empty, zeros, a seeded rng, synchronize, fused kernels."""
+    """docs/ARCHITECTURE.md, "The backend contract": array plumbing and the fused kernels."""
     for name in [
         "asarray",
         "to_numpy",
         "empty",
         "zeros",
         "rng",
+        "uniform_",
         "synchronize",
-        "adam_",
-        "nadam_",
-        "sgd_",
-        "momentum_",
-        "nag_",
-        "rmsprop_",
+        "available_memory",
+        "run_formula_",
         "bias_activation_",
         "activation_grad_",
+        "column_sums_",
+        "add_scaled_",
         "softmax_",
         "cross_entropy_",
         "mean_squared_error_",
         "flush_subnormals_",
     ]:
         assert name in BASE_METHODS, name
+
+
+def test_every_loss_names_a_kernel_every_backend_has():
+    from fastmlp.nn.losses import LOSSES
+
+    for name in LOSSES:
+        assert LOSSES.get(name).kernel in BASE_METHODS, name
 
 
 @pytest.mark.parametrize("backend_class", CPU_BACKENDS, ids=lambda cls: cls.name)

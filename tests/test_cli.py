@@ -185,7 +185,7 @@ def test_choices_are_case_insensitive_with_aliases(flag, value, key, canonical):
     ("extra", "message"),
     [
         (["-o", "adamw"], "unknown optimizer 'adamw'"),
-        (["-a", "swish"], "unknown activation"),
+        (["-a", "sparkle"], "unknown activation"),
         (["-e", "0"], "-e/--epochs: must be a positive integer"),
         (["-b", "-4"], "-b/--batch_size: must be a positive integer"),
         (["-lr", "-0.1"], "-lr/--learning_rate: must be >= 0"),

@@ -10,7 +10,7 @@ import pytest
 
 import fastmlp
 from fastmlp import optim
-from fastmlp.optim.optimizer import flush_threshold
+from tests.kernel_cases import KERNEL_CASES, arrays_of, copied, kernel_arguments
 
 pytestmark = pytest.mark.gpu
 
@@ -24,8 +24,7 @@ pytestmark = pytest.mark.gpu
 FLAT_N = 3_000_017
 ROWS, CLASSES = 70_000, 10
 
-ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu"]
-OPTIMIZERS = ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam"]
+OPTIMIZERS = optim.names()
 
 
 @pytest.fixture(scope="module")
@@ -46,105 +45,6 @@ def cpu():
 # --------------------------------------------------------------------- kernel cases
 
 
-def optimizer_arguments(kernel, rng, dtype):
-    p = rng.normal(size=FLAT_N).astype(dtype)
-    g = rng.normal(size=FLAT_N).astype(dtype)
-    g[::5] = 0.0
-
-    def state(positive=False):
-        x = rng.normal(size=FLAT_N)
-        return (np.abs(x) if positive else x).astype(dtype)
-
-    if kernel == "add_scaled_":
-        return (p, g, 0.37)
-    if kernel == "sgd_":
-        return (p, g, 0.05)
-    if kernel in ("momentum_", "nag_"):
-        return (p, g, state(), 0.05, 0.7)
-    if kernel == "rmsprop_":
-        return (p, g, state(positive=True), 0.05, 0.8, 1e-6)
-    if kernel == "adam_":
-        return (p, g, state(), state(positive=True), 0.05, 0.8, 0.99, 1e-6, 3)
-    if kernel == "nadam_":
-        mu = 0.8 * (1 - 0.5 * 0.96 ** (3 * 4e-3))
-        mu_next = 0.8 * (1 - 0.5 * 0.96 ** (4 * 4e-3))
-        return (p, g, state(), state(positive=True), 0.05, 0.8, 0.99, 1e-6, 3, mu, mu_next, 0.35)
-    if kernel == "flush_subnormals_":
-        threshold = flush_threshold(dtype)
-        tiny = float(np.finfo(dtype).tiny)
-        x = rng.normal(size=FLAT_N) * 10.0 ** rng.uniform(
-            -45 if dtype == "float32" else -320, 0, size=FLAT_N
-        )
-        x = x.astype(dtype)
-        x[:6] = [tiny / 8, -tiny / 8, threshold / 2, -threshold * 2, 0.0, tiny]
-        return (x, threshold)
-    raise AssertionError(kernel)
-
-
-def row_arguments(kernel, activation, rng, dtype):
-    z = (rng.normal(size=(ROWS, CLASSES)) * 4).astype(dtype)
-    if kernel == "bias_activation_":
-        z[0, :3] = [60.0, -60.0, -1000.0]  # saturated units, exp overflow on the CPU path
-        return (z, rng.normal(size=CLASSES).astype(dtype), activation)
-    if kernel == "activation_grad_":
-        with np.errstate(over="ignore"):
-            a = {
-                "identity": z,
-                "relu": np.maximum(z, 0),
-                "tanh": np.tanh(z),
-                "sigmoid": 1 / (1 + np.exp(-z)),
-            }[activation].astype(dtype)
-        return (rng.normal(size=(ROWS, CLASSES)).astype(dtype), a, activation)
-    if kernel == "softmax_":
-        return (z,)
-    if kernel == "gather_":
-        indices = rng.permutation(ROWS)[: ROWS // 2]
-        return (np.zeros((ROWS // 2, CLASSES), dtype=dtype), z, indices)
-    return (z, rng.integers(0, CLASSES, size=ROWS))  # cross_entropy_, mean_squared_error_
-
-
-KERNEL_CASES = (
-    [
-        (k, None)
-        for k in [
-            "add_scaled_",
-            "sgd_",
-            "momentum_",
-            "nag_",
-            "rmsprop_",
-            "adam_",
-            "nadam_",
-            "flush_subnormals_",
-        ]
-    ]
-    + [("bias_activation_", a) for a in ACTIVATIONS]
-    + [("activation_grad_", a) for a in ACTIVATIONS]
-    + [
-        ("softmax_", None),
-        ("cross_entropy_", None),
-        ("mean_squared_error_", None),
-        ("gather_", None),
-    ]
-)
-
-
-ROW_KERNELS = {
-    "bias_activation_",
-    "activation_grad_",
-    "softmax_",
-    "cross_entropy_",
-    "mean_squared_error_",
-    "gather_",
-}
-
-
-def kernel_arguments(kernel, activation, dtype):
-    rng = np.random.default_rng(2024)
-    if kernel in ROW_KERNELS:
-        return row_arguments(kernel, activation, rng, dtype)
-    return optimizer_arguments(kernel, rng, dtype)
-
-
 def tolerances(kernel, dtype):
     """(rtol, atol) per kernel: few-ulp agreement, atol scaled to the values' size."""
     if kernel in ("flush_subnormals_", "gather_"):
@@ -157,43 +57,40 @@ def tolerances(kernel, dtype):
     return (1e-5, 1e-6) if dtype == "float32" else (1e-12, 1e-14)
 
 
-def test_kernel_cases_cover_every_in_place_kernel_of_the_backend():
-    import inspect
-
-    from fastmlp.backends.base import Backend
-
-    kernels = {
-        name
-        for name, _ in inspect.getmembers(Backend, inspect.isfunction)
-        if name.endswith("_") and not name.startswith("_")
-    }
-    assert kernels == {kernel for kernel, _ in KERNEL_CASES}
+# uniform_ draws from each backend's own generator (cuRAND vs PCG64): checked separately.
+GPU_CASES = [(kernel, case) for kernel, case in KERNEL_CASES if kernel != "uniform_"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(
-    "kernel,activation", KERNEL_CASES, ids=[k + (f"-{a}" if a else "") for k, a in KERNEL_CASES]
+    "kernel,case", GPU_CASES, ids=[k + (f"-{c}" if c else "") for k, c in GPU_CASES]
 )
-def test_cupy_kernel_equals_numpy_kernel_on_large_arrays(kernel, activation, dtype, cp, gpu, cpu):
-    args = kernel_arguments(kernel, activation, dtype)
-    host_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-    device_args = [cp.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+def test_cupy_kernel_equals_numpy_kernel_on_large_arrays(kernel, case, dtype, cp, gpu, cpu):
+    args = kernel_arguments(
+        kernel, case, np.random.default_rng(2024), dtype, size=FLAT_N, rows=ROWS
+    )
+    method = "bias_activation_" if kernel == "bias_activation_keep" else kernel
+    host_args = copied(args, cpu)
+
+    def to_device(a):
+        if isinstance(a, np.ndarray):
+            return cp.asarray(a)
+        if isinstance(a, list):
+            return [cp.asarray(x) for x in a]
+        return a
+
+    device_args = [to_device(a) for a in args]
     with np.errstate(over="ignore", under="ignore"):
-        host_result = getattr(cpu, kernel)(*host_args)
-    device_result = getattr(gpu, kernel)(*device_args)
+        host_result = getattr(cpu, method)(*host_args)
+    device_result = getattr(gpu, method)(*device_args)
     gpu.synchronize()
 
     rtol, atol = tolerances(kernel, dtype)
-    for position, (on_gpu, on_cpu) in enumerate(zip(device_args, host_args)):
-        if isinstance(on_cpu, np.ndarray):
-            assert isinstance(on_gpu, cp.ndarray) and on_gpu.dtype == on_cpu.dtype
-            np.testing.assert_allclose(
-                cp.asnumpy(on_gpu),
-                on_cpu,
-                rtol=rtol,
-                atol=atol,
-                err_msg=f"{kernel} argument {position}",
-            )
+    for position, (on_gpu, on_cpu) in enumerate(zip(arrays_of(device_args), arrays_of(host_args))):
+        assert isinstance(on_gpu, cp.ndarray) and on_gpu.dtype == on_cpu.dtype
+        np.testing.assert_allclose(
+            cp.asnumpy(on_gpu), on_cpu, rtol=rtol, atol=atol, err_msg=f"{kernel} array {position}"
+        )
     if host_result is None:
         assert device_result is None
     else:
@@ -204,41 +101,34 @@ def test_cupy_kernel_equals_numpy_kernel_on_large_arrays(kernel, activation, dty
         np.testing.assert_allclose(float(device_result), float(host_result), rtol=rtol)
 
 
-@pytest.mark.parametrize("kernel", ["rmsprop_", "adam_", "nadam_"])
-def test_float32_first_step_from_zero_state_matches_cpu_to_float32_rounding(kernel, cp, gpu, cpu):
+def test_uniform_fills_in_place_with_seeded_values_in_zero_one(gpu, cp):
+    out = cp.empty((ROWS, 11), dtype=cp.float32)
+    gpu.uniform_(out, gpu.rng(3))
+    again = cp.empty_like(out)
+    gpu.uniform_(again, gpu.rng(3))
+    values = cp.asnumpy(out)
+    assert values.dtype == np.float32 and 0 <= values.min() and values.max() < 1
+    np.testing.assert_array_equal(values, cp.asnumpy(again))
+    assert abs(values.mean() - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam", "nadam", "adamw"])
+def test_float32_first_step_from_zero_state_matches_cpu_to_float32_rounding(name, cp):
     """From zero state v = (1 - beta2) g^2 exactly as torch and the CPU compute it:
     1 - beta2 is formed in double precision, then rounded, not formed in float32."""
     rng = np.random.default_rng(1)
     n = 100_003
     p = rng.normal(size=n).astype(np.float32)
     g = rng.normal(size=n).astype(np.float32)
-    zeros = np.zeros(n, dtype=np.float32)
-    if kernel == "rmsprop_":
-        host_args = [p.copy(), g, zeros.copy(), 1e-3, 0.999, 1e-8]
-    elif kernel == "adam_":
-        host_args = [p.copy(), g, zeros.copy(), zeros.copy(), 1e-3, 0.9, 0.999, 1e-8, 1]
-    else:
-        mu, mu_next = 0.9 * (1 - 0.5 * 0.96**4e-3), 0.9 * (1 - 0.5 * 0.96 ** (2 * 4e-3))
-        host_args = [
-            p.copy(),
-            g,
-            zeros.copy(),
-            zeros.copy(),
-            2e-3,
-            0.9,
-            0.999,
-            1e-8,
-            1,
-            mu,
-            mu_next,
-            mu,
-        ]
-    device_args = [cp.asarray(a) if isinstance(a, np.ndarray) else a for a in host_args]
-    getattr(cpu, kernel)(*host_args)
-    getattr(gpu, kernel)(*device_args)
-    for on_gpu, on_cpu in zip(device_args, host_args):
-        if isinstance(on_cpu, np.ndarray):
-            np.testing.assert_allclose(cp.asnumpy(on_gpu), on_cpu, rtol=1e-6, atol=1e-9)
+    host, device = optim.create(name), optim.create(name)
+    host_params, device_params = p.copy(), cp.asarray(p)
+    host.step(host_params, g)
+    device.step(device_params, cp.asarray(g))
+    np.testing.assert_allclose(cp.asnumpy(device_params), host_params, rtol=1e-6, atol=1e-9)
+    for key in host.buffers:
+        np.testing.assert_allclose(
+            cp.asnumpy(device.state[key]), host.state[key], rtol=1e-6, atol=1e-12
+        )
 
 
 # ------------------------------------------------------------------- training steps
@@ -261,6 +151,7 @@ HYPERPARAMETERS = {
     "beta1": 0.9,
     "beta2": 0.99,
     "eps": 1e-4,
+    "weight_decay": 1e-2,
 }
 
 

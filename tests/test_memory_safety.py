@@ -69,36 +69,46 @@ def test_loss_kernels_reject_labels_of_the_wrong_length(backend, kernel):
         getattr(HOST_BACKENDS[backend](), kernel)(logits(), np.zeros(3, dtype=np.int64))
 
 
-@pytest.mark.skipif("numba" not in HOST_BACKENDS, reason="needs numba")
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda b, a, s: b.sgd_(a, s, 0.1),
-        lambda b, a, s: b.momentum_(a, a, s, 0.1, 0.9),
-        lambda b, a, s: b.nag_(a, s, a, 0.1, 0.9),
-        lambda b, a, s: b.rmsprop_(a, a, s, 0.1, 0.9, 1e-8),
-        lambda b, a, s: b.adam_(a, s, a, a, 1e-3, 0.9, 0.999, 1e-8, 1),
-        lambda b, a, s: b.nadam_(a, a, a, s, 1e-3, 0.9, 0.999, 1e-8, 1, 0.4, 0.4, 0.4),
-        lambda b, a, s: b.add_scaled_(a, s, 0.1),
-    ],
-    ids=["sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "add_scaled"],
-)
-def test_compiled_updates_reject_buffers_of_different_lengths(call):
-    long, short = np.ones(100), np.ones(10)
-    with pytest.raises(ValueError, match="length"):
-        call(NumbaBackend(), long, short)
+@pytest.mark.parametrize("name", fastmlp.optim.names())
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_fused_updates_reject_buffers_of_different_lengths(backend, name):
+    """Every optimizer's kernel on every CPU backend, handed a gradient shorter than the
+    parameters (directly, not through the optimizer's own checks)."""
+    optimizer = fastmlp.optim.create(name)
+    optimizer.steps = 1
+    optimizer.advance()
+    arrays = [np.ones(100), np.ones(10), *(np.ones(100) for _ in optimizer.buffers)]
+    with pytest.raises(ValueError, match="shape"):
+        HOST_BACKENDS[backend]().run_formula_(
+            optimizer.formula, arrays, optimizer.scalars(optimizer.hyperparameter_values())
+        )
 
 
 @pytest.mark.skipif("numba" not in HOST_BACKENDS, reason="needs numba")
-def test_compiled_layer_kernels_reject_mismatched_shapes():
-    backend = NumbaBackend()
-    with pytest.raises(ValueError, match="bias"):
-        backend.bias_activation_(np.ones((4, 8)), np.ones(3), "relu")
-    for activation in ("relu", "tanh", "sigmoid"):
+def test_compiled_loops_check_their_shapes_themselves():
+    """The generated Numba loops refuse mismatched arrays even when called directly."""
+    from fastmlp.backends.numba_backend import compiled
+
+    adam = fastmlp.optim.create("adam")
+    loop = compiled(adam.formula, 1, ())
+    with pytest.raises(ValueError, match="shapes"):
+        loop(np.ones(100), np.ones(10), np.ones(100), np.ones(100), *([0.5] * 7))
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_layer_kernels_reject_mismatched_shapes(backend):
+    from fastmlp.nn.activations import create
+
+    kernels = HOST_BACKENDS[backend]()
+    for name in ("relu", "tanh", "sigmoid", "gelu"):
+        function = create(name)
         with pytest.raises(ValueError, match="shape"):
-            backend.activation_grad_(np.ones((4, 8)), np.ones((2, 8)), activation)
-    with pytest.raises(ValueError, match="column"):
-        backend.column_sums_(np.ones(3), np.ones((4, 8)))
+            kernels.bias_activation_(np.ones((4, 8)), np.ones(3), function)
+        with pytest.raises(ValueError, match="shape"):
+            kernels.activation_grad_(np.ones((4, 8)), np.ones((2, 8)), function)
+    if backend == "numba":
+        with pytest.raises(ValueError, match="column"):
+            kernels.column_sums_(np.ones(3), np.ones((4, 8)))
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)

@@ -83,16 +83,19 @@ def test_empty_hidden_sizes_is_softmax_regression():
 
 def test_config_round_trips_through_the_constructor():
     model = small_model(
-        activation="Tanh", weight_init="he", loss="mse", weight_decay=0.01, dtype="float64"
-    )
+        activation="LeakyReLU", weight_init="he", loss="mse", weight_decay=0.01, dtype="float64",
+        dropout=0.25, activation_options={"slope": 0.2},
+    )  # fmt: skip
     assert model.config == {
         "input_size": 5,
         "hidden_sizes": [7, 4],
         "output_size": 3,
-        "activation": "tanh",
+        "activation": "leaky_relu",
+        "activation_options": {"slope": 0.2},
         "weight_init": "he",
         "loss": "mean_squared_error",
         "weight_decay": 0.01,
+        "dropout": 0.25,
         "dtype": "float64",
     }
     json.dumps(model.config)
@@ -414,7 +417,7 @@ def test_checkpoint_restores_model_optimizer_epoch_and_extra_exactly(name, dtype
     assert checkpoint.extra == {"run": "blobs", "best": [0.5, 1]}
     restored = checkpoint.optimizer
     assert type(restored) is type(optimizer)
-    assert restored.hyperparameters() == optimizer.hyperparameters()
+    assert restored.hyperparameter_values() == optimizer.hyperparameter_values()
     assert restored.steps == optimizer.steps == 7
     saved_state, restored_state = optimizer.state_dict(), restored.state_dict()
     assert restored_state["scalars"] == saved_state["scalars"]

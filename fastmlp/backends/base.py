@@ -3,21 +3,27 @@
 A :class:`Backend` owns an array module (NumPy or CuPy) and a device. Its methods fall
 in two groups:
 
-* array plumbing: ``asarray``, ``to_numpy``, ``empty``, ``zeros``, ``rng``, ``synchronize``;
-* in-place kernels (names end in ``_``): the optimizer updates on flat 1-D buffers, the
-  fused bias-add + activation, the activation gradient, and softmax + loss gradient.
+* array plumbing: ``asarray``, ``to_numpy``, ``empty``, ``zeros``, ``rng``, ``uniform_``,
+  ``synchronize``, ``available_memory``;
+* in-place kernels (names end in ``_``): :meth:`Backend.run_formula_`, which runs any
+  per-element formula (an optimizer update, an activation and its gradient, the dropout
+  mask: see :mod:`fastmlp.backends.formulas`), the fused bias-add + activation and the
+  activation gradient built from an activation's declaration, bias gradients, the L2
+  gradient term, softmax and the two losses.
 
 The bodies here are the readable specification.
-:class:`~fastmlp.backends.numpy_backend.NumpyBackend`
-and :class:`~fastmlp.backends.cupy_backend.CupyBackend` override the hot kernels with
-identical signatures (``tests/test_backend_consistency.py`` enforces that) and the tests
-check that every override computes what the body here computes.
+:class:`~fastmlp.backends.numpy_backend.NumpyBackend`,
+:class:`~fastmlp.backends.numba_backend.NumbaBackend` and
+:class:`~fastmlp.backends.cupy_backend.CupyBackend` override the hot kernels with identical
+signatures (``tests/test_backend_consistency.py`` enforces that) and the tests check that
+every override computes what the body here computes.
 
 Conventions for every kernel:
 
 * arrays are updated in place and belong to this backend; scalars are Python floats;
 * ``p``, ``g`` are the flat parameter and gradient buffers, state buffers have their shape;
-* an activation is named by its canonical lower-case name (see ``fastmlp.nn.activations``);
+* an activation is an :class:`~fastmlp.nn.activations.ActivationFunction` (a registered
+  declaration with its hyperparameters' values);
 * kernels are memory-safe whatever their inputs: arrays of mismatched sizes are an error, and
   in the loss kernels a label outside ``[0, classes)`` gives its row a NaN loss and no target
   term (no kernel reads or writes outside its arrays). Callers that want a clear error for
@@ -26,12 +32,19 @@ Conventions for every kernel:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from fastmlp.backends.formulas import Formula, in_place, with_bias
+
+if TYPE_CHECKING:
+    from fastmlp.nn.activations import ActivationFunction
 
 
 def adam_scalars(lr: float, beta1: float, beta2: float, step: int) -> tuple[float, float]:
@@ -42,18 +55,16 @@ def adam_scalars(lr: float, beta1: float, beta2: float, step: int) -> tuple[floa
     return lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step)
 
 
-def nadam_scalars(
-    lr: float, beta2: float, step: int, mu: float, mu_next: float, mu_product: float
-) -> tuple[float, float, float]:
-    """NAdam's per-step scalars, in double precision on the host.
+@functools.cache
+def forward_kernel(declaration: Any, keep_input: bool) -> Formula:
+    """The fused bias-add + activation formula of an activation declaration."""
+    return with_bias(declaration.forward_formula, keep_input)
 
-    Returns (bias_correction2, grad_step, momentum_step) =
-    (1 - beta2^t, lr (1 - mu_t) / (1 - prod_t), lr mu_{t+1} / (1 - prod_t mu_{t+1})).
-    """
-    bias_correction2 = 1.0 - beta2**step
-    grad_step = lr * (1.0 - mu) / (1.0 - mu_product)
-    momentum_step = lr * mu_next / (1.0 - mu_product * mu_next)
-    return bias_correction2, grad_step, momentum_step
+
+@functools.cache
+def backward_kernel(declaration: Any) -> Formula:
+    """The in-place activation-gradient formula of an activation declaration."""
+    return in_place(declaration.backward_formula)
 
 
 def _read_int(path: str) -> int | None:
@@ -171,96 +182,36 @@ class Backend:
     def add_scaled_(self, y: Any, x: Any, alpha: float) -> None:
         """``y = y + alpha * x`` in place (used for L2 weight decay on the gradient)."""
         # y = y + alpha * x
-        y += alpha * x
+        y += y.dtype.type(alpha) * x
 
-    # ------------------------------------------------------- optimizer updates
+    # ------------------------------------------------------------ formulas
 
-    def sgd_(self, p: Any, g: Any, lr: float) -> None:
-        """Plain gradient descent."""
-        # p = p - lr * g
-        p -= lr * g
+    def formula_functions(self) -> dict[str, Callable[..., Any]]:
+        """Functions a formula may call that ``xp`` lacks (NumPy has no ``erf``)."""
+        if self.xp is np:
+            from fastmlp.backends.numpy_backend import erf
 
-    def momentum_(self, p: Any, g: Any, b: Any, lr: float, momentum: float) -> None:
-        """Heavy-ball momentum (``torch.optim.SGD`` with momentum, dampening 0)."""
-        # b = momentum * b + g
-        b *= momentum
-        b += g
-        # p = p - lr * b
-        p -= lr * b
+            return {"erf": erf}
+        return {}
 
-    def nag_(self, p: Any, g: Any, b: Any, lr: float, momentum: float) -> None:
-        """Nesterov momentum (``torch.optim.SGD`` with ``nesterov=True``)."""
-        # b = momentum * b + g
-        b *= momentum
-        b += g
-        # p = p - lr * (g + momentum * b)
-        p -= lr * (g + momentum * b)
-
-    def rmsprop_(self, p: Any, g: Any, v: Any, lr: float, beta: float, eps: float) -> None:
-        """RMSProp (``torch.optim.RMSprop`` with ``alpha=beta``)."""
-        # v = beta * v + (1 - beta) * g^2
-        v *= beta
-        v += (1.0 - beta) * g * g
-        # p = p - lr * g / (sqrt(v) + eps)
-        p -= lr * g / (self.xp.sqrt(v) + eps)
-
-    def adam_(
+    def run_formula_(
         self,
-        p: Any,
-        g: Any,
-        m: Any,
-        v: Any,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        step: int,
+        formula: Formula,
+        arrays: Sequence[Any],
+        scalars: Mapping[str, float],
+        row_vectors: tuple[str, ...] = (),
     ) -> None:
-        """Adam (``torch.optim.Adam``); ``step`` is t, counting this update (t >= 1)."""
-        step_size, bias_correction2_sqrt = adam_scalars(lr, beta1, beta2, step)
-        # m = beta1 * m + (1 - beta1) * g
-        m *= beta1
-        m += (1.0 - beta1) * g
-        # v = beta2 * v + (1 - beta2) * g^2
-        v *= beta2
-        v += (1.0 - beta2) * g * g
-        # p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-        p -= step_size * m / (self.xp.sqrt(v) / bias_correction2_sqrt + eps)
+        """Run a per-element formula, updating its updated arrays in place.
 
-    def nadam_(
-        self,
-        p: Any,
-        g: Any,
-        m: Any,
-        v: Any,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        step: int,
-        mu: float,
-        mu_next: float,
-        mu_product: float,
-    ) -> None:
-        """NAdam (``torch.optim.NAdam``).
-
-        ``mu`` and ``mu_next`` are the momentum schedule at t and t + 1, ``mu_product`` is
-        the running product mu_1 * ... * mu_t (this step included); the optimizer keeps them.
+        arrays: the formula's array parameters in order, all of one shape, except the ones
+        named in ``row_vectors``: (columns,) vectors broadcast over the rows of the others.
+        scalars: a value for each of the formula's scalar parameters.
         """
-        bias_correction2, grad_step, momentum_step = nadam_scalars(
-            lr, beta2, step, mu, mu_next, mu_product
-        )
-        # m = beta1 * m + (1 - beta1) * g
-        m *= beta1
-        m += (1.0 - beta1) * g
-        # v = beta2 * v + (1 - beta2) * g^2
-        v *= beta2
-        v += (1.0 - beta2) * g * g
-        # denom = sqrt(v / (1 - beta2^t)) + eps
-        denom = self.xp.sqrt(v / bias_correction2) + eps
-        # p = p - lr (1 - mu_t) / (1 - prod_t) * g / denom
-        #       - lr mu_{t+1} / (1 - prod_t mu_{t+1}) * m / denom
-        p -= grad_step * g / denom + momentum_step * m / denom
+        _check_formula_call(formula, arrays, scalars, row_vectors)
+        with np.errstate(over="ignore"):
+            values = formula.evaluate(self.xp, arrays, dict(scalars), self.formula_functions())
+        for name, value in zip(formula.updates, values):
+            arrays[formula.arrays.index(name)][...] = value
 
     def flush_subnormals_(self, x: Any, threshold: float) -> None:
         """Set every element with ``|x| < threshold`` to exactly zero.
@@ -275,44 +226,27 @@ class Backend:
 
     # ------------------------------------------------------------ network math
 
-    def bias_activation_(self, z: Any, b: Any, activation: str) -> None:
-        """``z = f(z + b)`` in place. z: (N, units) pre-activation, b: (units,)."""
-        xp = self.xp
-        # z = z + b
-        z += b
-        if activation == "identity":
-            return
-        if activation == "relu":
-            # z = max(z, 0)
-            xp.maximum(z, 0, out=z)
-        elif activation == "tanh":
-            # z = tanh(z)
-            xp.tanh(z, out=z)
-        elif activation == "sigmoid":
-            # z = 1 / (1 + exp(-z)) for z >= 0, exp(z) / (1 + exp(z)) for z < 0
-            e = xp.exp(-xp.abs(z))
-            z[...] = xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-        else:
-            raise ValueError(f"unknown activation {activation!r}")
+    def bias_activation_(
+        self, z: Any, b: Any, activation: ActivationFunction, out: Any = None
+    ) -> None:
+        """The forward pass of a hidden layer's bias and activation.
 
-    def activation_grad_(self, delta: Any, a: Any, activation: str) -> None:
-        """``delta = delta * f'(z)`` in place, with f' written through the output a = f(z).
-
-        delta: (N, units) gradient w.r.t. the layer output; a: (N, units) that output.
+        ``out`` None: ``z = f(z + b)`` in place. Else ``z = z + b`` and ``out = f(z)``, for
+        an activation whose gradient needs its input. z, out: (N, units); b: (units,).
         """
-        if activation == "identity":
-            return
-        if activation == "relu":
-            # delta = delta * [a > 0]
-            delta[a <= 0] = 0
-        elif activation == "tanh":
-            # delta = delta * (1 - a^2)
-            delta *= 1.0 - a * a
-        elif activation == "sigmoid":
-            # delta = delta * a * (1 - a)
-            delta *= a * (1.0 - a)
-        else:
-            raise ValueError(f"unknown activation {activation!r}")
+        kernel = forward_kernel(activation.declaration, out is not None)
+        arrays = (z, b) if out is None else (z, b, out)
+        self.run_formula_(kernel, arrays, activation.scalars, row_vectors=("b",))
+
+    def activation_grad_(self, delta: Any, x: Any, activation: ActivationFunction) -> None:
+        """``delta = delta * f'(z)`` in place, with ``x`` the activation's output a = f(z)
+        or its input z, as the activation's ``backward_from`` says. delta, x: (N, units)."""
+        self.run_formula_(backward_kernel(activation.declaration), (delta, x), activation.scalars)
+
+    def uniform_(self, out: Any, rng: Any) -> None:
+        """Fill ``out`` with uniform random numbers in [0, 1) drawn from ``rng`` (a generator
+        of this backend, see :meth:`rng`), in ``out``'s dtype."""
+        out[...] = rng.random(out.shape, dtype=out.dtype)
 
     def softmax_(self, z: Any) -> None:
         """Row-wise softmax in place (max-subtracted). z: (N, classes)."""
@@ -374,3 +308,27 @@ class Backend:
             raise ValueError(f"labels must have shape ({n},), got {tuple(y.shape)}")
         valid = (y >= 0) & (y < classes)
         return valid, self.xp.where(valid, y, 0)
+
+
+def _check_formula_call(
+    formula: Formula,
+    arrays: Sequence[Any],
+    scalars: Mapping[str, float],
+    row_vectors: tuple[str, ...],
+) -> None:
+    """Raise unless ``arrays`` and ``scalars`` fit ``formula`` (before any kernel runs)."""
+    if len(arrays) != len(formula.arrays):
+        raise ValueError(
+            f"formula {formula.name} takes {len(formula.arrays)} arrays, got {len(arrays)}"
+        )
+    missing = set(formula.scalars) - set(scalars)
+    if missing:
+        raise ValueError(f"formula {formula.name} needs scalars {', '.join(sorted(missing))}")
+    first = arrays[0]
+    for name, array in zip(formula.arrays, arrays):
+        wanted = first.shape[-1:] if name in row_vectors else first.shape
+        if array.shape != wanted or array.dtype != first.dtype:
+            raise ValueError(
+                f"formula {formula.name}: arrays of mismatched shapes or dtypes "
+                f"{[(tuple(a.shape), str(a.dtype)) for a in arrays]}"
+            )

@@ -13,13 +13,16 @@ are fused the same way. Importing this module imports CuPy: only
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import cupy
 import numpy as np
 
-from fastmlp.backends.base import Backend, adam_scalars, nadam_scalars
+from fastmlp.backends.base import Backend, _check_formula_call
+from fastmlp.backends.formulas import Formula
 
 _ADD_SCALED = cupy.ElementwiseKernel(
     "T x, T alpha",
@@ -31,85 +34,6 @@ _ADD_SCALED = cupy.ElementwiseKernel(
     "fastmlp_add_scaled",
 )
 
-_SGD = cupy.ElementwiseKernel(
-    "T g, T lr",
-    "T p",
-    """
-    // p = p - lr * g
-    p -= lr * g;
-    """,
-    "fastmlp_sgd",
-)
-
-_MOMENTUM = cupy.ElementwiseKernel(
-    "T g, T lr, T momentum",
-    "T p, T b",
-    """
-    // b = momentum * b + g
-    b = momentum * b + g;
-    // p = p - lr * b
-    p -= lr * b;
-    """,
-    "fastmlp_momentum",
-)
-
-_NAG = cupy.ElementwiseKernel(
-    "T g, T lr, T momentum",
-    "T p, T b",
-    """
-    // b = momentum * b + g
-    b = momentum * b + g;
-    // p = p - lr * (g + momentum * b)
-    p -= lr * (g + momentum * b);
-    """,
-    "fastmlp_nag",
-)
-
-_RMSPROP = cupy.ElementwiseKernel(
-    "T g, T lr, T beta, T one_minus_beta, T eps",
-    "T p, T v",
-    """
-    // v = beta * v + (1 - beta) * g^2
-    v = beta * v + one_minus_beta * g * g;
-    // p = p - lr * g / (sqrt(v) + eps)
-    p -= lr * g / (sqrt(v) + eps);
-    """,
-    "fastmlp_rmsprop",
-)
-
-_ADAM = cupy.ElementwiseKernel(
-    "T g, T step_size, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T eps, "
-    "T bias_correction2_sqrt",
-    "T p, T m, T v",
-    """
-    // m = beta1 * m + (1 - beta1) * g
-    m = beta1 * m + one_minus_beta1 * g;
-    // v = beta2 * v + (1 - beta2) * g^2
-    v = beta2 * v + one_minus_beta2 * g * g;
-    // p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-    p -= step_size * m / (sqrt(v) / bias_correction2_sqrt + eps);
-    """,
-    "fastmlp_adam",
-)
-
-_NADAM = cupy.ElementwiseKernel(
-    "T g, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T eps, T bias_correction2, "
-    "T grad_step, T momentum_step",
-    "T p, T m, T v",
-    """
-    // m = beta1 * m + (1 - beta1) * g
-    m = beta1 * m + one_minus_beta1 * g;
-    // v = beta2 * v + (1 - beta2) * g^2
-    v = beta2 * v + one_minus_beta2 * g * g;
-    // denom = sqrt(v / (1 - beta2^t)) + eps
-    T denom = sqrt(v / bias_correction2) + eps;
-    // p = p - lr (1 - mu_t) / (1 - prod_t) * g / denom
-    //       - lr mu_{t+1} / (1 - prod_t mu_{t+1}) * m / denom
-    p -= grad_step * g / denom + momentum_step * m / denom;
-    """,
-    "fastmlp_nadam",
-)
-
 _FLUSH_SUBNORMALS = cupy.ElementwiseKernel(
     "T threshold",
     "T x",
@@ -119,34 +43,6 @@ _FLUSH_SUBNORMALS = cupy.ElementwiseKernel(
     """,
     "fastmlp_flush_subnormals",
 )
-
-# f(z + b) for each activation, applied in place to the pre-activation z.
-_ACTIVATION_BODIES = {
-    "identity": "z = z + b;",
-    "relu": "T s = z + b; z = s > 0 ? s : (T)0;",
-    "tanh": "z = tanh(z + b);",
-    "sigmoid": """
-        T s = z + b;
-        if (s >= 0) { z = 1 / (1 + exp(-s)); } else { T e = exp(s); z = e / (1 + e); }
-    """,
-}
-
-# delta * f'(z), with f' written through the activation's output a = f(z).
-_ACTIVATION_GRAD_BODIES = {
-    "relu": "delta = a > 0 ? delta : (T)0;",
-    "tanh": "delta = delta * (1 - a * a);",
-    "sigmoid": "delta = delta * a * (1 - a);",
-}
-
-_BIAS_ACTIVATION = {
-    name: cupy.ElementwiseKernel("T b", "T z", body, f"fastmlp_bias_{name}")
-    for name, body in _ACTIVATION_BODIES.items()
-}
-
-_ACTIVATION_GRAD = {
-    name: cupy.ElementwiseKernel("T a", "T delta", body, f"fastmlp_{name}_grad")
-    for name, body in _ACTIVATION_GRAD_BODIES.items()
-}
 
 _ROW_SUM_EXP = cupy.ReductionKernel(
     "T z, T row_max",
@@ -207,101 +103,38 @@ class CupyBackend(Backend):
         free, _total = cupy.cuda.runtime.memGetInfo()
         return int(free) + int(cupy.get_default_memory_pool().free_bytes())
 
-    # ------------------------------------------------------- optimizer updates
-
     def add_scaled_(self, y: Any, x: Any, alpha: float) -> None:
         _ADD_SCALED(x, alpha, y)
 
-    def sgd_(self, p: Any, g: Any, lr: float) -> None:
-        _SGD(g, lr, p)
+    # ------------------------------------------------------------ formulas
 
-    def momentum_(self, p: Any, g: Any, b: Any, lr: float, momentum: float) -> None:
-        _MOMENTUM(g, lr, momentum, p, b)
+    def formula_functions(self) -> dict[str, Callable[..., Any]]:
+        from cupyx.scipy.special import erf
 
-    def nag_(self, p: Any, g: Any, b: Any, lr: float, momentum: float) -> None:
-        _NAG(g, lr, momentum, p, b)
+        return {"erf": erf}
 
-    def rmsprop_(self, p: Any, g: Any, v: Any, lr: float, beta: float, eps: float) -> None:
-        _RMSPROP(g, lr, beta, 1.0 - beta, eps, p, v)
-
-    def adam_(
+    def run_formula_(
         self,
-        p: Any,
-        g: Any,
-        m: Any,
-        v: Any,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        step: int,
+        formula: Formula,
+        arrays: Sequence[Any],
+        scalars: Mapping[str, float],
+        row_vectors: tuple[str, ...] = (),
     ) -> None:
-        step_size, bias_correction2_sqrt = adam_scalars(lr, beta1, beta2, step)
-        _ADAM(
-            g,
-            step_size,
-            beta1,
-            1.0 - beta1,
-            beta2,
-            1.0 - beta2,
-            eps,
-            bias_correction2_sqrt,
-            p,
-            m,
-            v,
-        )
-
-    def nadam_(
-        self,
-        p: Any,
-        g: Any,
-        m: Any,
-        v: Any,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        step: int,
-        mu: float,
-        mu_next: float,
-        mu_product: float,
-    ) -> None:
-        bias_correction2, grad_step, momentum_step = nadam_scalars(
-            lr, beta2, step, mu, mu_next, mu_product
-        )
-        _NADAM(
-            g,
-            beta1,
-            1.0 - beta1,
-            beta2,
-            1.0 - beta2,
-            eps,
-            bias_correction2,
-            grad_step,
-            momentum_step,
-            p,
-            m,
-            v,
-        )
+        _check_formula_call(formula, arrays, scalars, row_vectors)
+        kernel = elementwise_kernel(formula)
+        updated = set(formula.updates)
+        inputs = [a for name, a in zip(formula.arrays, arrays) if name not in updated]
+        outputs = [a for name, a in zip(formula.arrays, arrays) if name in updated]
+        kernel(*inputs, *(scalars[name] for name in formula.scalars), *outputs)
 
     def flush_subnormals_(self, x: Any, threshold: float) -> None:
         _FLUSH_SUBNORMALS(threshold, x)
 
     # ------------------------------------------------------------ network math
 
-    def bias_activation_(self, z: Any, b: Any, activation: str) -> None:
-        kernel = _BIAS_ACTIVATION.get(activation)
-        if kernel is None:
-            raise ValueError(f"unknown activation {activation!r}")
-        kernel(b, z)
-
-    def activation_grad_(self, delta: Any, a: Any, activation: str) -> None:
-        if activation == "identity":
-            return
-        kernel = _ACTIVATION_GRAD.get(activation)
-        if kernel is None:
-            raise ValueError(f"unknown activation {activation!r}")
-        kernel(a, delta)
+    def uniform_(self, out: Any, rng: Any) -> None:
+        # cuRAND writes a fresh array from CuPy's memory pool: no host sync, no malloc
+        out[...] = rng.random_sample(out.shape, dtype=out.dtype)
 
     def cross_entropy_(self, z: Any, y: Any) -> Any:
         n, classes = z.shape
@@ -315,3 +148,17 @@ class CupyBackend(Backend):
         loss = per_sample.mean()
         _SOFTMAX_CROSS_ENTROPY_GRAD(y, log_normalizer, classes, n, z)
         return loss
+
+
+@functools.cache
+def elementwise_kernel(formula: Formula) -> Any:
+    """The CuPy ElementwiseKernel of a formula: read-only arrays and the scalars as inputs,
+    the updated arrays as outputs (read and written), the body its C translation. Built
+    once per formula; CuPy compiles it per dtype and caches the binary on disk."""
+    updated = set(formula.updates)
+    inputs = [f"T {name}" for name in formula.arrays if name not in updated]
+    inputs += [f"T {name}" for name in formula.scalars]
+    outputs = [f"T {name}" for name in formula.arrays if name in updated]
+    return cupy.ElementwiseKernel(
+        ", ".join(inputs), ", ".join(outputs), formula.c_body(), f"fastmlp_{formula.name}"
+    )

@@ -1,15 +1,21 @@
-"""The CPU backend with compiled optimizer kernels: one pass instead of up to 13 ufunc passes.
+"""The CPU backend with compiled kernels: one pass over the data where NumPy needs many.
 
 A NumPy optimizer update is a sequence of ``out=`` ufunc passes over the flat buffers
-(Adam: 13 passes over 4-5 arrays), each bound by cache bandwidth. When Numba is installed
-(``pip install "fastmlp[jit]"``), :class:`NumbaBackend` replaces those sequences with one
-compiled, vectorised loop per update (about 5x faster for Adam on the reference network);
-the rest of :class:`~fastmlp.backends.numpy_backend.NumpyBackend` is used as it is.
+(Adam: 13 passes over 4-5 arrays), each bound by cache bandwidth; so are an activation and
+its gradient. When Numba is installed (``pip install "fastmlp[jit]"``), :class:`NumbaBackend`
+compiles every per-element formula (:mod:`fastmlp.backends.formulas`: optimizer updates,
+bias + activation, activation gradients, dropout) into one loop, generated from the
+formula's declaration, and has hand-written loops for the bias gradients, the L2 term, the
+subnormal flush and softmax cross-entropy; the rest of
+:class:`~fastmlp.backends.numpy_backend.NumpyBackend` is used as it is.
 
 Every loop evaluates, per element, exactly the operations of the NumPy backend in the same
-order and precision (scalars are rounded once to the array dtype, as NumPy does; Numba does
-not contract to FMA or reassociate without ``fastmath``), so the two backends give
-bit-identical results (``tests/test_numba_backend.py``). Compiled code is cached on disk.
+order and precision (scalars and literals are rounded once to the array dtype, as NumPy
+does; Numba does not contract to FMA or reassociate without ``fastmath``), so the two
+backends give bit-identical results wherever no transcendental function is involved
+(``exp``, ``tanh``, ``erf``: libraries differ in their last bit), and agree to rounding
+otherwise (``tests/test_numba_backend.py``). Generated sources and compiled code are
+cached on disk (:func:`kernel_cache_directory`).
 
 Numba does not check bounds, so every kernel checks its arrays' sizes before its loop
 (a ValueError, never an out-of-bounds access) and the loss kernel gives a label outside
@@ -18,32 +24,27 @@ Numba does not check bounds, so every kernel checks its arrays' sizes before its
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.util
 import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numba import njit
 
-from fastmlp.backends.base import adam_scalars, nadam_scalars
+from fastmlp.backends.formulas import Formula, numba_source
 from fastmlp.backends.numpy_backend import NumpyBackend
+from fastmlp.files import atomic_write_text
 
 # error_model="numpy": IEEE division (x / 0 = inf) instead of Python's ZeroDivisionError
 # check, which lets LLVM vectorise the loops. No `parallel`: a second thread pool would
 # fight BLAS's (and PyTorch's, in the same process) for the cores.
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
-
-
-@njit(**_JIT)
-def _check_rows(z, b):  # pragma: no cover - compiled
-    """Raise unless b (units,) matches the columns of z (N, units)."""
-    if b.shape[0] != z.shape[1]:
-        raise ValueError("bias length must equal the number of columns")
-
-
-@njit(**_JIT)
-def _check_same_shape(a, b):  # pragma: no cover - compiled
-    if a.shape[0] != b.shape[0] or a.shape[1] != b.shape[1]:
-        raise ValueError("activation gradient: delta and the activations differ in shape")
 
 
 @njit(**_JIT)
@@ -56,155 +57,11 @@ def _add_scaled(y, x, alpha):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def _sgd(p, g, lr):  # pragma: no cover - compiled
-    if g.shape[0] != p.shape[0]:
-        raise ValueError("fused update: every buffer must have the length of params")
-    for i in range(p.shape[0]):
-        # p = p - lr * g
-        p[i] = p[i] - g[i] * lr
-
-
-@njit(**_JIT)
-def _momentum(p, g, b, lr, momentum):  # pragma: no cover - compiled
-    if g.shape[0] != p.shape[0] or b.shape[0] != p.shape[0]:
-        raise ValueError("fused update: every buffer must have the length of params")
-    for i in range(p.shape[0]):
-        # b = momentum * b + g
-        b[i] = b[i] * momentum + g[i]
-        # p = p - lr * b
-        p[i] = p[i] - b[i] * lr
-
-
-@njit(**_JIT)
-def _nag(p, g, b, lr, momentum):  # pragma: no cover - compiled
-    if g.shape[0] != p.shape[0] or b.shape[0] != p.shape[0]:
-        raise ValueError("fused update: every buffer must have the length of params")
-    for i in range(p.shape[0]):
-        # b = momentum * b + g
-        b[i] = b[i] * momentum + g[i]
-        # p = p - lr * (g + momentum * b)
-        p[i] = p[i] - (b[i] * momentum + g[i]) * lr
-
-
-@njit(**_JIT)
-def _rmsprop(p, g, v, lr, beta, one_minus_beta, eps):  # pragma: no cover - compiled
-    if g.shape[0] != p.shape[0] or v.shape[0] != p.shape[0]:
-        raise ValueError("fused update: every buffer must have the length of params")
-    for i in range(p.shape[0]):
-        # v = beta * v + (1 - beta) * g^2
-        v[i] = v[i] * beta + (g[i] * g[i]) * one_minus_beta
-        # p = p - lr * g / (sqrt(v) + eps)
-        p[i] = p[i] - (g[i] / (math.sqrt(v[i]) + eps)) * lr
-
-
-@njit(**_JIT)
-def _adam(
-    p,
-    g,
-    m,
-    v,
-    step_size,
-    beta1,
-    one_minus_beta1,
-    beta2,
-    one_minus_beta2,
-    eps,
-    bias_correction2_sqrt,
-):  # pragma: no cover - compiled
-    if g.shape[0] != p.shape[0] or m.shape[0] != p.shape[0] or v.shape[0] != p.shape[0]:
-        raise ValueError("fused update: every buffer must have the length of params")
-    for i in range(p.shape[0]):
-        # m = beta1 * m + (1 - beta1) * g
-        m[i] = m[i] * beta1 + g[i] * one_minus_beta1
-        # v = beta2 * v + (1 - beta2) * g^2
-        v[i] = v[i] * beta2 + (g[i] * g[i]) * one_minus_beta2
-        # p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-        p[i] = p[i] - (m[i] / (math.sqrt(v[i]) / bias_correction2_sqrt + eps)) * step_size
-
-
-@njit(**_JIT)
-def _nadam(
-    p,
-    g,
-    m,
-    v,
-    beta1,
-    one_minus_beta1,
-    beta2,
-    one_minus_beta2,
-    eps,
-    bias_correction2,
-    grad_step,
-    momentum_step,
-):  # pragma: no cover - compiled
-    if g.shape[0] != p.shape[0] or m.shape[0] != p.shape[0] or v.shape[0] != p.shape[0]:
-        raise ValueError("fused update: every buffer must have the length of params")
-    for i in range(p.shape[0]):
-        # m = beta1 * m + (1 - beta1) * g
-        m[i] = m[i] * beta1 + g[i] * one_minus_beta1
-        # v = beta2 * v + (1 - beta2) * g^2
-        v[i] = v[i] * beta2 + (g[i] * g[i]) * one_minus_beta2
-        # denom = sqrt(v / (1 - beta2^t)) + eps
-        denom = math.sqrt(v[i] / bias_correction2) + eps
-        # p = p - lr (1 - mu_t) / (1 - prod_t) * g / denom
-        p[i] = p[i] - (g[i] / denom) * grad_step
-        # p = p - lr mu_{t+1} / (1 - prod_t mu_{t+1}) * m / denom
-        p[i] = p[i] - (m[i] / denom) * momentum_step
-
-
-@njit(**_JIT)
 def _flush_subnormals(x, threshold):  # pragma: no cover - compiled
     for i in range(x.shape[0]):
         # x = 0 where |x| < threshold
         if abs(x[i]) < threshold:
             x[i] = 0
-
-
-@njit(**_JIT)
-def _bias_relu(z, b):  # pragma: no cover - compiled
-    _check_rows(z, b)
-    for row in range(z.shape[0]):
-        for col in range(z.shape[1]):
-            # z = max(z + b, 0), NaN propagating like np.maximum
-            s = z[row, col] + b[col]
-            z[row, col] = 0 if s < 0 else s
-
-
-@njit(**_JIT)
-def _bias_identity(z, b):  # pragma: no cover - compiled
-    _check_rows(z, b)
-    for row in range(z.shape[0]):
-        for col in range(z.shape[1]):
-            # z = z + b
-            z[row, col] = z[row, col] + b[col]
-
-
-@njit(**_JIT)
-def _relu_grad(delta, a):  # pragma: no cover - compiled
-    _check_same_shape(delta, a)
-    for row in range(delta.shape[0]):
-        for col in range(delta.shape[1]):
-            # delta = delta * [a > 0]
-            if a[row, col] <= 0:
-                delta[row, col] = 0
-
-
-@njit(**_JIT)
-def _tanh_grad(delta, a, one):  # pragma: no cover - compiled
-    _check_same_shape(delta, a)
-    for row in range(delta.shape[0]):
-        for col in range(delta.shape[1]):
-            # delta = delta * (1 - a^2)
-            delta[row, col] = delta[row, col] * (one - a[row, col] * a[row, col])
-
-
-@njit(**_JIT)
-def _sigmoid_grad(delta, a, one):  # pragma: no cover - compiled
-    _check_same_shape(delta, a)
-    for row in range(delta.shape[0]):
-        for col in range(delta.shape[1]):
-            # delta = delta * a * (1 - a)
-            delta[row, col] = delta[row, col] * ((one - a[row, col]) * a[row, col])
 
 
 @njit(**_JIT)
@@ -248,120 +105,36 @@ def _softmax_cross_entropy(z, y, per_sample):  # pragma: no cover - compiled
             z[row, col] = z[row, col] / n
 
 
-_BIAS_ACTIVATION = {"relu": _bias_relu, "identity": _bias_identity}
-
-
 class NumbaBackend(NumpyBackend):
-    """NumPy on the CPU, with each optimizer update compiled into one loop."""
+    """NumPy on the CPU, with every per-element formula and the loss compiled into loops."""
 
     name = "numba"
 
     def add_scaled_(self, y: Any, x: Any, alpha: float) -> None:
-        scalar = y.dtype.type
-        _add_scaled(y, x, scalar(alpha))
+        _add_scaled(y, x, y.dtype.type(alpha))
 
-    def sgd_(self, p: Any, g: Any, lr: float) -> None:
-        scalar = p.dtype.type
-        _sgd(p, g, scalar(lr))
-
-    def momentum_(self, p: Any, g: Any, b: Any, lr: float, momentum: float) -> None:
-        scalar = p.dtype.type
-        _momentum(p, g, b, scalar(lr), scalar(momentum))
-
-    def nag_(self, p: Any, g: Any, b: Any, lr: float, momentum: float) -> None:
-        scalar = p.dtype.type
-        _nag(p, g, b, scalar(lr), scalar(momentum))
-
-    def rmsprop_(self, p: Any, g: Any, v: Any, lr: float, beta: float, eps: float) -> None:
-        scalar = p.dtype.type
-        _rmsprop(p, g, v, scalar(lr), scalar(beta), scalar(1.0 - beta), scalar(eps))
-
-    def adam_(
+    def run_formula_(
         self,
-        p: Any,
-        g: Any,
-        m: Any,
-        v: Any,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        step: int,
+        formula: Formula,
+        arrays: Sequence[Any],
+        scalars: Mapping[str, float],
+        row_vectors: tuple[str, ...] = (),
     ) -> None:
-        scalar = p.dtype.type
-        step_size, bias_correction2_sqrt = adam_scalars(lr, beta1, beta2, step)
-        _adam(
-            p,
-            g,
-            m,
-            v,
-            scalar(step_size),
-            scalar(beta1),
-            scalar(1.0 - beta1),
-            scalar(beta2),
-            scalar(1.0 - beta2),
-            scalar(eps),
-            scalar(bias_correction2_sqrt),
-        )
-
-    def nadam_(
-        self,
-        p: Any,
-        g: Any,
-        m: Any,
-        v: Any,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        step: int,
-        mu: float,
-        mu_next: float,
-        mu_product: float,
-    ) -> None:
-        scalar = p.dtype.type
-        bias_correction2, grad_step, momentum_step = nadam_scalars(
-            lr, beta2, step, mu, mu_next, mu_product
-        )
-        _nadam(
-            p,
-            g,
-            m,
-            v,
-            scalar(beta1),
-            scalar(1.0 - beta1),
-            scalar(beta2),
-            scalar(1.0 - beta2),
-            scalar(eps),
-            scalar(bias_correction2),
-            scalar(grad_step),
-            scalar(momentum_step),
+        first = arrays[0]
+        kernel = _loop(formula, first.ndim, row_vectors)
+        if kernel is None:  # NumPy's is faster, no writable cache, or an unusual shape
+            super().run_formula_(formula, arrays, scalars, row_vectors)
+            return
+        # scalars and literals in the arrays' dtype (the kernel checks the shapes itself)
+        scalar = first.dtype.type
+        kernel(
+            *arrays,
+            *[scalar(scalars[name]) for name in formula.scalars],
+            *_literals(formula, first.dtype),
         )
 
     def flush_subnormals_(self, x: Any, threshold: float) -> None:
         _flush_subnormals(x, x.dtype.type(threshold))
-
-    def bias_activation_(self, z: Any, b: Any, activation: str) -> None:
-        kernel = _BIAS_ACTIVATION.get(activation)
-        if kernel is None:  # tanh and sigmoid keep NumPy's vectorised transcendental functions
-            super().bias_activation_(z, b, activation)
-            return
-        kernel(z, b)
-
-    def activation_grad_(self, delta: Any, a: Any, activation: str) -> None:
-        if activation == "identity":
-            return
-        if activation == "relu":
-            _relu_grad(delta, a)
-            return
-        # `one` in the array dtype: a literal 1 would promote float32 arithmetic to float64
-        one = delta.dtype.type(1)
-        if activation == "tanh":
-            _tanh_grad(delta, a, one)
-        elif activation == "sigmoid":
-            _sigmoid_grad(delta, a, one)
-        else:
-            raise ValueError(f"unknown activation {activation!r}")
 
     def column_sums_(self, out: Any, x: Any) -> None:
         _column_sums(out, x)
@@ -373,3 +146,68 @@ class NumbaBackend(NumpyBackend):
         # loss = mean_n loss_n
         np.mean(per_sample, out=loss)
         return loss
+
+
+# NumPy evaluates these with SIMD code, several times faster than Numba's scalar calls.
+NUMPY_FASTER = frozenset({"exp", "expm1", "log", "log1p", "tanh"})
+
+
+def worth_compiling(formula: Formula) -> bool:
+    """Whether a compiled loop beats NumPy's ufunc sequence: always, unless the formula
+    calls a function NumPy vectorises much better (measured: ``tanh`` in a loop is ~10x
+    slower than ``np.tanh``) and none that NumPy lacks (``erf``)."""
+    functions = formula.function_names
+    return "erf" in functions or not functions & NUMPY_FASTER
+
+
+@functools.cache
+def _loop(formula: Formula, ndim: int, row_vectors: tuple[str, ...]) -> Any:
+    """The compiled loop to run ``formula`` with, or None to use NumPy's ufuncs."""
+    return compiled(formula, ndim, row_vectors) if worth_compiling(formula) else None
+
+
+@functools.cache
+def _literals(formula: Formula, dtype: np.dtype) -> tuple[Any, ...]:
+    """The formula's numeric literals as scalars of ``dtype``."""
+    return tuple(dtype.type(value) for value in formula.literals)
+
+
+def kernel_cache_directory() -> Path | None:
+    """Where generated kernels and Numba's compiled code are kept: the user cache
+    (``$XDG_CACHE_HOME/fastmlp/numba`` or ``~/.cache/fastmlp/numba``); None if it cannot be
+    written."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    directory = root / "fastmlp" / "numba"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return directory if os.access(directory, os.W_OK) else None
+
+
+@functools.cache
+def compiled(formula: Formula, ndim: int, row_vectors: tuple[str, ...]) -> Any:
+    """The compiled loop of a formula (see ``formulas.numba_source``), or None.
+
+    The generated source is written to the kernel cache under a name made of its hash and
+    imported from there, so Numba caches its machine code too (a second run loads it).
+    """
+    if ndim not in (1, 2) or (ndim == 1 and row_vectors):
+        return None
+    directory = kernel_cache_directory()
+    if directory is None:
+        return None
+    source = numba_source(formula, ndim, row_vectors)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    module_name = f"fastmlp_kernel_{digest}"
+    path = directory / f"{module_name}.py"
+    if not path.exists():
+        atomic_write_text(path, source)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # Numba looks the module up when it loads its cache
+    spec.loader.exec_module(module)
+    return module.kernel

@@ -8,11 +8,15 @@ training step allocates no array memory (``tests/test_no_allocation.py``).
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from fastmlp.backends.base import Backend, adam_scalars, nadam_scalars
+from fastmlp.backends.base import Backend, _check_formula_call
+from fastmlp.backends.formulas import Formula, Plan
 
 
 class NumpyBackend(Backend):
@@ -24,6 +28,7 @@ class NumpyBackend(Backend):
 
     def __init__(self) -> None:
         self._scratch_buffers: dict[tuple[str, tuple[int, ...], np.dtype], np.ndarray] = {}
+        self._functions = self.formula_functions()
 
     def _scratch(self, role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A reusable buffer for one role in a kernel (allocated on first use)."""
@@ -80,118 +85,26 @@ class NumpyBackend(Backend):
         np.multiply(x, alpha, out=s)
         np.add(y, s, out=y)
 
-    # ------------------------------------------------------- optimizer updates
+    # ------------------------------------------------------------ formulas
 
-    def sgd_(self, p: Any, g: Any, lr: float) -> None:
-        s = self._scratch("update", p.shape, p.dtype)
-        # p = p - lr * g
-        np.multiply(g, lr, out=s)
-        np.subtract(p, s, out=p)
+    def formula_functions(self) -> dict[str, Callable[..., Any]]:
+        return {"erf": erf}
 
-    def momentum_(self, p: Any, g: Any, b: Any, lr: float, momentum: float) -> None:
-        s = self._scratch("update", p.shape, p.dtype)
-        # b = momentum * b + g
-        np.multiply(b, momentum, out=b)
-        np.add(b, g, out=b)
-        # p = p - lr * b
-        np.multiply(b, lr, out=s)
-        np.subtract(p, s, out=p)
-
-    def nag_(self, p: Any, g: Any, b: Any, lr: float, momentum: float) -> None:
-        s = self._scratch("update", p.shape, p.dtype)
-        # b = momentum * b + g
-        np.multiply(b, momentum, out=b)
-        np.add(b, g, out=b)
-        # p = p - lr * (g + momentum * b)
-        np.multiply(b, momentum, out=s)
-        np.add(s, g, out=s)
-        np.multiply(s, lr, out=s)
-        np.subtract(p, s, out=p)
-
-    def rmsprop_(self, p: Any, g: Any, v: Any, lr: float, beta: float, eps: float) -> None:
-        s = self._scratch("update", p.shape, p.dtype)
-        # v = beta * v + (1 - beta) * g^2
-        np.multiply(v, beta, out=v)
-        np.multiply(g, g, out=s)
-        np.multiply(s, 1.0 - beta, out=s)
-        np.add(v, s, out=v)
-        # p = p - lr * g / (sqrt(v) + eps)
-        np.sqrt(v, out=s)
-        np.add(s, eps, out=s)
-        np.divide(g, s, out=s)
-        np.multiply(s, lr, out=s)
-        np.subtract(p, s, out=p)
-
-    def _update_moments(self, g: Any, m: Any, v: Any, beta1: float, beta2: float) -> None:
-        """The Adam-family moment updates shared by :meth:`adam_` and :meth:`nadam_`."""
-        s = self._scratch("update", g.shape, g.dtype)
-        # m = beta1 * m + (1 - beta1) * g
-        np.multiply(m, beta1, out=m)
-        np.multiply(g, 1.0 - beta1, out=s)
-        np.add(m, s, out=m)
-        # v = beta2 * v + (1 - beta2) * g^2
-        np.multiply(v, beta2, out=v)
-        np.multiply(g, g, out=s)
-        np.multiply(s, 1.0 - beta2, out=s)
-        np.add(v, s, out=v)
-
-    def adam_(
+    def run_formula_(
         self,
-        p: Any,
-        g: Any,
-        m: Any,
-        v: Any,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        step: int,
+        formula: Formula,
+        arrays: Sequence[Any],
+        scalars: Mapping[str, float],
+        row_vectors: tuple[str, ...] = (),
     ) -> None:
-        s = self._scratch("update", p.shape, p.dtype)
-        step_size, bias_correction2_sqrt = adam_scalars(lr, beta1, beta2, step)
-        self._update_moments(g, m, v, beta1, beta2)
-        # denom = sqrt(v) / sqrt(1 - beta2^t) + eps
-        np.sqrt(v, out=s)
-        np.divide(s, bias_correction2_sqrt, out=s)
-        np.add(s, eps, out=s)
-        # p = p - (lr / (1 - beta1^t)) * m / denom
-        np.divide(m, s, out=s)
-        np.multiply(s, step_size, out=s)
-        np.subtract(p, s, out=p)
+        _check_formula_call(formula, arrays, scalars, row_vectors)
+        shape, dtype = arrays[0].shape, arrays[0].dtype  # the first array is never a row vector
 
-    def nadam_(
-        self,
-        p: Any,
-        g: Any,
-        m: Any,
-        v: Any,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        step: int,
-        mu: float,
-        mu_next: float,
-        mu_product: float,
-    ) -> None:
-        denom = self._scratch("denominator", p.shape, p.dtype)
-        s = self._scratch("update", p.shape, p.dtype)
-        bias_correction2, grad_step, momentum_step = nadam_scalars(
-            lr, beta2, step, mu, mu_next, mu_product
-        )
-        self._update_moments(g, m, v, beta1, beta2)
-        # denom = sqrt(v / (1 - beta2^t)) + eps
-        np.divide(v, bias_correction2, out=denom)
-        np.sqrt(denom, out=denom)
-        np.add(denom, eps, out=denom)
-        # p = p - lr (1 - mu_t) / (1 - prod_t) * g / denom
-        np.divide(g, denom, out=s)
-        np.multiply(s, grad_step, out=s)
-        np.subtract(p, s, out=p)
-        # p = p - lr mu_{t+1} / (1 - prod_t mu_{t+1}) * m / denom
-        np.divide(m, denom, out=s)
-        np.multiply(s, momentum_step, out=s)
-        np.subtract(p, s, out=p)
+        def scratch(index: int, kind: str) -> np.ndarray:
+            return self._scratch(f"formula_{index}", shape, dtype if kind == "float" else np.bool_)
+
+        with np.errstate(over="ignore"):
+            _plan(formula).run(np, arrays, scalars, scratch, functions=self._functions)
 
     def flush_subnormals_(self, x: Any, threshold: float) -> None:
         magnitude = self._scratch("update", x.shape, x.dtype)
@@ -203,48 +116,9 @@ class NumpyBackend(Backend):
 
     # ------------------------------------------------------------ network math
 
-    def bias_activation_(self, z: Any, b: Any, activation: str) -> None:
-        # z = z + b
-        np.add(z, b, out=z)
-        if activation == "identity":
-            return
-        if activation == "relu":
-            # z = max(z, 0)
-            np.maximum(z, 0, out=z)
-        elif activation == "tanh":
-            # z = tanh(z)
-            np.tanh(z, out=z)
-        elif activation == "sigmoid":
-            # z = 1 / (1 + exp(-z)); exp overflows to inf only where the result is 0
-            with np.errstate(over="ignore"):
-                np.negative(z, out=z)
-                np.exp(z, out=z)
-            np.add(z, 1.0, out=z)
-            np.reciprocal(z, out=z)
-        else:
-            raise ValueError(f"unknown activation {activation!r}")
-
-    def activation_grad_(self, delta: Any, a: Any, activation: str) -> None:
-        if activation == "identity":
-            return
-        if activation == "relu":
-            inactive = self._scratch("inactive", a.shape, np.bool_)
-            # delta = delta * [a > 0]
-            np.less_equal(a, 0, out=inactive)
-            np.copyto(delta, 0, where=inactive)
-            return
-        s = self._scratch("activation_slope", a.shape, a.dtype)
-        if activation == "tanh":
-            # delta = delta * (1 - a^2)
-            np.multiply(a, a, out=s)
-            np.subtract(1.0, s, out=s)
-        elif activation == "sigmoid":
-            # delta = delta * a * (1 - a)
-            np.subtract(1.0, a, out=s)
-            np.multiply(s, a, out=s)
-        else:
-            raise ValueError(f"unknown activation {activation!r}")
-        np.multiply(delta, s, out=delta)
+    def uniform_(self, out: Any, rng: Any) -> None:
+        # in place, in out's dtype: no temporary
+        rng.random(out=out, dtype=out.dtype)
 
     def softmax_(self, z: Any) -> None:
         row = self._scratch("row", (z.shape[0], 1), z.dtype)
@@ -315,3 +189,32 @@ class NumpyBackend(Backend):
         np.subtract(err, row, out=err)
         np.multiply(z, err, out=z)
         return loss
+
+
+@functools.cache
+def _plan(formula: Formula) -> Plan:
+    return formula.plan()
+
+
+def _scipy_erf() -> Any:
+    try:
+        from scipy.special import erf as scipy_erf
+    except ImportError:
+        return None
+    return scipy_erf
+
+
+_SCIPY_ERF = _scipy_erf()
+_MATH_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The error function elementwise (SciPy's when installed, else ``math.erf`` element by
+    element: exact, but slow), in ``x``'s dtype, into ``out`` when given."""
+    if _SCIPY_ERF is not None:
+        return _SCIPY_ERF(x, out=out) if out is not None else _SCIPY_ERF(x)
+    values = _MATH_ERF(x).astype(x.dtype)
+    if out is None:
+        return values
+    out[...] = values
+    return out

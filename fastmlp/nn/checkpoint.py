@@ -36,11 +36,13 @@ from fastmlp.nn.mlp import MLP
 
 FORMAT = "fastmlp-checkpoint-1"
 
-# The keys of MLP.config, which a checkpoint's config must hold exactly.
+# The keys of MLP.config a checkpoint's config must hold, and those it may hold (added after
+# the first checkpoint format: older files load with their defaults).
 MODEL_KEYS = frozenset(
     ("input_size", "hidden_sizes", "output_size", "activation", "weight_init", "loss")
     + ("weight_decay", "dtype")
 )
+OPTIONAL_MODEL_KEYS = frozenset(("activation_options", "dropout"))
 
 
 class CheckpointError(UserError):
@@ -188,7 +190,7 @@ def _open_archive(path: Path) -> zipfile.ZipFile:
 
 def _model(archive: _Archive, device: str | Backend | None) -> MLP:
     config = archive.json("config")
-    unknown = sorted(set(config) - MODEL_KEYS)
+    unknown = sorted(set(config) - MODEL_KEYS - OPTIONAL_MODEL_KEYS)
     missing = sorted(MODEL_KEYS - set(config))
     if unknown or missing:
         problem = f"unknown keys {', '.join(unknown)}" if unknown else ""

@@ -1,4 +1,4 @@
-"""Losses on the softmax output: names and aliases.
+"""Losses on the softmax output: one registry entry each, with its fused backend kernel.
 
 Both are computed by fused backend kernels that return the mean loss over the batch and
 leave dLoss/dlogits in the logits buffer:
@@ -6,29 +6,64 @@ leave dLoss/dlogits in the logits buffer:
 * ``cross_entropy``: mean_n -log softmax(z_n)[y_n], gradient (softmax(z) - onehot(y)) / N;
 * ``mean_squared_error``: mean_n sum_k (softmax(z_n)_k - onehot(y_n)_k)^2, back-propagated
   through the softmax Jacobian.
+
+A new loss is a new :class:`Loss` entry naming its kernel, a method of every backend
+(reference body in ``fastmlp.backends.base``, fast bodies in the backends beside it).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-LOSSES = ("cross_entropy", "mean_squared_error")
-
-_ALIASES = {"ce": "cross_entropy", "mse": "mean_squared_error"}
+from fastmlp.registry import Registry
 
 
-def canonical_loss(name: str) -> str:
-    """The canonical loss name, accepting any case and the aliases ``ce`` and ``mse``."""
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}: choose cross_entropy or mean_squared_error (mse)")
-    return key
+@dataclass(frozen=True)
+class Loss:
+    """A loss on the softmax output.
+
+    ``kernel``: the backend method ``kernel_(logits, labels) -> mean loss`` that also leaves
+    dLoss/dlogits in the logits; ``chance``: the loss of predicting the uniform distribution
+    over ``classes`` (for spotting a diverging run); ``maths``: the formula, for help texts.
+    """
+
+    name: str
+    kernel: str
+    chance: Callable[[int], float]
+    maths: str
+    aliases: tuple[str, ...] = ()
+
+
+LOSSES: Registry[Loss] = Registry("loss")
+
+for _loss in (
+    Loss(
+        "cross_entropy",
+        "cross_entropy_",
+        chance=math.log,
+        maths="mean_n -log softmax(z_n)[y_n]",
+        aliases=("ce", "crossentropy", "categorical_crossentropy"),
+    ),
+    Loss(
+        "mean_squared_error",
+        "mean_squared_error_",
+        chance=lambda classes: 1.0 - 1.0 / classes,
+        maths="mean_n sum_k (softmax(z_n)_k - onehot(y_n)_k)^2",
+        aliases=("mse", "squared_error", "mean_squared"),
+    ),
+):
+    LOSSES.register(_loss.name, _loss, _loss.aliases)
+
+
+def canonical_loss(name: Any) -> str:
+    """The canonical loss name, accepting any case and the aliases (``ce``, ``mse``...)."""
+    return LOSSES.canonical(name)
 
 
 def chance_loss(loss: str, classes: int) -> float:
     """The loss of a model that predicts the uniform distribution over ``classes``:
     ln(classes) for cross-entropy, 1 - 1/classes for squared error on the softmax."""
-    if canonical_loss(loss) == "cross_entropy":
-        return math.log(classes)
-    return 1.0 - 1.0 / classes
+    return LOSSES.get(loss).chance(classes)

@@ -1,19 +1,21 @@
-"""The multilayer perceptron: explicit forward and backward passes over one flat buffer.
+"""The multilayer perceptron: a sequence of layers over one flat parameter buffer.
 
 Notation for a network with L layers (L - 1 hidden layers and the output layer):
 a_0 = X (N, input_size); for layer i = 1..L: z_i = a_{i-1} W_i + b_i with W_i of shape
-(fan_in, fan_out); a_i = f(z_i) for hidden layers, and p = softmax(z_L) for the output.
+(fan_in, fan_out); a_i = f(z_i) for hidden layers (then dropout, if any), and
+p = softmax(z_L) for the output.
 
-Backward, with delta_L = dLoss/dz_L from the fused loss kernel:
+Layers (``fastmlp.nn.layers``): each hidden layer is a Dense layer, an Activation layer
+(which adds the Dense layer's bias in the same kernel as its function) and, with dropout, a
+Dropout layer; the output layer is a Dense layer. Backward, with delta_L = dLoss/dz_L from
+the fused loss kernel, each layer in reverse order fills its gradient views and passes on:
     dW_i = a_{i-1}^T delta_i (+ weight_decay * W_i),   db_i = sum_n delta_i
-    delta_{i-1} = (delta_i W_i^T) * f'(z_{i-1})
+    delta_{i-1} = (delta_i W_i^T) * f'(z_{i-1})        (times the dropout mask, if any)
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from os import PathLike
 from typing import Any
 
@@ -21,31 +23,16 @@ import numpy as np
 
 from fastmlp.backends import Backend, get_backend
 from fastmlp.errors import shown
-from fastmlp.nn.activations import canonical_activation
+from fastmlp.nn import activations
 from fastmlp.nn.init import canonical_weight_init, init_weight
 from fastmlp.nn.inputs import as_labels, check_label_range, to_device_inputs
-from fastmlp.nn.losses import canonical_loss
+from fastmlp.nn.layers import Activation, Dense, Dropout, Layer
+from fastmlp.nn.losses import LOSSES, canonical_loss
 from fastmlp.nn.memory import check_memory, describe_sizes, model_bytes, parameter_count
 
 DTYPES = ("float32", "float64")
 
-# Batch sizes whose activation buffers are kept (training batch, last partial batch,
-# evaluation chunks); older ones are dropped.
-_CACHED_BATCH_SIZES = 4
-
 EVAL_CHUNK = 8192
-
-
-@dataclass
-class _BatchBuffers:
-    """Per-batch-size work arrays, reused by every step with that batch size.
-
-    outputs[i]: (N, layer_sizes[i + 1]) -- a_{i+1} for hidden layers, logits (then
-    dLoss/dlogits) for the last one. deltas[i]: (N, layer_sizes[i + 1]) for hidden layers.
-    """
-
-    outputs: list[Any]
-    deltas: list[Any]
 
 
 def _is_positive_integer(value: Any) -> bool:
@@ -77,14 +64,21 @@ class MLP:
         hidden_sizes: units of each hidden layer, e.g. ``(128, 128, 128)``; may differ per
             layer or be empty (softmax regression).
         output_size: number of classes.
-        activation: hidden activation: identity, sigmoid, tanh or relu (any case).
+        activation: hidden activation, a name of ``fastmlp.nn.activations.ACTIVATIONS``
+            (identity, sigmoid, tanh, relu, leaky_relu, elu, gelu, silu; any case, aliases
+            such as ReLU or swish) or an ``ActivationFunction``.
         weight_init: random, xavier or he (any case); see ``fastmlp.nn.init``.
         loss: cross_entropy or mean_squared_error (alias mse), both on the softmax output.
         weight_decay: L2 strength on weights (not biases): the gradient gets
             ``+ weight_decay * W``; reported losses are the data loss alone.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a Backend.
         dtype: float32 (default) or float64.
-        seed: seed of the weight initialisation (None: fresh entropy).
+        seed: seed of the weight initialisation and of the dropout masks (None: fresh
+            entropy).
+        dropout: probability of zeroing each hidden unit after its activation while
+            training (inverted dropout; 0: none).
+        activation_options: the activation's hyperparameters, e.g. ``{"slope": 0.1}`` for
+            leaky_relu.
 
     Attributes:
         params: every parameter in one flat 1-D buffer: all weights (layer by layer,
@@ -92,6 +86,9 @@ class MLP:
         grads: the gradient, same layout as ``params``.
         weights, biases: per-layer views into ``params``; ``weights[i]`` is (fan_in, fan_out).
         grad_weights, grad_biases: the same views into ``grads``.
+        layers: the layers, in order (``fastmlp.nn.layers``).
+        training: whether ``loss_and_grad`` applies dropout (``train()`` / ``eval()``);
+            ``forward``, ``predict`` and ``evaluate`` never do.
     """
 
     def __init__(
@@ -99,13 +96,15 @@ class MLP:
         input_size: int = 784,
         hidden_sizes: Sequence[int] = (128, 128, 128),
         output_size: int = 10,
-        activation: str = "relu",
+        activation: str | activations.ActivationFunction = "relu",
         weight_init: str = "xavier",
         loss: str = "cross_entropy",
         weight_decay: float = 0.0,
         device: str | Backend = "cpu",
         dtype: Any = "float32",
         seed: int | None = None,
+        dropout: float = 0.0,
+        activation_options: dict[str, float] | None = None,
     ) -> None:
         if isinstance(hidden_sizes, (int, np.integer)):
             hidden_sizes = (int(hidden_sizes),)
@@ -119,13 +118,18 @@ class MLP:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         if not np.isfinite(weight_decay):
             raise ValueError(f"weight_decay must be finite, got {weight_decay}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.layer_sizes = tuple(int(size) for size in sizes)
-        self.activation = canonical_activation(activation)
+        self.activation_function = activations.create(activation, **(activation_options or {}))
+        self.activation = self.activation_function.name
         self.weight_init = canonical_weight_init(weight_init)
         self.loss = canonical_loss(loss)
         self.weight_decay = float(weight_decay)
+        self.dropout = float(dropout)
         self.dtype = canonical_dtype(dtype)
         self.backend = get_backend(device)
+        self.training = True
 
         shapes = list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
         self.num_weights = sum(fan_in * fan_out for fan_in, fan_out in shapes)
@@ -152,9 +156,60 @@ class MLP:
         self.grads = self.backend.zeros(self.num_params, dtype=self.dtype)
         self.weights, self.biases = self._layer_views(self.params)
         self.grad_weights, self.grad_biases = self._layer_views(self.grads)
-        self._buffers: OrderedDict[int, _BatchBuffers] = OrderedDict()
+        self.layers = self._build_layers()
+        self._loss_kernel = getattr(self.backend, LOSSES.get(self.loss).kernel)
+        self.reseed(int(rng.integers(2**63)))
 
     # ------------------------------------------------------------- structure
+
+    def _build_layers(self) -> list[Layer]:
+        """Dense, Activation (bias fused in), Dropout for each hidden layer; then Dense."""
+        layers: list[Layer] = []
+        last = len(self.weights) - 1
+        linear = self.activation == "identity"
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            fan_in, fan_out = weight.shape
+            dense = Dense(fan_in, fan_out, self.backend, self.dtype, needs_input_gradient=i > 0)
+            dense.bind(
+                {"weight": weight, "bias": bias},
+                {"weight": self.grad_weights[i], "bias": self.grad_biases[i]},
+            )
+            layers.append(dense)
+            if i == last:
+                break
+            if not linear:
+                activation = Activation(self.activation_function, fan_out, self.backend, self.dtype)
+                activation.bias = dense.bias_for(self.activation_function)
+                layers.append(activation)
+            if self.dropout:
+                layers.append(Dropout(self.dropout, fan_out, self.backend, self.dtype))
+        return layers
+
+    def train(self, mode: bool = True) -> MLP:
+        """Training mode (dropout in ``loss_and_grad``); ``train(False)`` is :meth:`eval`."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> MLP:
+        """Inference mode: ``loss_and_grad`` without dropout (gradient checks, analysis)."""
+        return self.train(False)
+
+    def reseed(self, seed: int) -> None:
+        """Seed the dropout masks (``fastmlp.train`` does it at every epoch, so that a run
+        resumed at an epoch boundary draws exactly the masks the uninterrupted one drew)."""
+        for index, layer in enumerate(self.layers):
+            if isinstance(layer, Dropout):
+                layer.reseed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+
+    def param_groups(self) -> list[Any]:
+        """The weights and the biases as optimizer parameter groups: the biases without
+        decoupled weight decay (see ``fastmlp.optim.ParamGroup``)."""
+        from fastmlp.optim import ParamGroup
+
+        return [
+            ParamGroup(0, self.num_weights, name="weights"),
+            ParamGroup(self.num_weights, self.num_params, {"weight_decay": 0.0}, name="biases"),
+        ]
 
     @property
     def input_size(self) -> int:
@@ -180,9 +235,11 @@ class MLP:
             "hidden_sizes": list(self.hidden_sizes),
             "output_size": self.output_size,
             "activation": self.activation,
+            "activation_options": dict(self.activation_function.options),
             "weight_init": self.weight_init,
             "loss": self.loss,
             "weight_decay": self.weight_decay,
+            "dropout": self.dropout,
             "dtype": self.dtype,
         }
 
@@ -205,21 +262,6 @@ class MLP:
             offset += fan_out
         return weights, biases
 
-    def _batch_buffers(self, n: int) -> _BatchBuffers:
-        buffers = self._buffers.get(n)
-        if buffers is not None:
-            self._buffers.move_to_end(n)
-            return buffers
-        units = self.layer_sizes[1:]
-        buffers = _BatchBuffers(
-            outputs=[self.backend.empty((n, size), dtype=self.dtype) for size in units],
-            deltas=[self.backend.empty((n, size), dtype=self.dtype) for size in units[:-1]],
-        )
-        self._buffers[n] = buffers
-        if len(self._buffers) > _CACHED_BATCH_SIZES:
-            self._buffers.popitem(last=False)
-        return buffers
-
     # -------------------------------------------------------------- checking
 
     def _as_inputs(self, x: Any) -> Any:
@@ -235,29 +277,12 @@ class MLP:
 
     # --------------------------------------------------------------- compute
 
-    def _forward_logits(self, x: Any, buffers: _BatchBuffers | None = None) -> Any:
-        """Run the network on a checked batch; returns the logits buffer (N, output_size).
-
-        ``buffers``: the batch's work arrays when the caller already holds them.
-        """
-        xp = self.backend.xp
-        buffers = buffers or self._batch_buffers(x.shape[0])
-        last = len(self.weights) - 1
+    def _forward_logits(self, x: Any, training: bool = False) -> Any:
+        """Run the layers on a checked batch; returns the logits buffer (N, output_size)."""
         a = x
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            z = buffers.outputs[i]
-            # z_i = a_{i-1} W_i
-            xp.matmul(a, weight, out=z)
-            # a_i = f(z_i + b_i); the output layer keeps its logits
-            self.backend.bias_activation_(z, bias, "identity" if i == last else self.activation)
-            a = z
+        for layer in self.layers:
+            a = layer.forward(a, training)
         return a
-
-    def _loss_(self, logits: Any, y: Any) -> Any:
-        """Mean loss of a batch; overwrites ``logits`` with dLoss/dlogits."""
-        if self.loss == "cross_entropy":
-            return self.backend.cross_entropy_(logits, y)
-        return self.backend.mean_squared_error_(logits, y)
 
     def loss_and_grad(self, x: Any, y: Any, correct: Any = None) -> Any:
         """Forward and backward pass over one batch; fills ``self.grads``.
@@ -272,6 +297,7 @@ class MLP:
 
         Returns:
             The mean data loss of the batch as a 0-d array of this backend (no host sync).
+            Dropout applies in training mode (the default; see :meth:`eval`).
 
         Raises:
             ValueError: bad shapes or dtypes, an empty batch, or (on the CPU) a label
@@ -287,23 +313,15 @@ class MLP:
     def _loss_and_grad(self, x: Any, y: Any, correct: Any = None) -> Any:
         """:meth:`loss_and_grad` on a batch already checked: x (N, input_size) of the model
         dtype with N >= 1, y (N,) integer labels (the training loop checks them once)."""
-        xp = self.backend.xp
-        buffers = self._batch_buffers(x.shape[0])
-        delta = self._forward_logits(x, buffers)
+        delta = self._forward_logits(x, self.training)
         if correct is not None:
             correct += (delta.argmax(axis=1) == y).sum()
-        loss = self._loss_(delta, y)
-        for i in range(len(self.weights) - 1, -1, -1):
-            previous = x if i == 0 else buffers.outputs[i - 1]
-            # dW_i = a_{i-1}^T delta_i
-            xp.matmul(previous.T, delta, out=self.grad_weights[i])
-            # db_i = sum_n delta_i
-            self.backend.column_sums_(self.grad_biases[i], delta)
-            if i > 0:
-                # delta_{i-1} = (delta_i W_i^T) * f'(z_{i-1})
-                xp.matmul(delta, self.weights[i].T, out=buffers.deltas[i - 1])
-                self.backend.activation_grad_(buffers.deltas[i - 1], previous, self.activation)
-                delta = buffers.deltas[i - 1]
+        # the loss kernel leaves dLoss/dlogits in the logits buffer
+        loss = self._loss_kernel(delta, y)
+        for layer in reversed(self.layers):
+            delta = layer.backward(delta)
+            if delta is None:  # the first layer: nothing before it needs a gradient
+                break
         if self.weight_decay:
             # dW = dW + weight_decay * W, for the weights only (the first num_weights entries)
             self.backend.add_scaled_(
@@ -348,7 +366,7 @@ class MLP:
             labels = y[start : start + EVAL_CHUNK]
             logits = self._forward_logits(x[start : start + EVAL_CHUNK])
             correct += (logits.argmax(axis=1) == labels).sum()
-            total_loss += self._loss_(logits, labels) * labels.shape[0]
+            total_loss += self._loss_kernel(logits, labels) * labels.shape[0]
         return float(total_loss) / n, int(correct) / n
 
     # ----------------------------------------------------------- persistence

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
 
-from fastmlp.backends import Backend
-from fastmlp.optim.optimizer import Optimizer, check_decay, check_positive
+from fastmlp.optim.optimizer import BETA1, BETA2, EPSILON, LEARNING_RATE, Optimizer
 
 
 class Adam(Optimizer):
@@ -20,31 +19,34 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    summary = "adaptive moments"
+    hyperparameters = (LEARNING_RATE, BETA1, BETA2, EPSILON)
     buffers = ("m", "v")
 
-    def __init__(
-        self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
-    ) -> None:
-        super().__init__(lr)
-        self.beta1 = check_decay("beta1", beta1)
-        self.beta2 = check_decay("beta2", beta2)
-        self.eps = check_positive("eps", eps)
+    @staticmethod
+    def update(
+        p, g, m, v, *, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+        bias_correction2_sqrt,
+    ):  # fmt: skip
+        # m = beta1 * m + (1 - beta1) * g
+        m = m * beta1 + g * one_minus_beta1
+        # v = beta2 * v + (1 - beta2) * g^2
+        v = v * beta2 + (g * g) * one_minus_beta2
+        # p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+        p = p - (m / (math.sqrt(v) / bias_correction2_sqrt + eps)) * step_size
+        return p, m, v
 
-    def hyperparameters(self) -> dict[str, float]:
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+    def scalars(self, values: dict[str, float]) -> dict[str, float]:
+        t = self.steps
+        return {
+            "step_size": values["lr"] / (1.0 - values["beta1"] ** t),
+            "beta1": values["beta1"],
+            "one_minus_beta1": 1.0 - values["beta1"],
+            "beta2": values["beta2"],
+            "one_minus_beta2": 1.0 - values["beta2"],
+            "eps": values["eps"],
+            "bias_correction2_sqrt": math.sqrt(1.0 - values["beta2"] ** t),
+        }
 
-    def _decay_rates(self) -> dict[str, float]:
-        return {"m": self.beta1, "v": self.beta2}
-
-    def _update(self, backend: Backend, params: Any, grads: Any) -> None:
-        backend.adam_(
-            params,
-            grads,
-            self.state["m"],
-            self.state["v"],
-            self.lr,
-            self.beta1,
-            self.beta2,
-            self.eps,
-            self.steps,
-        )
+    def decays(self, values: dict[str, float]) -> dict[str, float]:
+        return {"m": values["beta1"], "v": values["beta2"]}

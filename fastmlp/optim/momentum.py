@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
-from fastmlp.backends import Backend
-from fastmlp.optim.optimizer import Optimizer, check_decay
+from fastmlp.optim.optimizer import LEARNING_RATE, MOMENTUM, Optimizer
 
 
 class Momentum(Optimizer):
@@ -18,17 +17,20 @@ class Momentum(Optimizer):
     """
 
     name = "momentum"
+    summary = "gradient descent with heavy-ball momentum"
+    hyperparameters = (replace(LEARNING_RATE, default=0.01), MOMENTUM)
     buffers = ("b",)
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        super().__init__(lr)
-        self.momentum = check_decay("momentum", momentum)
+    @staticmethod
+    def update(p, g, b, *, lr, momentum):
+        # b = momentum * b + g
+        b = b * momentum + g
+        # p = p - lr * b
+        p = p - b * lr
+        return p, b
 
-    def hyperparameters(self) -> dict[str, float]:
-        return {"lr": self.lr, "momentum": self.momentum}
+    def scalars(self, values: dict[str, float]) -> dict[str, float]:
+        return {"lr": values["lr"], "momentum": values["momentum"]}
 
-    def _decay_rates(self) -> dict[str, float]:
-        return {"b": self.momentum}
-
-    def _update(self, backend: Backend, params: Any, grads: Any) -> None:
-        backend.momentum_(params, grads, self.state["b"], self.lr, self.momentum)
+    def decays(self, values: dict[str, float]) -> dict[str, float]:
+        return {"b": values["momentum"]}

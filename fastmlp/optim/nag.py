@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastmlp.backends import Backend
 from fastmlp.optim.momentum import Momentum
 
 
 class NAG(Momentum):
     """Nesterov momentum, ``torch.optim.SGD(lr=lr, momentum=momentum, nesterov=True)``.
 
-    Hyperparameters and state are Momentum's; only the step differs.
-    Algorithm, with b = 0 before the first step::
+    Momentum's hyperparameters and buffer. Algorithm, with b = 0 before the first step::
 
         b = momentum * b + g
         p = p - lr * (g + momentum * b)
@@ -20,6 +16,12 @@ class NAG(Momentum):
 
     name = "nag"
     aliases = ("nesterov",)
+    summary = "Nesterov accelerated gradient"
 
-    def _update(self, backend: Backend, params: Any, grads: Any) -> None:
-        backend.nag_(params, grads, self.state["b"], self.lr, self.momentum)
+    @staticmethod
+    def update(p, g, b, *, lr, momentum):
+        # b = momentum * b + g
+        b = b * momentum + g
+        # p = p - lr * (g + momentum * b)
+        p = p - (b * momentum + g) * lr
+        return p, b

@@ -1,13 +1,26 @@
-"""The optimizer base class: hyperparameters, state buffers, the step counter.
+"""The optimizer base class and registry: hyperparameters, state buffers, the update formula.
 
-A concrete optimizer (one file in this package) declares
+A concrete optimizer is one file in this package declaring a subclass with
 
-* ``name`` (and optional ``aliases``) -- subclassing registers it with ``fastmlp.optim.create``;
-* its hyperparameters as ``__init__`` keyword arguments stored under the same names;
-* ``buffers``: the names of its per-parameter state buffers (allocated as zeros);
-* ``_update(backend, params, grads)``: one call of its fused backend kernel;
-* ``_decay_rates()``: the factor each buffer is multiplied by per step when its gradient
-  is zero, which schedules the subnormal flush below.
+* ``name`` (and optional ``aliases``): subclassing registers it in :data:`OPTIMIZERS`;
+* ``hyperparameters``: its :class:`~fastmlp.registry.Hyperparameter` s (default, range, and
+  the run setting and command-line flags that set it), which the constructor checks;
+* ``buffers``: the names of its per-parameter state buffers (zeros at the start);
+* ``update``: the per-element update as a formula (see :mod:`fastmlp.backends.formulas`),
+  ``update(p, g, *buffers, *, scalars...)``, returning the updated ``p`` and buffers; every
+  backend compiles it into one fused in-place kernel;
+* ``scalars(values)``: the formula's per-step scalars, computed in double precision on the
+  host from the hyperparameter values and ``self.steps`` (the step count t, this step
+  included); optionally ``advance()`` for scalar state kept across steps (NAdam's product);
+* ``decays``: the factor each buffer is multiplied by per step when its gradient is zero,
+  which schedules the subnormal flush below.
+
+Nothing else is needed: the command line, ``--config`` files, sweeps and the checkpoint
+format derive what they need from these declarations.
+
+Parameter groups. ``param_groups`` (for example weights and biases, see
+``MLP.param_groups``) give ranges of the flat buffer their own hyperparameter values, such
+as no decoupled weight decay on biases; each group is one kernel launch.
 
 Subnormal flush. A state buffer whose gradient entries stay zero (a weight attached to an
 always-black border pixel, or to a dead ReLU unit) decays geometrically towards zero and
@@ -24,36 +37,49 @@ eps=1e-8): far below float32 resolution and invisible in any metric.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from fastmlp.backends import Backend, backend_of
+from fastmlp.backends.formulas import Formula, formula
+from fastmlp.registry import Hyperparameter, Registry
 
 FLUSH_MARGIN = 2.0**26
 
-_REGISTRY: dict[str, type[Optimizer]] = {}
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
+
+# Hyperparameters several optimizers share (an optimizer may give one another default
+# with dataclasses.replace); each says which run setting and flags set it.
+LEARNING_RATE = Hyperparameter(
+    "lr", 1e-3, "learning rate", low=0.0, setting="learning_rate", flags=("-lr",)
+)
+MOMENTUM = Hyperparameter("momentum", 0.9, "momentum", low=0.0, high=1.0, high_open=True,
+                          flags=("-m",))  # fmt: skip
+BETA = Hyperparameter("beta", 0.99, "decay of the squared-gradient average", low=0.0, high=1.0,
+                      high_open=True, flags=("-beta",))  # fmt: skip
+BETA1 = Hyperparameter("beta1", 0.9, "decay of the gradient average", low=0.0, high=1.0,
+                       high_open=True, flags=("-beta1",))  # fmt: skip
+BETA2 = Hyperparameter("beta2", 0.999, "decay of the squared-gradient average", low=0.0,
+                       high=1.0, high_open=True, flags=("-beta2",))  # fmt: skip
+EPSILON = Hyperparameter("eps", 1e-8, "added to the denominator", low=0.0, low_open=True,
+                         setting="epsilon", flags=("-eps",))  # fmt: skip
 
 
-def check_positive(name: str, value: float) -> float:
-    """``value`` as a float, or a ValueError saying it must be > 0."""
-    if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive number, got {value}")
-    return float(value)
+@dataclass(frozen=True)
+class ParamGroup:
+    """The range ``[start, stop)`` of the flat parameter buffer, with hyperparameter values
+    that differ from the optimizer's (e.g. ``{"weight_decay": 0.0}`` for biases)."""
 
+    start: int
+    stop: int
+    options: dict[str, float] = field(default_factory=dict)
+    name: str = ""
 
-def check_non_negative(name: str, value: float) -> float:
-    """``value`` as a float, or a ValueError saying it must be >= 0."""
-    if not value >= 0 or not math.isfinite(value):
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return float(value)
-
-
-def check_decay(name: str, value: float) -> float:
-    """``value`` as a float, or a ValueError saying it must lie in [0, 1)."""
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return float(value)
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "stop": self.stop, "options": self.options, "name": self.name}
 
 
 def flush_period(decay: float) -> int | None:
@@ -73,41 +99,108 @@ class Optimizer:
 
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
+    hyperparameters: ClassVar[tuple[Hyperparameter, ...]] = (LEARNING_RATE,)
     buffers: ClassVar[tuple[str, ...]] = ()
+    update: ClassVar[Callable[..., Any]]
+    formula: ClassVar[Formula]
+    # The weight decay of this optimizer is decoupled from the gradient (AdamW): fastmlp
+    # train gives it -w_d and no L2 term, with biases in a group without decay.
+    decoupled_weight_decay: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "update" in cls.__dict__:
+            function = cls.__dict__["update"]
+            cls.formula = formula(getattr(function, "__func__", function))
+            expected = ("p", "g", *cls.buffers)
+            if cls.formula.arrays != expected or set(cls.formula.updates) != {"p", *cls.buffers}:
+                raise TypeError(
+                    f"{cls.__name__}.update must take arrays {expected} and return them updated"
+                )
         if "name" in cls.__dict__:
-            for key in (cls.name, *cls.aliases):
-                _REGISTRY[key] = cls
+            OPTIMIZERS.register(cls.name, cls, cls.aliases)
 
-    def __init__(self, lr: float) -> None:
-        self.lr = check_non_negative("learning rate", lr)
+    def __init__(self, param_groups: Sequence[ParamGroup] = (), **values: Any) -> None:
+        declared = {parameter.name: parameter for parameter in self.hyperparameters}
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise TypeError(f"optimizer {self.name!r} has no hyperparameter {unknown[0]!r}")
+        for name, parameter in declared.items():
+            value = values.get(name)
+            setattr(self, name, parameter.default if value is None else parameter.check(value))
+        self.param_groups = [self._checked_group(group) for group in param_groups]
         self.steps = 0
         self.state: dict[str, Any] = {}
 
-    def hyperparameters(self) -> dict[str, float]:
+    def _checked_group(self, group: ParamGroup) -> ParamGroup:
+        declared = {parameter.name: parameter for parameter in self.hyperparameters}
+        options = {}
+        for key, value in group.options.items():
+            if key in declared:  # options of hyperparameters this optimizer lacks do nothing
+                options[key] = declared[key].check(value)
+        return ParamGroup(group.start, group.stop, options, group.name)
+
+    def hyperparameter_values(self) -> dict[str, float]:
         """The keyword arguments that rebuild this optimizer (JSON-serialisable)."""
-        raise NotImplementedError
+        return {parameter.name: getattr(self, parameter.name) for parameter in self.hyperparameters}
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{key}={value:g}" for key, value in self.hyperparameters().items())
+        settings = ", ".join(
+            f"{key}={value:g}" for key, value in self.hyperparameter_values().items()
+        )
         return f"{type(self).__name__}({settings})"
 
-    def _update(self, backend: Backend, params: Any, grads: Any) -> None:
+    # ------------------------------------------------------------- subclasses
+
+    def scalars(self, values: dict[str, float]) -> dict[str, float]:
+        """The update formula's scalars for this step, from hyperparameter ``values``."""
         raise NotImplementedError
 
-    def _decay_rates(self) -> dict[str, float]:
+    def advance(self) -> None:
+        """Update scalar state kept across steps, once per step before the kernels run."""
+
+    def decays(self, values: dict[str, float]) -> dict[str, float]:
+        """Per-step decay factor of each state buffer (for the subnormal flush)."""
         return {}
 
+    # ---------------------------------------------------------------- the step
+
     def step(self, params: Any, grads: Any) -> None:
-        """Update the flat ``params`` in place from ``grads`` (same shape, dtype and device)."""
+        """Update the flat ``params`` in place from ``grads`` (same shape, dtype and device):
+        one fused kernel launch per parameter group."""
         if params.shape != grads.shape or params.ndim != 1:
             raise ValueError(
                 "params and grads must be flat arrays of one shape, "
                 f"got {params.shape} and {grads.shape}"
             )
         backend = backend_of(params)
+        self._prepare_state(backend, params)
+        self.steps += 1
+        self.advance()
+        base = self.hyperparameter_values()
+        for start, stop, options in self._groups(params.shape[0]):
+            values = {**base, **options}
+            arrays = [params[start:stop], grads[start:stop]]
+            arrays += [self.state[key][start:stop] for key in self.buffers]
+            backend.run_formula_(self.formula, arrays, self.scalars(values))
+            self._flush_subnormals(backend, params.dtype, values, start, stop)
+
+    def _groups(self, size: int) -> list[tuple[int, int, dict[str, float]]]:
+        if not self.param_groups:
+            return [(0, size, {})]
+        groups = sorted(self.param_groups, key=lambda group: group.start)
+        if (
+            groups[0].start != 0
+            or groups[-1].stop != size
+            or any(a.stop != b.start for a, b in zip(groups, groups[1:]))
+        ):
+            raise ValueError(
+                f"parameter groups must tile the {size} parameters without gaps or overlaps"
+            )
+        return [(group.start, group.stop, group.options) for group in groups]
+
+    def _prepare_state(self, backend: Backend, params: Any) -> None:
         for key in self.buffers:
             buffer = self.state.get(key)
             if buffer is None:
@@ -119,15 +212,16 @@ class Optimizer:
                 )
             elif backend_of(buffer) is not backend or buffer.dtype != params.dtype:
                 self.state[key] = backend.asarray(backend.to_numpy(buffer), dtype=params.dtype)
-        self.steps += 1
-        self._update(backend, params, grads)
-        self._flush_subnormals(backend, params.dtype)
 
-    def _flush_subnormals(self, backend: Backend, dtype: Any) -> None:
-        for key, decay in self._decay_rates().items():
+    def _flush_subnormals(
+        self, backend: Backend, dtype: Any, values: dict[str, float], start: int, stop: int
+    ) -> None:
+        for key, decay in self.decays(values).items():
             period = flush_period(decay)
             if period is not None and self.steps % period == 0:
-                backend.flush_subnormals_(self.state[key], flush_threshold(dtype))
+                backend.flush_subnormals_(self.state[key][start:stop], flush_threshold(dtype))
+
+    # ------------------------------------------------------------ persistence
 
     def _scalar_state(self) -> dict[str, float]:
         """Scalars beyond ``steps`` that the optimizer carries between steps."""
@@ -137,13 +231,15 @@ class Optimizer:
         """Restore what :meth:`_scalar_state` returned."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: name, hyperparameters, steps, host copies of buffers."""
+        """Everything needed to resume: name, hyperparameters, groups, steps, buffers (host
+        copies)."""
         buffers = {}
         for key, buffer in self.state.items():
             buffers[key] = backend_of(buffer).to_numpy(buffer).copy()
         return {
             "name": self.name,
-            "hyperparameters": self.hyperparameters(),
+            "hyperparameters": self.hyperparameter_values(),
+            "param_groups": [group.to_dict() for group in self.param_groups],
             "steps": self.steps,
             "scalars": self._scalar_state(),
             "buffers": buffers,
@@ -153,14 +249,17 @@ class Optimizer:
         """Restore a :meth:`state_dict`; buffers move to the params' device at the next step."""
         if state["name"] != self.name:
             raise ValueError(f"state of optimizer {state['name']!r} cannot load into {self.name!r}")
-        known = self.hyperparameters()
+        known = self.hyperparameter_values()
         unknown = sorted(set(state["hyperparameters"]) - set(known))
         if unknown:
             raise ValueError(f"optimizer {self.name!r} has no hyperparameter {unknown[0]!r}")
         # rebuilding from the stored values checks them as the constructor does
-        checked = type(self)(**{**known, **state["hyperparameters"]}).hyperparameters()
-        for key, value in checked.items():
+        rebuilt = type(self)(**{**known, **state["hyperparameters"]})
+        for key, value in rebuilt.hyperparameter_values().items():
             setattr(self, key, value)
+        self.param_groups = [
+            self._checked_group(ParamGroup(**group)) for group in state.get("param_groups", [])
+        ]
         steps = state["steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"optimizer steps must be a whole number >= 0, got {steps!r}")

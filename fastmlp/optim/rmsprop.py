@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import replace
 
-from fastmlp.backends import Backend
-from fastmlp.optim.optimizer import Optimizer, check_decay, check_positive
+from fastmlp.optim.optimizer import BETA, EPSILON, LEARNING_RATE, Optimizer
 
 
 class RMSProp(Optimizer):
@@ -18,18 +18,25 @@ class RMSProp(Optimizer):
     """
 
     name = "rmsprop"
+    summary = "gradient scaled by a running average of its square"
+    hyperparameters = (replace(LEARNING_RATE, default=0.01), BETA, EPSILON)
     buffers = ("v",)
 
-    def __init__(self, lr: float = 0.01, beta: float = 0.99, eps: float = 1e-8) -> None:
-        super().__init__(lr)
-        self.beta = check_decay("beta", beta)
-        self.eps = check_positive("eps", eps)
+    @staticmethod
+    def update(p, g, v, *, lr, beta, one_minus_beta, eps):
+        # v = beta * v + (1 - beta) * g^2
+        v = v * beta + (g * g) * one_minus_beta
+        # p = p - lr * g / (sqrt(v) + eps)
+        p = p - (g / (math.sqrt(v) + eps)) * lr
+        return p, v
 
-    def hyperparameters(self) -> dict[str, float]:
-        return {"lr": self.lr, "beta": self.beta, "eps": self.eps}
+    def scalars(self, values: dict[str, float]) -> dict[str, float]:
+        return {
+            "lr": values["lr"],
+            "beta": values["beta"],
+            "one_minus_beta": 1.0 - values["beta"],
+            "eps": values["eps"],
+        }
 
-    def _decay_rates(self) -> dict[str, float]:
-        return {"v": self.beta}
-
-    def _update(self, backend: Backend, params: Any, grads: Any) -> None:
-        backend.rmsprop_(params, grads, self.state["v"], self.lr, self.beta, self.eps)
+    def decays(self, values: dict[str, float]) -> dict[str, float]:
+        return {"v": values["beta"]}

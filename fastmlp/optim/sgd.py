@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
-from fastmlp.backends import Backend
-from fastmlp.optim.optimizer import Optimizer
+from fastmlp.optim.optimizer import LEARNING_RATE, Optimizer
 
 
 class SGD(Optimizer):
@@ -17,12 +16,14 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
+    summary = "plain gradient descent"
+    hyperparameters = (replace(LEARNING_RATE, default=0.01),)
 
-    def __init__(self, lr: float = 0.01) -> None:
-        super().__init__(lr)
+    @staticmethod
+    def update(p, g, *, lr):
+        # p = p - lr * g
+        p = p - g * lr
+        return p
 
-    def hyperparameters(self) -> dict[str, float]:
-        return {"lr": self.lr}
-
-    def _update(self, backend: Backend, params: Any, grads: Any) -> None:
-        backend.sgd_(params, grads, self.lr)
+    def scalars(self, values: dict[str, float]) -> dict[str, float]:
+        return {"lr": values["lr"]}

@@ -1,0 +1,8 @@
+"""Layers over the model's flat parameter buffer: Dense, Activation, Dropout."""
+
+from fastmlp.nn.layers.activation import Activation
+from fastmlp.nn.layers.dense import Dense
+from fastmlp.nn.layers.dropout import Dropout
+from fastmlp.nn.layers.layer import BufferCache, Layer
+
+__all__ = ["Activation", "BufferCache", "Dense", "Dropout", "Layer"]

@@ -1,0 +1,80 @@
+"""Inverted dropout: during training, zero each unit with probability p, scale the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastmlp.backends import Backend
+from fastmlp.backends.formulas import formula
+from fastmlp.nn.layers.layer import BufferCache, Layer
+
+
+def keep_scale(mask, *, rate, scale):
+    # mask = 0 where u < p, else 1 / (1 - p), for u uniform in [0, 1)
+    mask = 0.0 if mask < rate else scale
+    return mask
+
+
+def masked(x, mask, out):
+    # out = x * mask
+    out = x * mask
+    return out
+
+
+def mask_in_place(delta, mask):
+    # delta = delta * mask
+    delta = delta * mask
+    return delta
+
+
+KEEP_SCALE = formula(keep_scale)
+MASKED = formula(masked)
+MASK_IN_PLACE = formula(mask_in_place)
+
+
+class Dropout(Layer):
+    """Training: y = x * m with m = 0 (probability ``rate``) or 1 / (1 - rate), into this
+    layer's buffer (x stays intact: the activation before it may need its output for its
+    gradient); backward: delta * m, in place. Inference (``training`` False): the identity,
+    so no rescaling is ever needed at test time. Masks are drawn on the device from
+    ``generator`` (see :meth:`reseed`), so a seeded run draws the same masks every time."""
+
+    def __init__(self, rate: float, units: int, backend: Backend, dtype: str) -> None:
+        super().__init__(backend, dtype)
+        if not 0 <= rate < 1:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self.units = units
+        self.generator: Any = backend.rng(0)
+        self._buffers = BufferCache(
+            lambda n: {
+                "mask": backend.empty((n, units), dtype=dtype),
+                "out": backend.empty((n, units), dtype=dtype),
+            }
+        )
+        self._mask: Any = None
+
+    def reseed(self, seed: int) -> None:
+        """Draw the masks from now on from a generator seeded with ``seed``."""
+        self.generator = self.backend.rng(seed)
+
+    def forward(self, x: Any, training: bool) -> Any:
+        if not training or self.rate == 0:
+            self._mask = None
+            return x
+        buffers = self._buffers(x.shape[0])
+        mask, out = buffers["mask"], buffers["out"]
+        self.backend.uniform_(mask, self.generator)
+        scale = float(np.float64(1.0) / (1.0 - self.rate))
+        self.backend.run_formula_(KEEP_SCALE, (mask,), {"rate": self.rate, "scale": scale})
+        self.backend.run_formula_(MASKED, (x, mask, out), {})
+        self._mask = mask
+        return out
+
+    def backward(self, delta: Any) -> Any:
+        if self._mask is not None:
+            # delta = delta * m
+            self.backend.run_formula_(MASK_IN_PLACE, (delta, self._mask), {})
+        return delta

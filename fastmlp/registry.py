@@ -1,0 +1,150 @@
+"""One registry per concept: names, aliases and hyperparameters declared once.
+
+Optimizers, activations, losses, weight initialisations and datasets each have a
+:class:`Registry`. An entry declares its canonical name, its aliases and its
+:class:`Hyperparameter` s (default and valid range); everything else is derived from that:
+the command line's choices and help, the checks of a run configuration
+(``fastmlp.runs.config``), the sweep-parameter checks, the README tables (a test compares
+them) and the tests' tables. Adding an entry is writing its one declaration: the file that
+makes it (an optimizer's module in ``fastmlp/optim/``, an activation's in
+``fastmlp/nn/activations/``) registers it when imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from fastmlp.errors import UserError, shown
+
+Entry = TypeVar("Entry")
+
+
+class UnknownChoiceError(UserError):
+    """A name that no entry of a registry has; the message lists the choices."""
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """A number an entry takes, with its default and valid range.
+
+    ``name`` is the keyword the entry's code takes; ``setting`` the name of the run setting
+    (and long command-line flag) that sets it, ``flags`` its other command-line spellings.
+    The value must satisfy ``low <= value <= high`` (``<`` where ``low_open`` /
+    ``high_open``); ``integer`` ones must be whole numbers.
+    """
+
+    name: str
+    default: float
+    help: str
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    setting: str | None = None
+    flags: tuple[str, ...] = ()
+
+    @property
+    def setting_name(self) -> str:
+        """The run setting (and long flag) that sets this hyperparameter."""
+        return self.setting or self.name
+
+    def describe_range(self) -> str:
+        """``in [0, 1)``, ``> 0``, ``>= 0``, or ``a number``: what a value must be."""
+        if math.isinf(self.low) and math.isinf(self.high):
+            return "a number"
+        if math.isinf(self.high):
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        left = "(" if self.low_open else "["
+        right = ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+    def check(self, value: Any, label: str | None = None) -> float | int:
+        """``value`` as a number in range (an int for ``integer``), or a UserError naming it
+        as ``label`` (default: the hyperparameter's name)."""
+        label = label or self.name
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            try:
+                value = float(str(value).strip())
+            except (ValueError, OverflowError):
+                raise UserError(
+                    f"{label} must be {self.describe_range()}, got {shown(value)}"
+                ) from None
+        number = float(value)
+        low_ok = number > self.low if self.low_open else number >= self.low
+        high_ok = number < self.high if self.high_open else number <= self.high
+        if not math.isfinite(number) or not low_ok or not high_ok:
+            raise UserError(f"{label} must be {self.describe_range()}, got {shown(value)}")
+        if self.integer:
+            if number != int(number):
+                raise UserError(f"{label} must be a whole number, got {shown(value)}")
+            return int(number)
+        return number
+
+
+@dataclass
+class Registry(Generic[Entry]):
+    """Entries of one concept by canonical name, with their aliases (any case)."""
+
+    concept: str
+    entries: dict[str, Entry] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def key(name: Any) -> str:
+        """The lookup key of a name: lower case, spaces trimmed, ``-`` and spaces as ``_``."""
+        return "_".join(str(name).strip().lower().replace("-", "_").split())
+
+    def register(self, name: str, entry: Entry, aliases: tuple[str, ...] = ()) -> Entry:
+        """Add ``entry`` under ``name`` and ``aliases``; a name may be registered once."""
+        for spelling in (name, *aliases):
+            key = self.key(spelling)
+            owner = self.aliases.get(key)
+            if owner is not None and owner != name:
+                raise ValueError(f"{self.concept} name {spelling!r} is already taken by {owner!r}")
+            self.aliases[key] = name
+        self.entries[name] = entry
+        return entry
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry and its aliases (tests add and remove throwaway entries)."""
+        self.entries.pop(name, None)
+        for key in [key for key, owner in self.aliases.items() if owner == name]:
+            del self.aliases[key]
+
+    def canonical(self, name: Any) -> str:
+        """The canonical name of ``name`` or one of its aliases (any case, ``-`` or ``_``)."""
+        found = self.aliases.get(self.key(name))
+        if found is None:
+            close = difflib.get_close_matches(self.key(name), list(self.aliases), n=3)
+            hint = f" (did you mean {', '.join(sorted({self.aliases[c] for c in close}))}?)"
+            raise UnknownChoiceError(
+                f"unknown {self.concept} {name!r}: choose one of {', '.join(self.names())}"
+                + (hint if close else "")
+            )
+        return found
+
+    def get(self, name: Any) -> Entry:
+        """The entry of ``name`` (canonical or alias)."""
+        return self.entries[self.canonical(name)]
+
+    def names(self) -> list[str]:
+        """The canonical names, in registration order."""
+        return list(self.entries)
+
+    def aliases_of(self, name: str) -> list[str]:
+        """The other spellings that resolve to ``name`` (lookup keys)."""
+        return sorted(key for key, owner in self.aliases.items() if owner == name and key != name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __contains__(self, name: Any) -> bool:
+        return self.key(name) in self.aliases
+
+    def __len__(self) -> int:
+        return len(self.entries)
