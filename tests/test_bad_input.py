@@ -565,7 +565,7 @@ def test_evaluate_warns_when_asked_for_another_dataset_than_the_model_learned(
 
 def test_figures_are_written_atomically(tmp_path):
     pytest.importorskip("matplotlib")
-    from fastmlp import figures
+    from fastmlp.runs import figures
 
     figure = figures.new_figure(2, 2)
     path = tmp_path / "f.png"

@@ -184,11 +184,11 @@ def test_choices_are_case_insensitive_with_aliases(flag, value, key, canonical):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["-o", "adamw"], "unknown optimizer 'adamw'"),
+        (["-o", "lion"], "unknown optimizer 'lion'"),
         (["-a", "sparkle"], "unknown activation"),
         (["-e", "0"], "-e/--epochs: must be a positive integer"),
         (["-b", "-4"], "-b/--batch_size: must be a positive integer"),
-        (["-lr", "-0.1"], "-lr/--learning_rate: must be >= 0"),
+        (["-lr", "-0.1"], "-lr/--learning_rate: must be a number >= 0"),
         (["-beta1", "1.5"], "must be in [0, 1)"),
         (["-nhl", "3", "-sz", "8", "8"], "hidden_size got 2 sizes for num_layers=3"),
         (["--device", "cuda"], "cuda"),
@@ -348,7 +348,7 @@ def test_offline_wandb_run_holds_epochs_config_summary_and_figures(idx_dir, tmp_
 
 
 def test_wandb_mode_is_resolved_without_prompting(monkeypatch):
-    from fastmlp.tracking import resolve_wandb_mode
+    from fastmlp.runs import resolve_wandb_mode
 
     monkeypatch.setenv("WANDB_MODE", "")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

@@ -255,7 +255,7 @@ def test_fashion_mnist_names_are_accepted(tmp_path, name):
 
 
 def test_unknown_name_is_a_data_error():
-    with pytest.raises(DataError, match="unknown data set 'cifar10'.*fashion_mnist, mnist"):
+    with pytest.raises(DataError, match="unknown dataset 'cifar10'.*fashion_mnist, mnist"):
         load("cifar10")
 
 

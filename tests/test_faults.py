@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.experiment import run_experiment
+from fastmlp.runs.experiment import run_experiment
 from tests.datasets import write_idx_dataset
 
 REPO = Path(__file__).resolve().parents[1]

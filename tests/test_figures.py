@@ -12,7 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
-from fastmlp import figures
+from fastmlp.runs import figures
+from fastmlp.runs import metrics as classification
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib_image = pytest.importorskip("matplotlib.image")
@@ -57,7 +58,7 @@ def test_confusion_matrix_counts_pairs_by_true_row_and_predicted_column():
     expected = np.array([[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]])
 
     for dtype in (np.uint8, np.int32, np.int64):
-        counts = figures.confusion_matrix(
+        counts = classification.confusion_matrix(
             np.array(y_true, dtype=dtype), np.array(y_pred, dtype=dtype), 4
         )
         assert counts.dtype == np.int64
@@ -66,13 +67,13 @@ def test_confusion_matrix_counts_pairs_by_true_row_and_predicted_column():
 
 def test_confusion_matrix_rejects_labels_outside_the_classes_and_non_integers():
     with pytest.raises(ValueError, match="y_pred must lie in"):
-        figures.confusion_matrix([0, 1], [0, 3], 3)
+        classification.confusion_matrix([0, 1], [0, 3], 3)
     with pytest.raises(ValueError, match="y_true must lie in"):
-        figures.confusion_matrix([-1, 1], [0, 1], 3)
+        classification.confusion_matrix([-1, 1], [0, 1], 3)
     with pytest.raises(ValueError, match="integers"):
-        figures.confusion_matrix(np.array([0.0, 1.0]), [0, 1], 3)
+        classification.confusion_matrix(np.array([0.0, 1.0]), [0, 1], 3)
     with pytest.raises(ValueError, match="differ in size"):
-        figures.confusion_matrix([0, 1, 2], [0, 1], 3)
+        classification.confusion_matrix([0, 1, 2], [0, 1], 3)
 
 
 def test_per_class_metrics_match_hand_computed_values_with_a_never_predicted_class():
@@ -82,7 +83,7 @@ def test_per_class_metrics_match_hand_computed_values_with_a_never_predicted_cla
 
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
-        metrics = figures.per_class_metrics(confusion)
+        metrics = classification.per_class_metrics(confusion)
 
     np.testing.assert_allclose(metrics["precision"], [2 / 3, 3 / 5, 0, 0])
     np.testing.assert_allclose(metrics["recall"], [2 / 3, 1, 0, 0])
@@ -95,7 +96,7 @@ def test_per_class_metrics_match_hand_computed_values_with_a_never_predicted_cla
 
 
 def test_per_class_metrics_of_an_empty_confusion_matrix_are_zero():
-    metrics = figures.per_class_metrics(np.zeros((3, 3), dtype=np.int64))
+    metrics = classification.per_class_metrics(np.zeros((3, 3), dtype=np.int64))
     assert metrics["accuracy"] == 0.0
     assert not metrics["f1"].any()
 
@@ -105,7 +106,7 @@ def test_per_class_metrics_of_an_empty_confusion_matrix_are_zero():
 
 def test_plot_confusion_matrix_writes_a_png_creating_parent_folders(tmp_path, predictions):
     _, y_true, y_pred, _ = predictions
-    confusion = figures.confusion_matrix(y_true, y_pred, 10)
+    confusion = classification.confusion_matrix(y_true, y_pred, 10)
     path = tmp_path / "a" / "b" / "confusion.png"
 
     written = figures.plot_confusion_matrix(confusion, NAMES, path, title="Test set")
@@ -201,7 +202,7 @@ def test_plotting_leaves_the_backend_and_pyplot_alone(tmp_path, predictions):
     open_figures = plt.get_fignums()
     images, y_true, y_pred, confidence = predictions
     figures.plot_confusion_matrix(
-        figures.confusion_matrix(y_true, y_pred, 10), NAMES, tmp_path / "c.png"
+        classification.confusion_matrix(y_true, y_pred, 10), NAMES, tmp_path / "c.png"
     )
     figures.plot_confident_mistakes(images, y_true, y_pred, confidence, NAMES, tmp_path / "m.png")
     figures.plot_class_samples(images, y_true, NAMES, tmp_path / "s.png")
@@ -215,7 +216,7 @@ def test_plotting_keeps_a_users_backend_and_never_imports_pyplot(tmp_path):
     script = (
         "import sys, matplotlib, numpy as np\n"
         "matplotlib.use('svg')\n"
-        "from fastmlp import figures\n"
+        "from fastmlp.runs import figures\n"
         "figures.plot_confusion_matrix(np.eye(2, dtype=int), ['a', 'b'], sys.argv[1])\n"
         "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"

@@ -24,7 +24,7 @@ from optuna.distributions import (  # noqa: E402
 )
 
 from fastmlp.cli import main  # noqa: E402
-from fastmlp.config import DEFAULTS, normalize_config  # noqa: E402
+from fastmlp.runs.config import normalize_config, settings  # noqa: E402
 from fastmlp.sweep import (  # noqa: E402
     SweepConfigError,
     SweepError,
@@ -180,7 +180,7 @@ def test_grid_search_space_and_hyperband_pruner_follow_the_config():
             "'mu'",
         ),
         ({"parameters": {"layers": {"values": [1, 2]}}}, "'layers' is not a fastmlp setting"),
-        ({"parameters": {"optimizer": {"values": ["adam", "adamw"]}}}, "'optimizer'"),
+        ({"parameters": {"optimizer": {"values": ["adam", "lion"]}}}, "'optimizer'"),
         (
             {"parameters": {"optimizer": {"values": ["adam"], "probabilities": [1.0]}}},
             "'probabilities'",
@@ -475,7 +475,7 @@ def test_report_writes_best_config_tables_and_plots(shared_sweep, capsys):
     ):
         assert (report / name).stat().st_size > 0, name
     best = json.loads((report / "best.json").read_text())
-    assert set(best) <= set(DEFAULTS)
+    assert set(best) <= set(settings())
     assert normalize_config(best)["optimizer"] in ("adam", "nadam")
     best_trial = trials_of(directory.parent, "shared")[summary.best_number]
     assert best["learning_rate"] == best_trial.params["learning_rate"]
@@ -621,7 +621,7 @@ def test_wandb_engine_creates_the_sweep_once_and_runs_each_trial_as_a_run(tmp_pa
     wandb = pytest.importorskip("wandb")
     import yaml
 
-    import fastmlp.experiment
+    import fastmlp.runs.experiment
     from fastmlp.sweep import wandb_engine
 
     created, runs = [], []
@@ -643,7 +643,9 @@ def test_wandb_engine_creates_the_sweep_once_and_runs_each_trial_as_a_run(tmp_pa
         wandb, "sweep", lambda sweep, project, entity: created.append(sweep) or "s1"
     )
     monkeypatch.setattr(wandb, "agent", agent)
-    monkeypatch.setattr(fastmlp.experiment, "run_experiment", lambda s, **kw: runs.append((s, kw)))
+    monkeypatch.setattr(
+        fastmlp.runs.experiment, "run_experiment", lambda s, **kw: runs.append((s, kw))
+    )
     config = sweep_config(
         name="wb",
         learning_rate={"values": [0.01, 0.02, 0.03]},

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.experiment import run_experiment
 from fastmlp.nn.inputs import to_device_inputs
+from fastmlp.runs.experiment import run_experiment
 from fastmlp.training import epoch_seed, train
 from tests.datasets import make_images, write_idx_dataset
 

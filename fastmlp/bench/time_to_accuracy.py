@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import fastmlp
-from fastmlp.config import normalize_config
-from fastmlp.experiment import build_model_and_optimizer
+from fastmlp.runs.config import normalize_config
+from fastmlp.runs.experiment import build_model_and_optimizer
 from fastmlp.training import EpochMetrics, to_device_inputs
 
 

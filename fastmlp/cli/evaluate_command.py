@@ -14,11 +14,12 @@ from fastmlp import data as datasets
 from fastmlp.backends import get_backend
 from fastmlp.cli.parsing import UsageError
 from fastmlp.cli.targets import resolve_checkpoint
-from fastmlp.config import canonical_dataset
-from fastmlp.experiment import plot_test_figures
+from fastmlp.data.sources import canonical_dataset
 from fastmlp.files import atomic_write_json
 from fastmlp.nn.checkpoint import load_checkpoint
 from fastmlp.nn.inputs import to_device_inputs
+from fastmlp.runs.experiment import plot_test_figures
+from fastmlp.runs.metrics import confusion_matrix, per_class_metrics
 
 DESCRIPTION = (
     "Evaluate a trained model on the test set: accuracy, loss, per-class precision, recall "
@@ -75,8 +76,6 @@ def _check_fits(model: Any, dataset: Any, checkpoint_path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastmlp import figures
-
     checkpoint_path = resolve_checkpoint(args.target)
     out = Path(args.out) if args.out else checkpoint_path.parent
     if out.exists() and not out.is_dir():
@@ -107,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
         )
     predictions = probabilities.argmax(axis=1)
     classes = list(dataset.class_names)
-    confusion = figures.confusion_matrix(dataset.y_test, predictions, len(classes))
-    metrics = figures.per_class_metrics(confusion)
+    confusion = confusion_matrix(dataset.y_test, predictions, len(classes))
+    metrics = per_class_metrics(confusion)
     print(format_report(classes, metrics, accuracy, loss))
 
     title = f"{dataset.name} test set"

@@ -24,6 +24,16 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def wandb_mode_option(value: str) -> str:
+    """An argparse ``type``: a W&B mode (online, offline, disabled; any case)."""
+    from fastmlp.runs.wandb_run import parse_wandb_mode
+
+    try:
+        return parse_wandb_mode(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def choice(canonical: Callable[[str], str], metavar: str) -> Callable[[str], str]:
     """An argparse ``type`` that canonicalises a case-insensitive choice with aliases."""
 

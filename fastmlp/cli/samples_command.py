@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from fastmlp import data as datasets
-from fastmlp.cli.parsing import UsageError, choice, seed
-from fastmlp.config import DEFAULTS, canonical_dataset
-from fastmlp.tracking import WandbRun, resolve_wandb_mode
+from fastmlp.cli.parsing import UsageError, choice, seed, wandb_mode_option
+from fastmlp.data.sources import canonical_dataset
+from fastmlp.runs import WandbRun, resolve_wandb_mode
+from fastmlp.runs.config import defaults
 
 DESCRIPTION = "Save (and log to W&B) a grid with one sample image of each class."
 
@@ -18,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-d",
         "--dataset",
         type=choice(canonical_dataset, "dataset"),
-        default=DEFAULTS["dataset"],
+        default=defaults()["dataset"],
         metavar="{mnist,fashion_mnist}",
         help="dataset (default: fashion_mnist)",
     )
@@ -28,13 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=seed, default=0, help="which samples to show (default: 0)")
     parser.add_argument(
-        "-wp", "--wandb_project", default=DEFAULTS["wandb_project"], help="W&B project"
+        "-wp", "--wandb_project", default=defaults()["wandb_project"], help="W&B project"
     )
     parser.add_argument("-we", "--wandb_entity", help="W&B entity")
     parser.add_argument(
         "--wandb_mode",
         "--wandb-mode",
-        choices=("online", "offline", "disabled"),
+        type=wandb_mode_option,
+        metavar="{online,offline,disabled}",
         help="W&B mode (default: $WANDB_MODE, else online if logged in, else offline)",
     )
 
@@ -57,7 +59,7 @@ def _check_png_target(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastmlp import figures
+    from fastmlp.runs import figures
 
     out = Path(args.out or f"samples_{args.dataset}.png")
     _check_png_target(out)

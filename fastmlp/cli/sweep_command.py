@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fastmlp.cli.parsing import UsageError, choice, positive_int
+from fastmlp.cli.parsing import UsageError, positive_int, wandb_mode_option
 from fastmlp.interrupts import exit_status
-from fastmlp.tracking import WANDB_MODES
 
 DESCRIPTION = (
     "Run a hyperparameter sweep from a W&B sweep config (method grid/random/bayes, metric, "
@@ -20,13 +19,6 @@ DESCRIPTION = (
 
 # Options that only apply to running a sweep, not to `fastmlp sweep report`.
 RUN_OPTIONS = ("count", "workers", "engine", "name", "out", "data_dir", "device")
-
-
-def _wandb_mode(value: str) -> str:
-    mode = value.strip().lower()
-    if mode not in WANDB_MODES:
-        raise ValueError(f"unknown W&B mode {value!r}: use online, offline or disabled")
-    return mode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wandb_mode",
         "--wandb-mode",
-        type=choice(_wandb_mode, "mode"),
+        type=wandb_mode_option,
         metavar="{online,offline,disabled}",
         help="W&B mode of the trials and the report "
         "(default: $WANDB_MODE, else online if logged in, else offline)",

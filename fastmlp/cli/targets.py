@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastmlp.cli.parsing import UsageError
-from fastmlp.tracking import RunDirectory
+from fastmlp.runs import RunDirectory
 
 
 def resolve_checkpoint(target: str) -> Path:

@@ -6,25 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from fastmlp.cli.parsing import (
-    ArgumentParser,
-    UsageError,
-    choice,
-    non_negative_float,
-    positive_int,
-    unit_interval,
-)
-from fastmlp.config import (
-    DEFAULTS,
-    ConfigError,
-    canonical_dataset,
-    canonical_optimizer,
-    read_config_file,
-)
-from fastmlp.nn.activations import canonical_activation
-from fastmlp.nn.init import canonical_weight_init
-from fastmlp.nn.losses import canonical_loss
-from fastmlp.tracking import WANDB_MODES
+from fastmlp.cli.parsing import ArgumentParser, UsageError, positive_int, wandb_mode_option
+from fastmlp.runs.config import ConfigError, Setting, read_config_file, settings
 
 # What may differ when continuing a run: a longer schedule, or another device.
 RESUME_OVERRIDES = {"epochs", "device"}
@@ -39,23 +22,49 @@ summary.json, figures). Press Ctrl-C to stop: the last finished epoch is kept, a
 `fastmlp train --resume OUT/<run-name>` continues from it.
 """
 
+GROUPS = {
+    "run": "run and tracking",
+    "data": "data",
+    "training": "training",
+    "optimizer": "optimizer hyperparameters",
+    "model": "model",
+}
 
-def _default(key: str) -> str:
-    value = DEFAULTS[key]
-    if isinstance(value, list):
-        value = " ".join(map(str, value))
-    return f"(default: {value})" if value is not None else "(default: the optimizer's own)"
+
+def _argument_type(setting: Setting) -> Any:
+    """An argparse ``type`` that checks one value of a setting as the configuration does,
+    so a bad flag is an argparse error naming it (the whole configuration is checked again
+    once every setting is known)."""
+
+    def parse(value: str) -> Any:
+        if setting.nargs:  # one entry of a list setting: a positive integer
+            return positive_int(value)
+        try:
+            return setting.check(setting.name, value, {"dtype": "float64", "num_layers": 1})
+        except ConfigError as error:
+            message = str(error).removeprefix(f"{setting.name} ")
+            raise argparse.ArgumentTypeError(message) from None
+
+    parse.__name__ = setting.name
+    return parse
+
+
+def _help(setting: Setting) -> str:
+    if "(default" in setting.help:
+        return setting.help
+    return f"{setting.help} (default: {setting.describe_default()})"
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``fastmlp train``; every default is None so explicit flags are detectable."""
-    run = parser.add_argument_group("run and tracking")
-    run.add_argument("-wp", "--wandb_project", help=f"W&B project {_default('wandb_project')}")
-    run.add_argument("-we", "--wandb_entity", help="W&B entity (user or team)")
+    """The flags of ``fastmlp train``: one per run setting (``fastmlp.runs.config``), the
+    classic assignment's short spellings included, plus the run's own options. Every
+    default is None, so that explicit flags can be told from defaults."""
+    groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()}
+    run = groups["run"]
     run.add_argument(
         "--wandb_mode",
         "--wandb-mode",
-        type=choice(_wandb_mode, "mode"),
+        type=wandb_mode_option,
         metavar="{online,offline,disabled}",
         help="W&B mode (default: $WANDB_MODE, else online if logged in, else offline)",
     )
@@ -67,136 +76,33 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE", help="settings from a .json/.yaml file (flags override it)"
     )
     run.add_argument("--no_progress", action="store_true", help="no progress bars")
-
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "-d",
-        "--dataset",
-        type=choice(canonical_dataset, "dataset"),
-        metavar="{mnist,fashion_mnist}",
-        help=f"dataset {_default('dataset')}",
+    groups["data"].add_argument(
+        "--data_dir", metavar="DIR", help="look for the dataset files here first"
     )
-    data.add_argument("--data_dir", metavar="DIR", help="look for the dataset files here first")
-    data.add_argument(
-        "--val_fraction",
-        type=unit_interval,
-        metavar="F",
-        help=f"fraction of the training set held out for validation {_default('val_fraction')}",
-    )
-
-    training = parser.add_argument_group("training")
-    training.add_argument("-e", "--epochs", type=positive_int, help=f"epochs {_default('epochs')}")
-    training.add_argument(
-        "-b", "--batch_size", type=positive_int, help=f"batch size {_default('batch_size')}"
-    )
-    training.add_argument(
-        "-l",
-        "--loss",
-        type=choice(canonical_loss, "loss"),
-        metavar="{mean_squared_error,cross_entropy}",
-        help=f"loss {_default('loss')}",
-    )
-    training.add_argument(
-        "-o",
-        "--optimizer",
-        type=choice(canonical_optimizer, "optimizer"),
-        metavar="{sgd,momentum,nag,rmsprop,adam,nadam}",
-        help=f"optimizer {_default('optimizer')}",
-    )
-    training.add_argument(
-        "-lr",
-        "--learning_rate",
-        type=non_negative_float,
-        help=f"learning rate {_default('learning_rate')}",
-    )
-    training.add_argument(
-        "-m", "--momentum", type=unit_interval, help="momentum of momentum and nag (default: 0.9)"
-    )
-    training.add_argument(
-        "-beta", "--beta", type=unit_interval, help="beta of rmsprop (default: 0.99)"
-    )
-    training.add_argument(
-        "-beta1", "--beta1", type=unit_interval, help="beta1 of adam and nadam (default: 0.9)"
-    )
-    training.add_argument(
-        "-beta2", "--beta2", type=unit_interval, help="beta2 of adam and nadam (default: 0.999)"
-    )
-    training.add_argument(
-        "-eps",
-        "--epsilon",
-        type=non_negative_float,
-        help="epsilon of rmsprop, adam, nadam (default: 1e-8)",
-    )
-    training.add_argument(
-        "-w_d",
-        "--weight_decay",
-        type=non_negative_float,
-        help=f"L2 weight decay {_default('weight_decay')}",
-    )
-    training.add_argument(
-        "--seed", type=int, help=f"seed of weights and shuffling {_default('seed')}"
-    )
-
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "-w_i",
-        "--weight_init",
-        type=choice(canonical_weight_init, "init"),
-        metavar="{random,Xavier,he}",
-        help=f"weight initialisation {_default('weight_init')}",
-    )
-    model.add_argument(
-        "-nhl", "--num_layers", type=int, help=f"hidden layers {_default('num_layers')}"
-    )
-    model.add_argument(
-        "-sz",
-        "--hidden_size",
-        type=positive_int,
-        nargs="+",
-        metavar="SIZE",
-        help=f"units per hidden layer: one size, or one per layer {_default('hidden_size')}",
-    )
-    model.add_argument(
-        "-a",
-        "--activation",
-        type=choice(canonical_activation, "activation"),
-        metavar="{identity,sigmoid,tanh,ReLU}",
-        help=f"hidden activation {_default('activation')}",
-    )
-    model.add_argument(
-        "--device",
-        metavar="{cpu,cuda,auto}",
-        help=f"where to train: cpu, cuda, cuda:N or auto {_default('device')}",
-    )
-    model.add_argument(
-        "--dtype", metavar="{float32,float64}", help=f"floating-point precision {_default('dtype')}"
-    )
-    model.add_argument(
-        "--blas_threads",
-        type=positive_int,
-        metavar="N",
-        help="threads of the matrix products (default: BLAS's own choice); the rounding depends "
-        "on it, so pin it to repeat a run exactly (sweep trials record theirs)",
-    )
-
-
-def _wandb_mode(value: str) -> str:
-    mode = value.strip().lower()
-    if mode not in WANDB_MODES:
-        raise ValueError(f"unknown W&B mode {value!r}: use online, offline or disabled")
-    return mode
+    for setting in settings().values():
+        metavar = setting.metavar
+        if setting.choices is not None:
+            metavar = "{" + ",".join(setting.choices.names()) + "}"
+        groups[setting.group].add_argument(
+            *setting.flags,
+            f"--{setting.name}",
+            type=_argument_type(setting),
+            nargs=setting.nargs,
+            metavar=metavar,
+            help=_help(setting),
+        )
 
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration the flags ask for: --config file values, overridden by explicit flags."""
-    settings: dict[str, Any] = {}
+    chosen: dict[str, Any] = {}
     if args.config:
-        settings.update(read_config_file(args.config))
-    for key in DEFAULTS:
+        chosen.update(read_config_file(args.config))
+    for key in settings():
         value = getattr(args, key, None)
         if value is not None:
-            settings[key] = value
-    return settings
+            chosen[key] = value
+    return chosen
 
 
 def build_parser(prog: str = "fastmlp train") -> ArgumentParser:
@@ -230,7 +136,7 @@ def _final_table(result: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``fastmlp train``; returns the exit status."""
-    from fastmlp.experiment import run_experiment
+    from fastmlp.runs.experiment import run_experiment
 
     try:
         settings = settings_from_args(args)

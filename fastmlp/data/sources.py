@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastmlp.data.errors import DataError
+from fastmlp.registry import Registry, UnknownChoiceError
 
 # role -> published file name; the roles are the same for every data set
 FILES: dict[str, str] = {
@@ -101,8 +102,12 @@ MNIST = Source(
     subdirs=("mnist", "MNIST/raw"),
 )
 
+# The data sets by name: fastmlp's registry of this concept (see fastmlp.registry).
+DATASETS: Registry[Source] = Registry("dataset")
+DATASETS.register(FASHION_MNIST.name, FASHION_MNIST, ("fashionmnist", "fmnist"))
+DATASETS.register(MNIST.name, MNIST)
 # canonical name -> Source; looked up at call time, so tests can swap entries
-SOURCES: dict[str, Source] = {source.name: source for source in (FASHION_MNIST, MNIST)}
+SOURCES: dict[str, Source] = DATASETS.entries
 
 
 def names() -> list[str]:
@@ -110,10 +115,14 @@ def names() -> list[str]:
     return sorted(SOURCES)
 
 
+def canonical_dataset(name: object) -> str:
+    """The canonical name of a data set (``fashion_mnist`` or ``mnist``; any case, - or _)."""
+    try:
+        return DATASETS.canonical(name)
+    except UnknownChoiceError as error:
+        raise DataError(str(error)) from None
+
+
 def get_source(name: str) -> Source:
     """The :class:`Source` for ``name`` (``fashion_mnist`` or ``mnist``; any case, - or _)."""
-    key = str(name).strip().lower().replace("-", "_")
-    key = {"fashionmnist": "fashion_mnist"}.get(key, key)
-    if key not in SOURCES:
-        raise DataError(f"unknown data set {name!r}: choose one of {', '.join(names())}")
-    return SOURCES[key]
+    return SOURCES[canonical_dataset(name)]

@@ -32,7 +32,7 @@ class Nadam(Adam):
     hyperparameters = (
         replace(LEARNING_RATE, default=2e-3),
         *Adam.hyperparameters[1:],
-        Hyperparameter("momentum_decay", 4e-3, "psi, the momentum decay of nadam", low=0.0),
+        Hyperparameter("momentum_decay", 4e-3, "momentum decay psi", low=0.0),
     )
 
     def __init__(self, **values: object) -> None:

@@ -12,7 +12,7 @@ The format is the one ``wandb sweep`` reads, so the same file drives both engine
       learning_rate: {distribution: log_uniform_values, min: 1e-4, max: 1e-2}
       epochs: {value: 3}
 
-Parameter names are fastmlp settings (``fastmlp.config.DEFAULTS``: the long flag names of
+Parameter names are fastmlp settings (``fastmlp.runs.config.settings``: the long flag names of
 ``fastmlp train``). Each parameter becomes an Optuna distribution:
 
 =======================  ==========================================  =======================
@@ -45,7 +45,14 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from fastmlp.config import DEFAULTS, ConfigError, normalize_config, parse_yaml, read_text_file
+from fastmlp.runs.config import (
+    ConfigError,
+    defaults,
+    normalize_config,
+    parse_yaml,
+    read_text_file,
+    settings,
+)
 
 METHODS = ("grid", "random", "bayes")
 GOALS = ("maximize", "minimize")
@@ -210,7 +217,7 @@ class SweepConfig:
             parameter = self.parameters["epochs"]
             candidates = parameter.choices or (parameter.high,)
             return max(int(value) for value in candidates)
-        return int(self.constants.get("epochs", DEFAULTS["epochs"]))
+        return int(self.constants.get("epochs", defaults()["epochs"]))
 
     def settings(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """A trial's settings for ``run_experiment``: the constants plus the sampled values."""
@@ -270,9 +277,9 @@ def _infer_distribution(name: str, spec: Mapping[str, Any]) -> str:
 
 def _parameter(name: str, spec: Any) -> Parameter | tuple[str, Any]:
     """One ``parameters`` entry: a Parameter, or ("constant", value) for a fixed setting."""
-    if name not in DEFAULTS:
+    if name not in settings():
         raise SweepConfigError(
-            f"sweep parameter {name!r} is not a fastmlp setting; known: {', '.join(DEFAULTS)}"
+            f"sweep parameter {name!r} is not a fastmlp setting; known: {', '.join(settings())}"
         )
     if not isinstance(spec, Mapping):
         raise SweepConfigError(

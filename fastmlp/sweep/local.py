@@ -113,7 +113,7 @@ def check_device(device: str | None, config: SweepConfig) -> None:
     """Raise before any trial starts if the sweep's device does not exist or does not work
     here (every trial would fail the same way)."""
     from fastmlp.backends import get_backend
-    from fastmlp.config import canonical_device
+    from fastmlp.runs.config import canonical_device
 
     wanted = device if device is not None else config.constants.get("device")
     if wanted is not None:

@@ -1,6 +1,6 @@
 """Figures of a sweep report: parallel coordinates, metric against time, importance.
 
-Each function draws on its own Agg figure (as ``fastmlp.figures`` does: no pyplot, nothing
+Each function draws on its own Agg figure (as ``fastmlp.runs.figures`` does: no pyplot, nothing
 left open), writes a PNG and returns its path. Inputs are plain lists, one entry per trial.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fastmlp.figures import new_figure, save_figure
+from fastmlp.runs.figures import new_figure, save_figure
 
 # Parameter values shown as tick labels on a numeric parallel-coordinates axis.
 NUMERIC_TICKS = 5

@@ -3,7 +3,7 @@
 ``SWEEP_DIR/report/`` receives
 
 * ``best.json``                -- the best trial's configuration: a config file for
-  ``fastmlp train --config best.json`` (only the settings of ``fastmlp.config.DEFAULTS``);
+  ``fastmlp train --config best.json`` (only settings of ``fastmlp.runs.config.settings``);
 * ``trials.csv``, ``trials.md`` -- every trial: number, state, parameters, the metric,
   validation and test accuracy, duration, run directory, and why it failed or stopped;
 * ``parallel_coordinates.png`` -- the complete trials through their parameters to the metric;
@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from fastmlp.config import DEFAULTS, normalize_config
 from fastmlp.files import atomic_write_json
+from fastmlp.runs import WandbRun, resolve_wandb_mode
+from fastmlp.runs.config import normalize_config, settings
 from fastmlp.sweep import plots
 from fastmlp.sweep.config import SweepConfig, parse_sweep_config
 from fastmlp.sweep.study import (
@@ -40,7 +41,6 @@ from fastmlp.sweep.study import (
     open_storage,
     require_optuna,
 )
-from fastmlp.tracking import WandbRun, resolve_wandb_mode
 
 MIN_TRIALS_FOR_IMPORTANCE = 5
 
@@ -119,8 +119,8 @@ def best_config(
 ) -> dict[str, Any]:
     """The full configuration of a trial, as ``fastmlp train --config`` reads it, with the
     BLAS thread count it ran with, so that training it again repeats it exactly."""
-    settings = normalize_config({"blas_threads": blas_threads, **config.settings(params)})
-    return {key: settings[key] for key in DEFAULTS}
+    values = normalize_config({"blas_threads": blas_threads, **config.settings(params)})
+    return {key: values[key] for key in settings()}
 
 
 def _columns(config: SweepConfig, rows: list[TrialRow]) -> tuple[list[str], list[list[Any]]]:

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from fastmlp.backends import DeviceUnavailableError
-from fastmlp.config import normalize_config
 from fastmlp.data import DataError
 from fastmlp.errors import one_line
+from fastmlp.runs import RunDirectory, run_name
+from fastmlp.runs.config import normalize_config
 from fastmlp.sweep.config import SweepConfig
-from fastmlp.tracking import RunDirectory, run_name
 from fastmlp.training import EpochMetrics, StopTraining
 
 # How an interrupted trial's failure reads.
@@ -156,7 +156,7 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
         config: the sweep configuration.
         options: data, tracking and device options shared by all trials.
     """
-    from fastmlp.experiment import run_experiment
+    from fastmlp.runs.experiment import run_experiment
 
     runs = options.sweep_dir / "runs"
     settings = trial_settings(config, trial.params, options)

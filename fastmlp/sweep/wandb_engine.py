@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-from fastmlp.config import DEFAULTS
 from fastmlp.errors import one_line
+from fastmlp.runs import resolve_wandb_mode
+from fastmlp.runs.config import defaults
+from fastmlp.runs.wandb_run import wandb_installed
 from fastmlp.sweep.config import SweepConfig
 from fastmlp.sweep.local import check_device
 from fastmlp.sweep.study import SweepDirectory, SweepError
 from fastmlp.sweep.trial import TrialOptions, trial_settings
 from fastmlp.sweep.workers import blas_threads, run_in_processes
-from fastmlp.tracking import resolve_wandb_mode
-from fastmlp.tracking.wandb_run import wandb_installed
 
 
 def require_wandb_online(wandb_mode: str | None) -> None:
@@ -72,7 +72,7 @@ def _sweep_params() -> dict[str, object]:
 
 def _trial_function(spec: AgentSpec) -> Callable[[], None]:
     def run_trial() -> None:
-        from fastmlp.experiment import run_experiment
+        from fastmlp.runs.experiment import run_experiment
 
         options = spec.options
         settings = trial_settings(spec.config, _sweep_params(), options)
@@ -137,7 +137,7 @@ def run_wandb_sweep(
         raise SweepError(
             f"{directory.path} holds a local sweep; pass --name NEW_NAME for a W&B one"
         )
-    project = config.constants.get("wandb_project", DEFAULTS["wandb_project"])
+    project = config.constants.get("wandb_project", defaults()["wandb_project"])
     entity = config.constants.get("wandb_entity")
     sweep_id = info.get("wandb_sweep_id")
     if sweep_id is None:

@@ -13,6 +13,4 @@ def backward(delta, a):
     return 0.0 if a <= 0 else delta
 
 
-RELU = register(
-    Activation("relu", forward, backward, maths="max(z, 0)", reference="torch.nn.ReLU")
-)
+RELU = register(Activation("relu", forward, backward, maths="max(z, 0)", reference="torch.nn.ReLU"))

@@ -1,10 +1,10 @@
 """Figures for a trained classifier: confusion matrix, mistakes, class samples, curves.
 
-The metrics (:func:`confusion_matrix`, :func:`per_class_metrics`) are plain NumPy. The
-plots need matplotlib (``pip install "fastmlp[plot]"``), imported only when a plot is
-drawn. They draw on a ``matplotlib.figure.Figure`` with its own Agg canvas: no pyplot,
-no change to the user's backend, nothing left open. Each plot writes a PNG, creating the
-parent directories, and returns the path written.
+The metrics they show come from :mod:`fastmlp.runs.metrics`. The plots need matplotlib
+(``pip install "fastmlp[plot]"``), imported only when a plot is drawn. They draw on a
+``matplotlib.figure.Figure`` with its own Agg canvas: no pyplot, no change to the user's
+backend, nothing left open. Each plot writes a PNG atomically, creating the parent
+directories, and returns the path written.
 
 Arrays given to these functions must be NumPy arrays (use ``backend.to_numpy`` on device
 arrays first).
@@ -22,6 +22,7 @@ import numpy as np
 
 from fastmlp.errors import MissingDependencyError
 from fastmlp.files import atomic_write
+from fastmlp.runs.metrics import per_class_metrics, ratio
 
 DPI = 150
 
@@ -32,74 +33,6 @@ MAX_ANNOTATED_CLASSES = 30
 _TITLE_NAME_CHARS = 16
 
 _INSTALL_HINT = 'figures need matplotlib: pip install "fastmlp[plot]"'
-
-
-def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
-    """Counts of (true class, predicted class) pairs.
-
-    Args:
-        y_true, y_pred: (N,) integer labels in [0, num_classes), any integer dtype.
-        num_classes: K.
-
-    Returns:
-        (K, K) int64; entry [i, j] counts samples of true class i predicted as class j.
-    """
-    y_true = np.asarray(y_true).ravel()
-    y_pred = np.asarray(y_pred).ravel()
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true and y_pred differ in size: {y_true.size} and {y_pred.size}")
-    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
-        if y.dtype.kind not in "iu":
-            raise ValueError(f"{name} must hold integers, got dtype {y.dtype}")
-        if y.size and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(
-                f"{name} must lie in [0, {num_classes}), got range [{y.min()}, {y.max()}]"
-            )
-    pairs = y_true.astype(np.int64) * num_classes + y_pred.astype(np.int64)
-    counts = np.bincount(pairs, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).astype(np.int64)
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator elementwise as float64, with 0 where the denominator is 0."""
-    numerator = np.asarray(numerator, dtype=np.float64)
-    out = np.zeros(np.broadcast(numerator, denominator).shape)
-    return np.divide(numerator, denominator, out=out, where=np.asarray(denominator) != 0)
-
-
-def per_class_metrics(confusion: np.ndarray) -> dict[str, Any]:
-    """Precision, recall and F1 of each class, their macro averages, and accuracy.
-
-    A ratio with a zero denominator is 0 (a class never predicted has precision 0, a class
-    absent from the data has recall 0), without a warning.
-
-    Args:
-        confusion: (K, K) counts, rows = true class, columns = predicted class.
-
-    Returns:
-        ``precision``, ``recall``, ``f1``: (K,) float64 in [0, 1]; ``support``: (K,) int64
-        samples per true class; ``macro_precision``, ``macro_recall``, ``macro_f1``: their
-        unweighted means over the K classes; ``accuracy``: trace / total.
-    """
-    confusion = np.asarray(confusion)
-    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1]:
-        raise ValueError(f"confusion must be a square matrix, got shape {confusion.shape}")
-    correct = np.diag(confusion)
-    support = confusion.sum(axis=1)
-    precision = _ratio(correct, confusion.sum(axis=0))
-    recall = _ratio(correct, support)
-    # f1 = 2 p r / (p + r)
-    f1 = _ratio(2 * precision * recall, precision + recall)
-    return {
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "support": support.astype(np.int64),
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
-        "accuracy": float(_ratio(correct.sum(), confusion.sum())),
-    }
 
 
 def new_figure(width: float, height: float) -> Any:
@@ -166,7 +99,7 @@ def plot_confusion_matrix(
     if confusion.shape != (k, k):
         raise ValueError(f"confusion has shape {confusion.shape}, expected ({k}, {k})")
     metrics = per_class_metrics(confusion)
-    fractions = _ratio(confusion, confusion.sum(axis=1, keepdims=True))
+    fractions = ratio(confusion, confusion.sum(axis=1, keepdims=True))
     side = max(4.0, (0.62 if k <= 20 else 0.4) * k)  # inches
     figure = new_figure(side + 3.4, side + 2.6)
     from matplotlib import colormaps

@@ -24,7 +24,7 @@ import datetime
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from os import PathLike
@@ -37,7 +37,6 @@ import fastmlp
 from fastmlp import data as datasets
 from fastmlp import optim
 from fastmlp.backends import Backend, get_backend
-from fastmlp.config import DEFAULTS, ConfigError, normalize_config, optimizer_hyperparameters
 from fastmlp.errors import UserError, describe, one_line
 from fastmlp.interrupts import exit_status, interrupts_deferred
 from fastmlp.nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -45,7 +44,7 @@ from fastmlp.nn.inputs import to_device_inputs
 from fastmlp.nn.losses import chance_loss
 from fastmlp.nn.memory import check_memory, describe_sizes, parameter_count, training_bytes
 from fastmlp.nn.mlp import MLP
-from fastmlp.tracking import (
+from fastmlp.runs import (
     RunDirectory,
     RunDirectoryError,
     WandbRun,
@@ -54,7 +53,9 @@ from fastmlp.tracking import (
     run_name,
     warn_once,
 )
-from fastmlp.tracking.environment import blas_thread_limit, describe_environment
+from fastmlp.runs.config import ConfigError, TrainConfig, settings
+from fastmlp.runs.environment import blas_thread_limit, describe_environment
+from fastmlp.runs.metrics import confusion_matrix
 from fastmlp.training import EpochMetrics, format_epoch, train
 
 # A training loss this many times the chance-level loss means the run is diverging.
@@ -113,10 +114,10 @@ def plot_test_figures(
 
     probabilities: (N_test, classes) host array of the model's class probabilities.
     """
-    from fastmlp import figures
+    from fastmlp.runs import figures
 
     predictions = probabilities.argmax(axis=1)
-    confusion = figures.confusion_matrix(dataset.y_test, predictions, len(dataset.class_names))
+    confusion = confusion_matrix(dataset.y_test, predictions, len(dataset.class_names))
     return {
         "confusion_matrix": figures.plot_confusion_matrix(
             confusion, dataset.class_names, directory / "confusion_matrix.png", title=title
@@ -133,35 +134,48 @@ def plot_test_figures(
 
 
 def build_model_and_optimizer(
-    config: dict[str, Any], backend: Backend, dataset: Any
+    config: Mapping[str, Any], backend: Backend, dataset: Any
 ) -> tuple[MLP, optim.Optimizer]:
-    """The network and optimizer a normalised configuration describes, sized for ``dataset``."""
+    """The network and optimizer a configuration describes, sized for ``dataset``.
+
+    An optimizer with decoupled weight decay (AdamW) takes ``weight_decay`` itself, for the
+    weights only (the biases are a parameter group without it), and the model has no L2
+    term; every other optimizer gets the L2 term in the model's gradient.
+    """
+    config = TrainConfig.from_settings(config)
+    decoupled = optim.optimizer_class(config.optimizer).decoupled_weight_decay
     model = MLP(
         input_size=int(np.prod(dataset.x_train.shape[1:])),
-        hidden_sizes=config["hidden_size"],
+        hidden_sizes=config.hidden_size,
         output_size=len(dataset.class_names),
-        activation=config["activation"],
-        weight_init=config["weight_init"],
-        loss=config["loss"],
-        weight_decay=config["weight_decay"],
+        activation=config.activation,
+        activation_options=config.activation_options(),
+        weight_init=config.weight_init,
+        loss=config.loss,
+        weight_decay=0.0 if decoupled else config.weight_decay,
+        dropout=config.dropout,
         device=backend,
-        dtype=config["dtype"],
-        seed=config["seed"],
+        dtype=config.dtype,
+        seed=config.seed,
     )
-    optimizer = optim.create(config["optimizer"], **optimizer_hyperparameters(config))
+    optimizer = optim.create(
+        config.optimizer,
+        param_groups=model.param_groups() if decoupled else (),
+        **config.optimizer_hyperparameters(),
+    )
     return model, optimizer
 
 
 # ----------------------------------------------------------------- 1. settings
 
 
-def _resumed_config(run_dir: RunDirectory, settings: dict[str, Any]) -> dict[str, Any]:
+def _resumed_config(run_dir: RunDirectory, overrides_given: dict[str, Any]) -> dict[str, Any]:
     """The stored configuration of a run with ``settings`` on top, checked."""
     stored = run_dir.read_config()
-    kept = {key: value for key, value in stored.items() if key in DEFAULTS}
-    overrides = {key: value for key, value in settings.items() if value is not None}
+    kept = {key: value for key, value in stored.items() if key in settings()}
+    overrides = {key: value for key, value in overrides_given.items() if value is not None}
     try:
-        return normalize_config({**kept, **overrides})
+        return TrainConfig.from_settings({**kept, **overrides}).to_dict()
     except ConfigError as error:
         raise ConfigError(f"{run_dir.file(RunDirectory.CONFIG)}: {error}") from None
 
@@ -198,18 +212,22 @@ def _check_checkpoint_matches(
 ) -> None:
     """Raise if the checkpoint is not the run ``config.json`` describes (edited config)."""
     model, saved = checkpoint.model, checkpoint.model.config
+    built = TrainConfig.from_settings(config)
+    decoupled = optim.optimizer_class(built.optimizer).decoupled_weight_decay
     expected = {
-        "hidden_size": (list(config["hidden_size"]), saved["hidden_sizes"]),
-        "activation": (config["activation"], saved["activation"]),
-        "weight_init": (config["weight_init"], saved["weight_init"]),
-        "loss": (config["loss"], saved["loss"]),
-        "weight_decay": (config["weight_decay"], saved["weight_decay"]),
-        "dtype": (config["dtype"], saved["dtype"]),
+        "hidden_size": (list(built.hidden_size), saved["hidden_sizes"]),
+        "activation": (built.activation, saved["activation"]),
+        "activation options": (built.activation_options(), saved["activation_options"]),
+        "weight_init": (built.weight_init, saved["weight_init"]),
+        "loss": (built.loss, saved["loss"]),
+        "L2 weight decay": (0.0 if decoupled else built.weight_decay, saved["weight_decay"]),
+        "dropout": (built.dropout, saved["dropout"]),
+        "dtype": (built.dtype, saved["dtype"]),
         "dataset": (dataset.name, checkpoint.extra.get("dataset", dataset.name)),
         "input size": (int(np.prod(dataset.x_train.shape[1:])), model.input_size),
         "classes": (len(dataset.class_names), model.output_size),
     }
-    fresh = optim.create(config["optimizer"], **optimizer_hyperparameters(config))
+    fresh = optim.create(built.optimizer, **built.optimizer_hyperparameters())
     expected["optimizer"] = (
         (fresh.name, fresh.hyperparameter_values()),
         (checkpoint.optimizer.name, checkpoint.optimizer.hyperparameter_values()),
@@ -358,7 +376,7 @@ def _write_figures(run: _Run, dataset: Any, x_test: Any, wandb_run: WandbRun | N
         wandb_run.log_confusion_matrix(dataset.y_test, predictions, dataset.class_names)
     if not _figures_available():
         return
-    from fastmlp import figures
+    from fastmlp.runs import figures
 
     paths = plot_test_figures(
         dataset, probabilities, run_dir.path, title=f"{run_dir.name} on {dataset.name} test"
@@ -426,13 +444,13 @@ def run_experiment(
     """Train and evaluate one configuration, tracking everything under ``out/<run-name>/``.
 
     Args:
-        settings: configuration keyed by long flag names (see ``fastmlp.config.DEFAULTS``);
+        settings: configuration keyed by long flag names (see ``fastmlp.runs.config``);
             missing keys take the defaults. With ``resume``, the stored configuration is
             used and ``settings`` overrides it (the CLI allows ``epochs``, the new total,
             and ``device``).
         out: parent directory of run directories.
         data_dir: where to look for the dataset files first.
-        wandb_mode: online / offline / disabled; None resolves it (see ``fastmlp.tracking``).
+        wandb_mode: online / offline / disabled; None resolves it (see ``fastmlp.runs``).
         progress: progress bars on the terminal; verbose: a summary line per epoch.
         resume: a run directory to continue (or finish) from its checkpoint.
         group: W&B group (sweeps group their trials); name: run name override.
@@ -454,7 +472,7 @@ def run_experiment(
         config = _resumed_config(resume_dir, settings)
     else:
         stored = {}
-        config = normalize_config(settings)
+        config = TrainConfig.from_settings(settings).to_dict()
     if config["seed"] is None:
         config["seed"] = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
     backend = get_backend(config["device"])

@@ -57,13 +57,18 @@ def wandb_installed() -> bool:
     return True
 
 
+def parse_wandb_mode(value: str) -> str:
+    """A W&B mode as a user spells it (any case), checked."""
+    mode = str(value).strip().lower()
+    if mode not in WANDB_MODES:
+        raise UserError(f"unknown W&B mode {value!r}: use online, offline or disabled")
+    return mode
+
+
 def resolve_wandb_mode(option: str | None = None) -> str:
     """The W&B mode: the option, else ``$WANDB_MODE``, else online with a key, else offline."""
     if option:
-        mode = option.strip().lower()
-        if mode not in WANDB_MODES:
-            raise UserError(f"unknown W&B mode {option!r}: use online, offline or disabled")
-        return mode
+        return parse_wandb_mode(option)
     environment = os.environ.get("WANDB_MODE", "").strip().lower()
     if environment:
         mode = _ENV_ALIASES.get(environment, environment)
