@@ -8,6 +8,7 @@ only when a collected test is marked ``gpu``.
 """
 
 import functools
+import importlib.util
 
 import numpy as np
 import pytest
@@ -16,8 +17,15 @@ import fastmlp
 
 DTYPES = ["float32", "float64"]
 
-# "cpu" always; "cuda" as a gpu-marked case that the hook below skips without a GPU.
-BACKENDS = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu, id="cuda")]
+# Every backend by name: plain NumPy always, Numba when installed (CI has it; "cpu" means
+# Numba there, so naming both keeps the plain NumPy path tested), and "cuda" as a
+# gpu-marked case that the hook below skips without a GPU.
+_NUMBA = importlib.util.find_spec("numba") is not None
+BACKENDS = [
+    "numpy",
+    pytest.param("numba", marks=pytest.mark.skipif(not _NUMBA, reason="needs numba"), id="numba"),
+    pytest.param("cuda", marks=pytest.mark.gpu, id="cuda"),
+]
 
 
 def backend_dtype_combinations():

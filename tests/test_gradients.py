@@ -1,19 +1,24 @@
-"""Backpropagation is exact: analytic gradients equal central finite differences (float64).
+"""Backpropagation is exact: analytic gradients equal central finite differences (float64)
+and torch autograd.
 
 The finite differences are taken on an independent NumPy forward pass written here from
-the definitions in DESIGN.md (a @ W + b, the hidden activation, softmax, the loss), plus
-the L2 term 0.5 * weight_decay * ||W||^2 over weights only, so a wrong forward pass in the
-package cannot hide a wrong backward pass.
+the definitions in docs/ARCHITECTURE.md (a @ W + b, the hidden activation, the dropout
+mask, softmax, the loss), plus the L2 term 0.5 * weight_decay * ||W||^2 over weights only,
+so a wrong forward pass in the package cannot hide a wrong backward pass. With dropout the
+masks the model drew are held fixed and applied by the reference too.
 """
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 
 import fastmlp
+from fastmlp.nn.activations import ACTIVATIONS as REGISTERED
+from fastmlp.nn.layers import Dropout
 
-ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu"]
+ACTIVATIONS = REGISTERED.names()
 LOSSES = ["cross_entropy", "mean_squared_error"]
 
 INPUT_SIZE = 6
@@ -27,6 +32,9 @@ RELU_MARGIN = 1e-3  # no ReLU pre-activation may be closer than this to the kink
 # ------------------------------------------------------------ independent reference
 
 
+_ERF = np.vectorize(math.erf)
+
+
 def reference_activation(z, activation):
     if activation == "identity":
         return z
@@ -37,11 +45,24 @@ def reference_activation(z, activation):
         return np.tanh(z)
     if activation == "relu":
         return np.maximum(z, 0.0)
+    if activation == "leaky_relu":
+        return np.where(z > 0, z, 0.01 * z)
+    if activation == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+    if activation == "gelu":
+        return 0.5 * z * (1 + _ERF(z / np.sqrt(2)))
+    if activation == "silu":
+        with np.errstate(over="ignore"):
+            return z / (1 + np.exp(-z))
     raise AssertionError(activation)
 
 
-def reference_forward(weights, biases, x, activation):
-    """Logits and the hidden pre-activations of an MLP, in float64 NumPy."""
+KINKED = {"relu", "leaky_relu"}  # not differentiable at 0
+
+
+def reference_forward(weights, biases, x, activation, masks=()):
+    """Logits and the hidden pre-activations of an MLP, in float64 NumPy; ``masks`` (one
+    per hidden layer, or none) multiply each hidden layer's output (inverted dropout)."""
     a = np.asarray(x, dtype=np.float64)
     pre_activations = []
     for i, (w, b) in enumerate(zip(weights, biases)):
@@ -50,6 +71,8 @@ def reference_forward(weights, biases, x, activation):
             return z, pre_activations
         pre_activations.append(z)
         a = reference_activation(z, activation)
+        if masks:
+            a = a * masks[i]
     raise AssertionError("a network has at least one layer")
 
 
@@ -66,9 +89,9 @@ def reference_loss(logits, y, loss):
     return float(((probabilities - onehot) ** 2).sum(axis=1).mean())
 
 
-def reference_objective(model, x, y):
+def reference_objective(model, x, y, masks=()):
     """Data loss + 0.5 * weight_decay * sum ||W_i||^2 (weights only, not biases)."""
-    logits, _ = reference_forward(model.weights, model.biases, x, model.activation)
+    logits, _ = reference_forward(model.weights, model.biases, x, model.activation, masks)
     penalty = 0.5 * model.weight_decay * sum(float((w * w).sum()) for w in model.weights)
     return reference_loss(logits, y, model.loss) + penalty
 
@@ -79,7 +102,7 @@ def relative_error(a, b):
     return np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300)
 
 
-def numerical_gradient(model, x, y):
+def numerical_gradient(model, x, y, masks=()):
     """Central differences of reference_objective, as (weight grads, bias grads) per layer.
 
     Each entry is perturbed through the model's weight/bias views (so this also relies on
@@ -93,9 +116,9 @@ def numerical_gradient(model, x, y):
             for index in np.ndindex(tensor.shape):
                 original = tensor[index]
                 tensor[index] = original + STEP
-                plus = reference_objective(model, x, y)
+                plus = reference_objective(model, x, y, masks)
                 tensor[index] = original - STEP
-                minus = reference_objective(model, x, y)
+                minus = reference_objective(model, x, y, masks)
                 tensor[index] = original
                 gradient[index] = (plus - minus) / (2 * STEP)
             grads.append(gradient)
@@ -107,8 +130,11 @@ def flat(tensors):
     return np.concatenate([np.ravel(t) for t in tensors])
 
 
-def smooth_problem(activation, loss, weight_decay, batch_size, hidden_sizes=HIDDEN_SIZES):
-    """A float64 model and batch; for relu, re-seeded until no pre-activation is near a kink."""
+def smooth_problem(
+    activation, loss, weight_decay, batch_size, hidden_sizes=HIDDEN_SIZES, dropout=0.0
+):
+    """A float64 model and batch; for a kinked activation, re-seeded until no
+    pre-activation is near the kink."""
     for seed in range(100):
         model = fastmlp.MLP(
             input_size=INPUT_SIZE,
@@ -119,6 +145,7 @@ def smooth_problem(activation, loss, weight_decay, batch_size, hidden_sizes=HIDD
             weight_decay=weight_decay,
             dtype="float64",
             seed=seed,
+            dropout=dropout,
         )
         rng = np.random.default_rng(1000 + seed)
         # Non-zero biases, so their gradients flow through every activation regime.
@@ -126,12 +153,17 @@ def smooth_problem(activation, loss, weight_decay, batch_size, hidden_sizes=HIDD
             bias[...] = rng.normal(0.0, 0.3, size=bias.shape)
         x = rng.normal(size=(batch_size, INPUT_SIZE))
         y = rng.integers(0, OUTPUT_SIZE, size=batch_size)
-        if activation != "relu":
+        if activation not in KINKED:
             return model, x, y
         _, pre_activations = reference_forward(model.weights, model.biases, x, activation)
         if all(np.abs(z).min() > RELU_MARGIN for z in pre_activations):
             return model, x, y
-    raise AssertionError("no kink-free relu problem found in 100 seeds")
+    raise AssertionError(f"no kink-free {activation} problem found in 100 seeds")
+
+
+def drawn_masks(model):
+    """The dropout masks the model used in its last training step (copies)."""
+    return [layer._mask.copy() for layer in model.layers if isinstance(layer, Dropout)]
 
 
 # ------------------------------------------------------------------------- tests
@@ -160,6 +192,89 @@ def test_backprop_gradient_matches_central_differences(activation, loss, weight_
     for i in range(len(grad_weights)):
         assert relative_error(grad_weights[i], numeric_weights[i]) < 1e-6, f"weights of layer {i}"
         assert relative_error(grad_biases[i], numeric_biases[i]) < 1e-6, f"biases of layer {i}"
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_backprop_gradient_with_dropout_matches_central_differences(activation, loss):
+    """With dropout the gradient is that of the network with the drawn masks held fixed."""
+    model, x, y = smooth_problem(activation, loss, 0.05, 5, dropout=0.3)
+    model.reseed(11)
+    model.loss_and_grad(x, y)
+    masks = drawn_masks(model)
+    assert len(masks) == len(HIDDEN_SIZES)
+    assert any((mask == 0).any() for mask in masks) and all(
+        np.isin(mask, [0.0, 1 / 0.7]).all() for mask in masks
+    )
+    analytic = flat([*model.grad_weights, *model.grad_biases]).copy()
+    numeric_weights, numeric_biases = numerical_gradient(model, x, y, masks)
+    assert relative_error(analytic, flat(numeric_weights + numeric_biases)) < 1e-6
+
+
+def torch_functions(torch):
+    functional = torch.nn.functional
+    return {
+        "identity": lambda z: z,
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "leaky_relu": lambda z: functional.leaky_relu(z, 0.01),
+        "elu": lambda z: functional.elu(z, 1.0),
+        "gelu": functional.gelu,
+        "silu": functional.silu,
+    }
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_backprop_gradient_matches_torch_autograd(activation, loss, dropout):
+    """The same network, weights and dropout masks in torch (float64): every gradient
+    agrees to ~1e-12."""
+    torch = pytest.importorskip("torch")
+    functions = torch_functions(torch)
+    if activation not in functions:
+        pytest.skip(f"no torch counterpart listed for {activation}")
+    model, x, y = smooth_problem(activation, loss, 0.0, 6, dropout=dropout)
+    model.reseed(5)
+    model.loss_and_grad(x, y)
+    masks = drawn_masks(model)
+    weights = [torch.tensor(w.copy(), requires_grad=True) for w in model.weights]
+    biases = [torch.tensor(b.copy(), requires_grad=True) for b in model.biases]
+    a = torch.tensor(x)
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        a = a @ w + b
+        if i < len(weights) - 1:
+            a = functions[activation](a)
+            if masks:
+                a = a * torch.tensor(masks[i])
+    labels = torch.tensor(y)
+    if loss == "cross_entropy":
+        value = torch.nn.functional.cross_entropy(a, labels)
+    else:
+        onehot = torch.nn.functional.one_hot(labels, OUTPUT_SIZE).double()
+        value = ((torch.softmax(a, dim=1) - onehot) ** 2).sum(dim=1).mean()
+    value.backward()
+    for i in range(len(weights)):
+        np.testing.assert_allclose(model.grad_weights[i], weights[i].grad.numpy(), rtol=1e-10,
+                                   atol=1e-13, err_msg=f"weights {i}")  # fmt: skip
+        np.testing.assert_allclose(model.grad_biases[i], biases[i].grad.numpy(), rtol=1e-10,
+                                   atol=1e-13, err_msg=f"biases {i}")  # fmt: skip
+
+
+def test_dropout_is_off_in_eval_mode_and_at_inference():
+    model, x, y = smooth_problem("tanh", "cross_entropy", 0.0, 8, dropout=0.5)
+    model.eval()
+    model.loss_and_grad(x, y)
+    without = model.grads.copy()
+    plain, _, _ = smooth_problem("tanh", "cross_entropy", 0.0, 8)
+    plain.params[...] = model.params
+    plain.loss_and_grad(x, y)
+    np.testing.assert_array_equal(without, plain.grads)
+    np.testing.assert_array_equal(model.forward(x), plain.forward(x))
+    model.train()
+    model.loss_and_grad(x, y)
+    assert not np.array_equal(model.grads, without)
 
 
 @pytest.mark.parametrize("loss", LOSSES)

@@ -224,3 +224,47 @@ def test_blas_threads_pins_the_rounding_so_a_run_repeats_exactly(idx_dir, tmp_pa
     environment = json.loads(first.run_dir.file("config.json").read_text())["environment"]
     assert environment["blas"]["threads"] == 1
     assert first.summary["environment"]["blas"]["threads"] == 1
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"dropout": 0.3, "optimizer": "adamw", "weight_decay": 0.05},
+        {"dropout": 0.2, "activation": "leaky_relu", "leaky_relu_slope": 0.1},
+        {"dropout": 0.25, "activation": "gelu", "optimizer": "nadam"},
+    ],
+    ids=["dropout-adamw", "dropout-leaky_relu", "dropout-gelu-nadam"],
+)
+def test_a_run_with_dropout_resumes_bit_identically(idx_dir, tmp_path, extra):
+    """The dropout masks are seeded per epoch from the run seed: an interrupted and resumed
+    run draws exactly the masks of the uninterrupted one."""
+    settings = {**SMALL, "dataset": "mnist", "seed": 4, **extra}
+    common = {"data_dir": idx_dir, "wandb_mode": "disabled", "progress": False, "figures": False}
+    full = run_experiment(settings, out=tmp_path / "full", **common)
+
+    def interrupt_after_second_epoch(metrics):
+        if metrics.epoch == 2:
+            raise KeyboardInterrupt
+
+    cut = run_experiment(
+        settings, out=tmp_path / "cut", callbacks=[interrupt_after_second_epoch], **common
+    )
+    resumed = run_experiment({}, resume=cut.run_dir.path, **common)
+    np.testing.assert_array_equal(resumed.model.params, full.model.params)
+    assert resumed.model.dropout == settings["dropout"]
+    other_seed = run_experiment({**settings, "seed": 5}, out=tmp_path / "other", **common)
+    assert not np.array_equal(other_seed.model.params, full.model.params)
+
+
+def test_adamw_runs_decay_weights_only_and_leave_no_l2_term(idx_dir, tmp_path):
+    common = {"data_dir": idx_dir, "wandb_mode": "disabled", "progress": False, "figures": False}
+    result = run_experiment(
+        {**SMALL, "dataset": "mnist", "optimizer": "adamw", "weight_decay": 0.1, "epochs": 1},
+        out=tmp_path, **common,
+    )  # fmt: skip
+    assert result.model.weight_decay == 0.0  # decoupled: no L2 in the gradient
+    checkpoint = fastmlp.load_checkpoint(result.run_dir.checkpoint_path)
+    groups = checkpoint.optimizer.param_groups
+    assert [group.name for group in groups] == ["weights", "biases"]
+    assert groups[1].options == {"weight_decay": 0.0}
+    assert checkpoint.optimizer.weight_decay == 0.1

@@ -40,16 +40,25 @@ def _numpy_backend() -> NumpyBackend:
 
 
 @functools.cache
-def _cpu_backend() -> Backend:
-    """The fastest CPU backend here: Numba-compiled updates when Numba is installed.
+def _numba_backend() -> Backend:
+    if not importlib.util.find_spec("numba"):
+        raise DeviceUnavailableError(
+            'device "numba" needs Numba, which is not installed: pip install "fastmlp[jit]"'
+        )
+    from fastmlp.backends.numba_backend import NumbaBackend
 
-    ``FASTMLP_NUMBA=0`` in the environment keeps the plain NumPy backend (the two give
-    bit-identical results; see ``fastmlp.backends.numba_backend``).
+    return NumbaBackend()
+
+
+@functools.cache
+def _cpu_backend() -> Backend:
+    """The fastest CPU backend here: Numba-compiled kernels when Numba is installed.
+
+    ``FASTMLP_NUMBA=0`` in the environment keeps the plain NumPy backend (the two agree bit
+    for bit or to rounding; see ``fastmlp.backends.numba_backend``).
     """
     if os.environ.get("FASTMLP_NUMBA", "").strip() != "0" and importlib.util.find_spec("numba"):
-        from fastmlp.backends.numba_backend import NumbaBackend
-
-        return NumbaBackend()
+        return _numba_backend()
     return _numpy_backend()
 
 
@@ -96,8 +105,9 @@ def get_backend(device: str | Backend = "cpu") -> Backend:
     """The backend for ``device``.
 
     Args:
-        device: ``"cpu"`` (NumPy, with Numba-compiled optimizer updates when Numba is
-            installed), ``"numpy"`` (plain NumPy), ``"cuda"`` / ``"cuda:N"`` (alias
+        device: ``"cpu"`` (NumPy, with Numba-compiled kernels when Numba is installed),
+            ``"numpy"`` (plain NumPy), ``"numba"`` (Numba, an error without it),
+            ``"cuda"`` / ``"cuda:N"`` (alias
             ``"cupy"``), or ``"auto"`` (the first CUDA device when one is usable, else the
             CPU). A Backend is returned as it is.
 
@@ -112,6 +122,8 @@ def get_backend(device: str | Backend = "cpu") -> Backend:
         return _cpu_backend()
     if name == "numpy":
         return _numpy_backend()
+    if name == "numba":
+        return _numba_backend()
     if name == "auto":
         try:
             _cuda_device_count()

@@ -36,7 +36,7 @@ from fastmlp.nn.mlp import DTYPES, canonical_dtype
 from fastmlp.optim import OPTIMIZERS
 from fastmlp.registry import Hyperparameter, Registry
 
-DEVICES = ("cpu", "numpy", "cuda", "cupy", "gpu", "auto")
+DEVICES = ("cpu", "numpy", "numba", "cuda", "cupy", "gpu", "auto")
 DEVICES_HELP = "cpu, cuda, cuda:N or auto"
 
 
