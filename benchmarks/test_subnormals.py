@@ -32,8 +32,12 @@ def test_adam_step_state(benchmark, state):
         m.fill(value)
         v.fill(value)
 
+    # the fused Adam kernel alone (optimizer.step would flush the subnormal state)
+    adam = fastmlp.optim.Adam(lr=1e-3)
+    adam.steps = 100
+    scalars = adam.scalars(adam.hyperparameter_values())
     benchmark.pedantic(
-        lambda: backend.adam_(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 100),
+        lambda: backend.run_formula_(adam.formula, [p, g, m, v], scalars),
         setup=refill,
         rounds=2000,
         warmup_rounds=10,

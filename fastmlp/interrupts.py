@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-# The exit statuses of a process stopped by each signal, as shells report them (128 + N).
+# The exit status of a process stopped by Ctrl-C (SIGINT), as shells report it (128 + 2);
+# by another signal N: 128 + N.
 EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
 
 _TERMINATING = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)

@@ -156,25 +156,9 @@ def train(
         raise ValueError(f"epochs must be a positive integer, got {epochs}")
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    backend = model.backend
-    x = to_device_inputs(backend, x_train, model.dtype, features=model.input_size)
-    y = to_device_labels(backend, y_train, model.output_size)
-    n = x.shape[0]
-    if n == 0 or y.shape[0] != n:
-        raise ValueError(
-            f"need as many labels as inputs (and at least one), got {n} and {y.shape[0]}"
-        )
-    has_validation = x_val is not None and y_val is not None and len(y_val) > 0
-    if has_validation:
-        x_validation = to_device_inputs(backend, x_val, model.dtype, features=model.input_size)
-        y_validation = to_device_labels(backend, y_val, model.output_size)
+    data = _DeviceData(model, x_train, y_train, x_val, y_val, int(batch_size))
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-    batch_size = min(int(batch_size), n)
-    batch_x = backend.empty((batch_size, x.shape[1]), dtype=model.dtype)
-    batch_y = backend.empty((batch_size,), dtype="int64")
-    snapshot = backend.empty(model.params.shape, dtype=model.dtype)
-    steps_per_epoch = math.ceil(n / batch_size)
     last_epoch = start_epoch + int(epochs)
     history = TrainingHistory()
 
@@ -183,45 +167,21 @@ def train(
     try:
         for epoch in range(start_epoch + 1, last_epoch + 1):
             started = time.perf_counter()
-            snapshot[...] = model.params
-            order = backend.rng(epoch_seed(seed, epoch)).permutation(n)
-            model.reseed(epoch_seed(seed, epoch, DROPOUT))
-            total_loss = backend.zeros((), dtype="float64")
-            correct = backend.zeros((), dtype="int64")
-            bar = _progress_bar(steps_per_epoch, epoch, last_epoch, progress)
-            # A diverging run overflows; that is detected below from the loss, not warned about.
-            with np.errstate(over="ignore", invalid="ignore"):
-                for start in range(0, n, batch_size):
-                    rows = order[start : start + batch_size]
-                    xb = batch_x[: rows.shape[0]]
-                    yb = batch_y[: rows.shape[0]]
-                    backend.gather_(xb, x, rows)
-                    backend.gather_(yb, y, rows)
-                    loss = model._loss_and_grad(xb, yb, correct=correct)
-                    # total_loss = total_loss + batch mean loss * batch size
-                    total_loss += loss * rows.shape[0]
-                    optimizer.step(model.params, model.grads)
-                    if bar is not None:
-                        bar.update(1)
-            train_loss = float(total_loss) / n
-            train_accuracy = int(correct) / n
+            data.snapshot[...] = model.params
+            bar = _progress_bar(data.steps_per_epoch, epoch, last_epoch, progress)
+            train_loss, train_accuracy = _train_epoch(model, optimizer, data, seed, epoch, bar)
             train_seconds = time.perf_counter() - started
             if bar is not None:
                 bar.close()
             if not math.isfinite(train_loss):
-                model.params[...] = snapshot
+                model.params[...] = data.snapshot
                 history.diverged_at = epoch
                 if verbose:
-                    print(
-                        f"diverged at epoch {epoch}: the training loss became {train_loss}; "
-                        "weights restored to the end of the previous epoch "
-                        "(try a smaller learning rate)",
-                        flush=True,
-                    )
+                    print(_diverged_message(epoch, train_loss), flush=True)
                 break
             val_loss = val_accuracy = None
-            if has_validation:
-                val_loss, val_accuracy = model.evaluate(x_validation, y_validation)
+            if data.has_validation:
+                val_loss, val_accuracy = model.evaluate(data.x_val, data.y_val)
             metrics = EpochMetrics(
                 epoch=epoch,
                 train_loss=train_loss,
@@ -229,17 +189,88 @@ def train(
                 val_loss=val_loss,
                 val_accuracy=val_accuracy,
                 seconds=time.perf_counter() - started,
-                samples_per_second=n / train_seconds,
+                samples_per_second=data.n / train_seconds,
             )
             history.epochs.append(metrics)
             if verbose:
                 print(format_epoch(metrics, last_epoch), flush=True)
-            try:
-                for callback in callbacks:
-                    callback(metrics)
-            except StopTraining as stop:
-                history.stopped = stop
+            history.stopped = _run_callbacks(callbacks, metrics)
+            if history.stopped is not None:
                 break
     finally:
         model.train(was_training)
     return history
+
+
+class _DeviceData:
+    """The training (and validation) set on the model's device, checked once, and the
+    buffers every step reuses: one batch of inputs and labels, and a copy of the
+    parameters from the start of the epoch (restored if the loss diverges)."""
+
+    def __init__(
+        self, model: MLP, x_train: Any, y_train: Any, x_val: Any, y_val: Any, batch_size: int
+    ) -> None:
+        backend = model.backend
+        self.x = to_device_inputs(backend, x_train, model.dtype, features=model.input_size)
+        self.y = to_device_labels(backend, y_train, model.output_size)
+        self.n = self.x.shape[0]
+        if self.n == 0 or self.y.shape[0] != self.n:
+            raise ValueError(
+                f"need as many labels as inputs (and at least one), got {self.n} and "
+                f"{self.y.shape[0]}"
+            )
+        self.has_validation = x_val is not None and y_val is not None and len(y_val) > 0
+        if self.has_validation:
+            self.x_val = to_device_inputs(backend, x_val, model.dtype, features=model.input_size)
+            self.y_val = to_device_labels(backend, y_val, model.output_size)
+        self.batch_size = min(batch_size, self.n)
+        self.steps_per_epoch = math.ceil(self.n / self.batch_size)
+        self.batch_x = backend.empty((self.batch_size, self.x.shape[1]), dtype=model.dtype)
+        self.batch_y = backend.empty((self.batch_size,), dtype="int64")
+        self.snapshot = backend.empty(model.params.shape, dtype=model.dtype)
+
+
+def _train_epoch(
+    model: MLP, optimizer: Any, data: _DeviceData, seed: int, epoch: int, bar: Any
+) -> tuple[float, float]:
+    """One pass over the shuffled training set, a step per batch; returns the mean training
+    loss and accuracy (the epoch's one host sync)."""
+    backend = model.backend
+    order = backend.rng(epoch_seed(seed, epoch)).permutation(data.n)
+    model.reseed(epoch_seed(seed, epoch, DROPOUT))
+    total_loss = backend.zeros((), dtype="float64")
+    correct = backend.zeros((), dtype="int64")
+    # A diverging run overflows; that is detected from the loss, not warned about.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, data.n, data.batch_size):
+            rows = order[start : start + data.batch_size]
+            xb = data.batch_x[: rows.shape[0]]
+            yb = data.batch_y[: rows.shape[0]]
+            backend.gather_(xb, data.x, rows)
+            backend.gather_(yb, data.y, rows)
+            loss = model._loss_and_grad(xb, yb, correct=correct)
+            # total_loss = total_loss + batch mean loss * batch size
+            total_loss += loss * rows.shape[0]
+            optimizer.step(model.params, model.grads, backend)
+            if bar is not None:
+                bar.update(1)
+    return float(total_loss) / data.n, int(correct) / data.n
+
+
+def _diverged_message(epoch: int, train_loss: float) -> str:
+    return (
+        f"diverged at epoch {epoch}: the training loss became {train_loss}; weights restored "
+        "to the end of the previous epoch (try a smaller learning rate)"
+    )
+
+
+def _run_callbacks(
+    callbacks: Sequence[Callback] | Iterable[Callback], metrics: EpochMetrics
+) -> StopTraining | None:
+    """Call each callback with the epoch's metrics; the StopTraining one raised, if any."""
+    try:
+        for callback in callbacks:
+            callback(metrics)
+    except StopTraining as stop:
+        return stop
+    return None

@@ -83,6 +83,7 @@ def test_base_backend_has_the_documented_api():
         "synchronize",
         "available_memory",
         "run_formula_",
+        "bind_formula",
         "bias_activation_",
         "activation_grad_",
         "column_sums_",

@@ -92,11 +92,12 @@ def test_compiled_loops_check_their_shapes_themselves():
     adam = fastmlp.optim.create("adam")
     loop = compiled(adam.formula, 1, ())
     with pytest.raises(ValueError, match="shapes"):
-        loop(np.ones(100), np.ones(10), np.ones(100), np.ones(100), *([0.5] * 7))
+        loop(*([0.5] * 7), np.ones(100), np.ones(10), np.ones(100), np.ones(100))
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_layer_kernels_reject_mismatched_shapes(backend):
+    from fastmlp.backends.base import backward_kernel, forward_kernel
     from fastmlp.nn.activations import create
 
     kernels = HOST_BACKENDS[backend]()
@@ -106,6 +107,15 @@ def test_layer_kernels_reject_mismatched_shapes(backend):
             kernels.bias_activation_(np.ones((4, 8)), np.ones(3), function)
         with pytest.raises(ValueError, match="shape"):
             kernels.activation_grad_(np.ones((4, 8)), np.ones((2, 8)), function)
+        # the kernels layers bind once check their arrays at every call too
+        declaration = function.declaration
+        forward = kernels.bind_formula(forward_kernel(declaration, False), {}, "float64", 2,
+                                       ("b",))  # fmt: skip
+        with pytest.raises(ValueError, match="shape"):
+            forward(np.ones((4, 8)), np.ones(3))
+        backward = kernels.bind_formula(backward_kernel(declaration), {}, "float64", 2)
+        with pytest.raises(ValueError, match="shape"):
+            backward(np.ones((4, 8)), np.ones((2, 8)))
     if backend == "numba":
         with pytest.raises(ValueError, match="column"):
             kernels.column_sums_(np.ones(3), np.ones((4, 8)))

@@ -179,3 +179,22 @@ def test_fastmlp_numba_0_selects_plain_numpy():
             check=True,
         )
         assert result.stdout.strip() == expected
+
+
+def test_a_numpy_model_trains_on_numpy_alone(monkeypatch):
+    """``device="numpy"`` keeps every kernel on plain NumPy, the optimizer step included
+    (its arrays alone would pick the "cpu" backend, which is Numba's)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a Numba kernel ran for a NumPy model")
+
+    for method in ("run_formula_", "bind_formula", "cross_entropy_", "column_sums_"):
+        monkeypatch.setattr(NumbaBackend, method, refuse)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 12)).astype(np.float32), rng.integers(0, 3, 64)
+    model = fastmlp.MLP(input_size=12, hidden_sizes=(8,), output_size=3, device="numpy",
+                        dropout=0.2, seed=0)  # fmt: skip
+    optimizer = fastmlp.optim.create("adam")
+    fastmlp.train(model, optimizer, x, y, epochs=1, batch_size=16, seed=0, progress=False,
+                  verbose=False)  # fmt: skip
+    assert optimizer.steps == 4

@@ -310,6 +310,46 @@ def test_fused_kernel_equals_base_reference_kernel(backend_class, kernel, case, 
         np.testing.assert_allclose(fused_result, reference_result, rtol=rtol, atol=atol)
 
 
+def _formula_call(kernel, args):
+    """(formula, arrays, scalars, row vectors) of a kernel case that runs a formula."""
+    from fastmlp.backends.base import backward_kernel, forward_kernel
+
+    if kernel == "run_formula_":
+        formula, arrays, scalars = args
+        return formula, list(arrays), scalars, ()
+    if kernel.startswith("bias_activation_"):
+        z, bias, function, out = args
+        formula = forward_kernel(function.declaration, out is not None)
+        arrays = [z, bias] if out is None else [z, bias, out]
+        return formula, arrays, function.scalars, ("b",)
+    delta, x, function = args
+    return backward_kernel(function.declaration), [delta, x], function.scalars, ()
+
+
+FORMULA_KERNELS = ("run_formula_", "bias_activation_", "activation_grad_")
+FORMULA_CASES = [(k, c) for k, c in KERNEL_CASES if k.startswith(FORMULA_KERNELS)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernel,case", FORMULA_CASES, ids=[f"{k}-{c}" for k, c in FORMULA_CASES])
+@pytest.mark.parametrize("backend_class", FUSED_BACKENDS, ids=lambda cls: cls.name)
+def test_bound_kernels_equal_the_reference(backend_class, kernel, case, dtype):
+    """``bind_formula`` (what layers call per batch) computes what ``run_formula_`` of the
+    reference does, called twice with the same bound kernel."""
+    args = kernel_arguments(kernel, case, np.random.default_rng(11), dtype)
+    formula, arrays, scalars, row_vectors = _formula_call(kernel, args)
+    fused_arrays = [a.copy() for a in arrays]
+    bound = backend_class().bind_formula(formula, scalars, dtype, arrays[0].ndim, row_vectors)
+    reference = Backend()
+    with np.errstate(over="ignore", under="ignore"):
+        for _ in range(2):
+            bound(*fused_arrays)
+            reference.run_formula_(formula, arrays, scalars, row_vectors)
+    rtol, atol = (1e-5, 1e-6) if dtype == "float32" else (1e-12, 1e-14)
+    for position, (actual, expected) in enumerate(zip(fused_arrays, arrays)):
+        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=str(position))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("backend_class", FUSED_BACKENDS, ids=lambda cls: cls.name)
 def test_algebraic_formulas_are_bit_identical_on_every_cpu_backend(backend_class, dtype):

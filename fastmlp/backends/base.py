@@ -9,7 +9,8 @@ in two groups:
   per-element formula (an optimizer update, an activation and its gradient, the dropout
   mask: see :mod:`fastmlp.backends.formulas`), the fused bias-add + activation and the
   activation gradient built from an activation's declaration, bias gradients, the L2
-  gradient term, softmax and the two losses.
+  gradient term, softmax and the two losses; and :meth:`Backend.bind_formula`, a formula
+  with fixed scalars looked up once, which is what layers call per batch.
 
 The bodies here are the readable specification.
 :class:`~fastmlp.backends.numpy_backend.NumpyBackend`,
@@ -33,7 +34,6 @@ Conventions for every kernel:
 from __future__ import annotations
 
 import functools
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
@@ -45,14 +45,6 @@ from fastmlp.backends.formulas import Formula, in_place, with_bias
 
 if TYPE_CHECKING:
     from fastmlp.nn.activations import ActivationFunction
-
-
-def adam_scalars(lr: float, beta1: float, beta2: float, step: int) -> tuple[float, float]:
-    """Adam's per-step scalars, in double precision on the host.
-
-    Returns (step_size, bias_correction2_sqrt) = (lr / (1 - beta1^t), sqrt(1 - beta2^t)).
-    """
-    return lr / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step)
 
 
 @functools.cache
@@ -213,6 +205,28 @@ class Backend:
         for name, value in zip(formula.updates, values):
             arrays[formula.arrays.index(name)][...] = value
 
+    def bind_formula(
+        self,
+        formula: Formula,
+        scalars: Mapping[str, float],
+        dtype: Any,
+        ndim: int,
+        row_vectors: tuple[str, ...] = (),
+    ) -> Callable[..., None]:
+        """``run_formula_`` with its scalars fixed, looked up once: ``kernel(*arrays)`` runs
+        ``formula`` on arrays of ``dtype`` with ``ndim`` dimensions (row vectors: 1).
+
+        Layers bind their formulas when they are built (an activation's hyperparameters and
+        a dropout rate do not change), so that a call per batch is a kernel launch and
+        nothing more. Arrays are checked as by ``run_formula_``.
+        """
+        fixed = dict(scalars)
+
+        def kernel(*arrays: Any) -> None:
+            self.run_formula_(formula, arrays, fixed, row_vectors)
+
+        return kernel
+
     def flush_subnormals_(self, x: Any, threshold: float) -> None:
         """Set every element with ``|x| < threshold`` to exactly zero.
 
@@ -321,13 +335,15 @@ def _check_formula_call(
         raise ValueError(
             f"formula {formula.name} takes {len(formula.arrays)} arrays, got {len(arrays)}"
         )
-    missing = set(formula.scalars) - set(scalars)
-    if missing:
-        raise ValueError(f"formula {formula.name} needs scalars {', '.join(sorted(missing))}")
+    for name in formula.scalars:
+        if name not in scalars:
+            missing = sorted(set(formula.scalars) - set(scalars))
+            raise ValueError(f"formula {formula.name} needs scalars {', '.join(missing)}")
     first = arrays[0]
+    shape, dtype = first.shape, first.dtype
+    row = shape[-1:]
     for name, array in zip(formula.arrays, arrays):
-        wanted = first.shape[-1:] if name in row_vectors else first.shape
-        if array.shape != wanted or array.dtype != first.dtype:
+        if array.dtype != dtype or array.shape != (row if name in row_vectors else shape):
             raise ValueError(
                 f"formula {formula.name}: arrays of mismatched shapes or dtypes "
                 f"{[(tuple(a.shape), str(a.dtype)) for a in arrays]}"

@@ -127,6 +127,27 @@ class CupyBackend(Backend):
         outputs = [a for name, a in zip(formula.arrays, arrays) if name in updated]
         kernel(*inputs, *(scalars[name] for name in formula.scalars), *outputs)
 
+    def bind_formula(
+        self,
+        formula: Formula,
+        scalars: Mapping[str, float],
+        dtype: Any,
+        ndim: int,
+        row_vectors: tuple[str, ...] = (),
+    ) -> Callable[..., None]:
+        kernel = elementwise_kernel(formula)
+        fixed = dict(scalars)
+        updated = set(formula.updates)
+        reads = [index for index, name in enumerate(formula.arrays) if name not in updated]
+        writes = [index for index, name in enumerate(formula.arrays) if name in updated]
+        values = [fixed[name] for name in formula.scalars]
+
+        def bound(*arrays: Any) -> None:
+            _check_formula_call(formula, arrays, fixed, row_vectors)
+            kernel(*[arrays[i] for i in reads], *values, *[arrays[i] for i in writes])
+
+        return bound
+
     def flush_subnormals_(self, x: Any, threshold: float) -> None:
         _FLUSH_SUBNORMALS(threshold, x)
 

@@ -30,7 +30,7 @@ import importlib.util
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,11 @@ class NumbaBackend(NumpyBackend):
 
     name = "numba"
 
+    def __init__(self) -> None:
+        super().__init__()
+        # (formula, ndim, row vectors, dtype) -> (compiled loop or None, literals)
+        self._kernels: dict[tuple[Any, ...], tuple[Any, tuple[Any, ...]]] = {}
+
     def add_scaled_(self, y: Any, x: Any, alpha: float) -> None:
         _add_scaled(y, x, y.dtype.type(alpha))
 
@@ -121,17 +126,37 @@ class NumbaBackend(NumpyBackend):
         row_vectors: tuple[str, ...] = (),
     ) -> None:
         first = arrays[0]
-        kernel = _loop(formula, first.ndim, row_vectors)
+        key = (formula, first.ndim, row_vectors, first.dtype)
+        found = self._kernels.get(key)
+        if found is None:
+            kernel = _loop(formula, first.ndim, row_vectors)
+            found = self._kernels[key] = (kernel, _literals(formula, first.dtype))
+        kernel, literals = found
         if kernel is None:  # NumPy's is faster, no writable cache, or an unusual shape
             super().run_formula_(formula, arrays, scalars, row_vectors)
             return
         # scalars and literals in the arrays' dtype (the kernel checks the shapes itself)
-        scalar = first.dtype.type
-        kernel(
-            *arrays,
-            *[scalar(scalars[name]) for name in formula.scalars],
-            *_literals(formula, first.dtype),
-        )
+        if formula.scalars:
+            scalar = first.dtype.type
+            kernel(*[scalar(scalars[name]) for name in formula.scalars], *literals, *arrays)
+        else:
+            kernel(*literals, *arrays)
+
+    def bind_formula(
+        self,
+        formula: Formula,
+        scalars: Mapping[str, float],
+        dtype: Any,
+        ndim: int,
+        row_vectors: tuple[str, ...] = (),
+    ) -> Callable[..., None]:
+        kernel = _loop(formula, ndim, row_vectors)
+        if kernel is None:
+            return super().bind_formula(formula, scalars, dtype, ndim, row_vectors)
+        dtype = np.dtype(dtype)
+        # the scalars and literals in the arrays' dtype; the kernel checks the shapes
+        values = [dtype.type(scalars[name]) for name in formula.scalars]
+        return functools.partial(kernel, *values, *_literals(formula, dtype))
 
     def flush_subnormals_(self, x: Any, threshold: float) -> None:
         _flush_subnormals(x, x.dtype.type(threshold))

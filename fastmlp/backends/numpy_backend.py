@@ -28,6 +28,9 @@ class NumpyBackend(Backend):
 
     def __init__(self) -> None:
         self._scratch_buffers: dict[tuple[str, tuple[int, ...], np.dtype], np.ndarray] = {}
+        self._slots: dict[tuple[int, str, tuple[int, ...], Any], np.ndarray] = {}
+        # (formula, shape, dtype, row vectors) -> what _prepare found
+        self._prepared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._functions = self.formula_functions()
 
     def _scratch(self, role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -97,14 +100,81 @@ class NumpyBackend(Backend):
         scalars: Mapping[str, float],
         row_vectors: tuple[str, ...] = (),
     ) -> None:
-        _check_formula_call(formula, arrays, scalars, row_vectors)
-        shape, dtype = arrays[0].shape, arrays[0].dtype  # the first array is never a row vector
+        dtype = arrays[0].dtype
+        try:
+            values = [dtype.type(scalars[name]) for name in formula.scalars]
+        except KeyError:
+            _check_formula_call(formula, arrays, scalars, row_vectors)  # raises, saying what
+            raise
+        self._run(formula, arrays, values, row_vectors)
 
-        def scratch(index: int, kind: str) -> np.ndarray:
-            return self._scratch(f"formula_{index}", shape, dtype if kind == "float" else np.bool_)
+    def bind_formula(
+        self,
+        formula: Formula,
+        scalars: Mapping[str, float],
+        dtype: Any,
+        ndim: int,
+        row_vectors: tuple[str, ...] = (),
+    ) -> Callable[..., None]:
+        scalar = np.dtype(dtype).type
+        values = [scalar(scalars[name]) for name in formula.scalars]
+        run = self._run
 
-        with np.errstate(over="ignore"):
-            _plan(formula).run(np, arrays, scalars, scratch, functions=self._functions)
+        def kernel(*arrays: Any) -> None:
+            run(formula, arrays, values, row_vectors)
+
+        return kernel
+
+    def _run(
+        self,
+        formula: Formula,
+        arrays: Sequence[Any],
+        values: Sequence[Any],
+        row_vectors: tuple[str, ...],
+    ) -> None:
+        """Run ``formula``'s plan on checked arrays, ``values`` its scalars in their dtype."""
+        first = arrays[0]  # never a row vector
+        dtype = first.dtype
+        key = (formula, first.shape, dtype, row_vectors)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = self._prepare(formula, first.shape, dtype,
+                                                           row_vectors)  # fmt: skip
+        function, functions, shapes, buffers, literals = prepared
+        if len(arrays) != len(shapes):
+            _check_formula_call(formula, arrays, dict.fromkeys(formula.scalars), row_vectors)
+        for array, shape in zip(arrays, shapes):
+            if array.shape != shape or array.dtype != dtype:
+                _check_formula_call(formula, arrays, dict.fromkeys(formula.scalars), row_vectors)
+        if formula.may_overflow:  # exp(z) -> inf where the formula expects it
+            with np.errstate(over="ignore"):
+                function(*functions, *arrays, *buffers, *values, *literals)
+        else:
+            function(*functions, *arrays, *buffers, *values, *literals)
+
+    def _prepare(
+        self, formula: Formula, shape: tuple[int, ...], dtype: Any, row_vectors: tuple[str, ...]
+    ) -> tuple[Any, ...]:
+        """What running ``formula`` on arrays of this shape and dtype takes, looked up once:
+        the plan's function and callees, the arrays' shapes, its scratch slots, literals."""
+        plan = _plan(formula)
+        functions = tuple(self._functions.get(name) or getattr(np, name) for name in plan.callees)
+        shapes = tuple(shape[-1:] if name in row_vectors else shape for name in formula.arrays)
+        buffers = tuple(
+            self._slot(index, kind, shape, dtype) for index, kind in enumerate(plan.slot_kinds)
+        )
+        literals = tuple(dtype.type(value) for value in plan.literals)
+        return plan.function, functions, shapes, buffers, literals
+
+    def _slot(self, index: int, kind: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """Scratch slot ``index`` of formula plans: shared by every formula run on arrays of
+        this shape and dtype (a bool array for a "bool" slot)."""
+        key = (index, kind, shape, dtype)
+        buffer = self._slots.get(key)
+        if buffer is None:
+            buffer = np.empty(shape, dtype=dtype if kind == "float" else np.bool_)
+            self._slots[key] = buffer
+        return buffer
 
     def flush_subnormals_(self, x: Any, threshold: float) -> None:
         magnitude = self._scratch("update", x.shape, x.dtype)

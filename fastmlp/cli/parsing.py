@@ -66,20 +66,3 @@ def seed(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
     return number
-
-
-def non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return number
-
-
-def unit_interval(value: str) -> float:
-    number = non_negative_float(value)
-    if number >= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return number

@@ -157,6 +157,7 @@ class MLP:
         self.weights, self.biases = self._layer_views(self.params)
         self.grad_weights, self.grad_biases = self._layer_views(self.grads)
         self.layers = self._build_layers()
+        self._backward_order = self.layers[::-1]
         self._loss_kernel = getattr(self.backend, LOSSES.get(self.loss).kernel)
         self.reseed(int(rng.integers(2**63)))
 
@@ -318,7 +319,7 @@ class MLP:
             correct += (delta.argmax(axis=1) == y).sum()
         # the loss kernel leaves dLoss/dlogits in the logits buffer
         loss = self._loss_kernel(delta, y)
-        for layer in reversed(self.layers):
+        for layer in self._backward_order:
             delta = layer.backward(delta)
             if delta is None:  # the first layer: nothing before it needs a gradient
                 break

@@ -36,6 +36,7 @@ eps=1e-8): far below float32 resolution and invisible in any metric.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class ParamGroup:
         return {"start": self.start, "stop": self.stop, "options": self.options, "name": self.name}
 
 
+@functools.lru_cache(maxsize=256)
 def flush_period(decay: float) -> int | None:
     """Steps between subnormal flushes for a buffer decaying by ``decay`` (None: never)."""
     if not 0 < decay < 1:
@@ -89,6 +91,7 @@ def flush_period(decay: float) -> int | None:
     return max(1, int(math.log(FLUSH_MARGIN) / -math.log(decay)))
 
 
+@functools.lru_cache(maxsize=16)
 def flush_threshold(dtype: Any) -> float:
     """State entries below this magnitude are set to zero by the flush."""
     return float(np.finfo(dtype).tiny) * FLUSH_MARGIN
@@ -132,6 +135,7 @@ class Optimizer:
         self.param_groups = [self._checked_group(group) for group in param_groups]
         self.steps = 0
         self.state: dict[str, Any] = {}
+        self._ready: tuple[Any, ...] = ()  # the params and state _prepare_state last checked
 
     def _checked_group(self, group: ParamGroup) -> ParamGroup:
         declared = {parameter.name: parameter for parameter in self.hyperparameters}
@@ -166,25 +170,36 @@ class Optimizer:
 
     # ---------------------------------------------------------------- the step
 
-    def step(self, params: Any, grads: Any) -> None:
+    def step(self, params: Any, grads: Any, backend: Backend | None = None) -> None:
         """Update the flat ``params`` in place from ``grads`` (same shape, dtype and device):
-        one fused kernel launch per parameter group."""
+        one fused kernel launch per parameter group.
+
+        ``backend``: the one that runs the kernels (``fastmlp.train`` passes the model's);
+        by default the one that owns the arrays (for NumPy arrays: the ``"cpu"`` backend,
+        which is Numba's when Numba is installed).
+        """
         if params.shape != grads.shape or params.ndim != 1:
             raise ValueError(
                 "params and grads must be flat arrays of one shape, "
                 f"got {params.shape} and {grads.shape}"
             )
-        backend = backend_of(params)
+        if backend is None:
+            backend = backend_of(params)
         self._prepare_state(backend, params)
         self.steps += 1
         self.advance()
         base = self.hyperparameter_values()
+        buffers = [self.state[key] for key in self.buffers]
+        if not self.param_groups:  # one group: the whole buffers, no views to make
+            backend.run_formula_(self.formula, [params, grads, *buffers], self.scalars(base))
+            self._flush_subnormals(backend, params.dtype, base, buffers)
+            return
         for start, stop, options in self._groups(params.shape[0]):
             values = {**base, **options}
-            arrays = [params[start:stop], grads[start:stop]]
-            arrays += [self.state[key][start:stop] for key in self.buffers]
+            group_buffers = [buffer[start:stop] for buffer in buffers]
+            arrays = [params[start:stop], grads[start:stop], *group_buffers]
             backend.run_formula_(self.formula, arrays, self.scalars(values))
-            self._flush_subnormals(backend, params.dtype, values, start, stop)
+            self._flush_subnormals(backend, params.dtype, values, group_buffers)
 
     def _groups(self, size: int) -> list[tuple[int, int, dict[str, float]]]:
         if not self.param_groups:
@@ -201,6 +216,15 @@ class Optimizer:
         return [(group.start, group.stop, group.options) for group in groups]
 
     def _prepare_state(self, backend: Backend, params: Any) -> None:
+        """Make every state buffer: zeros at the first step, or the loaded host copies moved
+        to the params' backend and dtype. Checked once per params array and state."""
+        ready = self._ready
+        if ready and ready[0] is params:
+            for key, buffer in zip(self.buffers, ready[1:]):
+                if self.state.get(key) is not buffer:
+                    break
+            else:
+                return
         for key in self.buffers:
             buffer = self.state.get(key)
             if buffer is None:
@@ -210,16 +234,20 @@ class Optimizer:
                     f"optimizer state {key!r} has shape {buffer.shape}, params {params.shape}: "
                     "this optimizer was used with another model"
                 )
-            elif backend_of(buffer) is not backend or buffer.dtype != params.dtype:
+            elif backend_of(buffer).device != backend.device or buffer.dtype != params.dtype:
                 self.state[key] = backend.asarray(backend.to_numpy(buffer), dtype=params.dtype)
+        self._ready = (params, *(self.state[key] for key in self.buffers))
 
     def _flush_subnormals(
-        self, backend: Backend, dtype: Any, values: dict[str, float], start: int, stop: int
+        self, backend: Backend, dtype: Any, values: dict[str, float], buffers: list[Any]
     ) -> None:
-        for key, decay in self.decays(values).items():
-            period = flush_period(decay)
+        """Every ``flush_period(decay)`` steps, zero a state buffer's near-subnormal entries
+        (``buffers``: the state buffers, or one group's views of them)."""
+        decays = self.decays(values)
+        for key, buffer in zip(self.buffers, buffers):
+            period = flush_period(decays[key]) if key in decays else None
             if period is not None and self.steps % period == 0:
-                backend.flush_subnormals_(self.state[key][start:stop], flush_threshold(dtype))
+                backend.flush_subnormals_(buffer, flush_threshold(dtype))
 
     # ------------------------------------------------------------ persistence
 

@@ -462,19 +462,8 @@ def run_experiment(
         DeviceUnavailableError, InsufficientMemoryError: bad input, with a one-line message.
         An unexpected error is re-raised after the summary records it as failed.
     """
-    settings = dict(settings or {})
     mode = resolve_wandb_mode(wandb_mode)
-    resume_dir = None
-    if resume is not None:
-        resume_dir = RunDirectory(resume)
-        resume_dir.require()
-        stored = resume_dir.read_config()
-        config = _resumed_config(resume_dir, settings)
-    else:
-        stored = {}
-        config = TrainConfig.from_settings(settings).to_dict()
-    if config["seed"] is None:
-        config["seed"] = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    config, stored, resume_dir = _settings(dict(settings or {}), resume)
     backend = get_backend(config["device"])
     # The validation split is the same for every run (data.load's fixed split seed), so
     # validation accuracies of different runs and sweep trials are comparable.
@@ -487,26 +476,54 @@ def run_experiment(
         stack.enter_context(blas_thread_limit(config["blas_threads"]))
         run = _start(config, backend, dataset, out, name, resume_dir, stack)
         environment = describe_environment(backend, config["dtype"], config["seed"])
-        config["run_name"] = run.run_dir.name
-        config["device_used"] = backend.device
-        config["wandb_run_id"] = stored.get("wandb_run_id") or new_run_id()
-        config["environment"] = environment
-        run.run_dir.write_config(config)
+        _write_config(run, backend, stored, environment)
         wandb_run = WandbRun.start(
             mode=mode,
             project=config["wandb_project"],
             entity=config["wandb_entity"],
             name=run.run_dir.name,
-            config={key: value for key, value in config.items() if key != "environment"},
+            config={key: value for key, value in run.config.items() if key != "environment"},
             directory=run.run_dir.path,
             group=group,
             job_type="resume" if resume is not None else "train",
-            run_id=config["wandb_run_id"],
+            run_id=run.config["wandb_run_id"],
             resume=resume is not None,
         )
         return _train_and_finish(
             run, dataset, wandb_run, environment, progress, verbose, callbacks, figures
         )
+
+
+def _settings(
+    settings: dict[str, Any], resume: str | PathLike[str] | None
+) -> tuple[dict[str, Any], dict[str, Any], RunDirectory | None]:
+    """Step 1: the checked configuration (a resumed run's own, with the allowed overrides),
+    its seed drawn if it has none; the stored configuration; the run directory to resume."""
+    resume_dir = None
+    stored: dict[str, Any] = {}
+    if resume is not None:
+        resume_dir = RunDirectory(resume)
+        resume_dir.require()
+        stored = resume_dir.read_config()
+        config = _resumed_config(resume_dir, settings)
+    else:
+        config = TrainConfig.from_settings(settings).to_dict()
+    if config["seed"] is None:
+        config["seed"] = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    return config, stored, resume_dir
+
+
+def _write_config(
+    run: _Run, backend: Backend, stored: dict[str, Any], environment: dict[str, Any]
+) -> None:
+    """``config.json``: the settings, the run's name, device and W&B id (kept on resume),
+    and the environment the numbers depend on."""
+    config = run.config
+    config["run_name"] = run.run_dir.name
+    config["device_used"] = backend.device
+    config["wandb_run_id"] = stored.get("wandb_run_id") or new_run_id()
+    config["environment"] = environment
+    run.run_dir.write_config(config)
 
 
 def _train_and_finish(

@@ -25,12 +25,13 @@ from fastmlp.backends.formulas import Formula, FormulaError, formula
 from fastmlp.registry import Hyperparameter, Registry
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Activation:
     """The declaration of one activation function.
 
     ``maths`` is f(z) as people write it (for help texts and the README), ``reference`` the
-    equivalent PyTorch module (the tests compare with it when torch is installed).
+    equivalent PyTorch module (the tests compare with it when torch is installed). Compared
+    and hashed by identity (there is one per name): kernels are cached per declaration.
     """
 
     name: str
@@ -85,9 +86,9 @@ class ActivationFunction:
     def name(self) -> str:
         return self.declaration.name
 
-    @property
+    @cached_property
     def scalars(self) -> dict[str, float]:
-        """Every hyperparameter's value (defaults filled in)."""
+        """Every hyperparameter's value (defaults filled in); read, never modify."""
         return {**self.declaration.defaults(), **dict(self.options)}
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastmlp.backends import Backend
+from fastmlp.backends.base import backward_kernel, forward_kernel
 from fastmlp.nn.activations import ActivationFunction
 from fastmlp.nn.layers.layer import BufferCache, Layer
 
@@ -28,6 +29,13 @@ class Activation(Layer):
         self.keeps_input = function.backward_from == "input"
         self._buffers = BufferCache(self._make_buffers)
         self._saved: Any = None
+        declaration, scalars = function.declaration, function.scalars
+        # the kernels, bound once: a = f(z + b) (into out when the input is kept), and
+        # delta = delta * f'(.)
+        self._forward = backend.bind_formula(
+            forward_kernel(declaration, self.keeps_input), scalars, dtype, 2, ("b",)
+        )
+        self._backward = backend.bind_formula(backward_kernel(declaration), scalars, dtype, 2)
 
     def _make_buffers(self, n: int) -> dict[str, Any]:
         if not self.keeps_input:
@@ -35,13 +43,17 @@ class Activation(Layer):
         return {"a": self.backend.empty((n, self.units), dtype=self.dtype)}
 
     def forward(self, z: Any, training: bool) -> Any:
-        out = self._buffers(z.shape[0])["a"] if self.keeps_input else None
-        # z = z + b; a = f(z), in place (out None) or into out
-        self.backend.bias_activation_(z, self.bias, self.function, out)
         self._saved = z
-        return z if out is None else out
+        if not self.keeps_input:
+            # z = f(z + b), in place
+            self._forward(z, self.bias)
+            return z
+        out = self._buffers(z.shape[0])["a"]
+        # z = z + b; out = f(z)
+        self._forward(z, self.bias, out)
+        return out
 
     def backward(self, delta: Any) -> Any:
         # delta = delta * f'(z), written through a = f(z) (in z's buffer) or z itself
-        self.backend.activation_grad_(delta, self._saved, self.function)
+        self._backward(delta, self._saved)
         return delta

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastmlp.backends import Backend
+from fastmlp.backends.base import forward_kernel
 from fastmlp.nn.activations import ActivationFunction, create
 from fastmlp.nn.layers.layer import BufferCache, Layer
 
@@ -34,6 +35,10 @@ class Dense(Layer):
         self.bias_fused = False  # set when the next layer adds the bias
         self._buffers = BufferCache(self._make_buffers)
         self._input: Any = None
+        # z = z + b, bound once
+        self._add_bias = backend.bind_formula(
+            forward_kernel(_IDENTITY.declaration, False), {}, dtype, 2, ("b",)
+        )
 
     def _make_buffers(self, n: int) -> dict[str, Any]:
         buffers = {"z": self.backend.empty((n, self.fan_out), dtype=self.dtype)}
@@ -55,7 +60,7 @@ class Dense(Layer):
         self.backend.xp.matmul(x, self.weight, out=z)
         if not self.bias_fused:
             # z = z + b
-            self.backend.bias_activation_(z, self.bias, _IDENTITY)
+            self._add_bias(z, self.bias)
         return z
 
     def backward(self, delta: Any) -> Any:

@@ -55,6 +55,13 @@ class Dropout(Layer):
             }
         )
         self._mask: Any = None
+        scale = float(np.float64(1.0) / (1.0 - self.rate))
+        # the kernels, bound once: the mask from uniform draws, y = x * m, delta = delta * m
+        self._keep_scale = backend.bind_formula(
+            KEEP_SCALE, {"rate": self.rate, "scale": scale}, dtype, 2
+        )
+        self._masked = backend.bind_formula(MASKED, {}, dtype, 2)
+        self._mask_in_place = backend.bind_formula(MASK_IN_PLACE, {}, dtype, 2)
 
     def reseed(self, seed: int) -> None:
         """Draw the masks from now on from a generator seeded with ``seed``."""
@@ -67,14 +74,15 @@ class Dropout(Layer):
         buffers = self._buffers(x.shape[0])
         mask, out = buffers["mask"], buffers["out"]
         self.backend.uniform_(mask, self.generator)
-        scale = float(np.float64(1.0) / (1.0 - self.rate))
-        self.backend.run_formula_(KEEP_SCALE, (mask,), {"rate": self.rate, "scale": scale})
-        self.backend.run_formula_(MASKED, (x, mask, out), {})
+        # mask = 0 where u < p, else 1 / (1 - p)
+        self._keep_scale(mask)
+        # out = x * mask
+        self._masked(x, mask, out)
         self._mask = mask
         return out
 
     def backward(self, delta: Any) -> Any:
         if self._mask is not None:
             # delta = delta * m
-            self.backend.run_formula_(MASK_IN_PLACE, (delta, self._mask), {})
+            self._mask_in_place(delta, self._mask)
         return delta
