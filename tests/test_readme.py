@@ -27,7 +27,8 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
 
 def test_every_train_flag_in_the_readme_exists():
     table = README.read_text().split("`fastmlp train` flags", 1)[1].split("Every run writes", 1)[0]
-    flags = set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9_]*)", table))
+    code = " ".join(re.findall(r"`([^`]*)`", table))
+    flags = set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9_-]*)", code))
     known = {
         option
         for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions
@@ -35,3 +36,15 @@ def test_every_train_flag_in_the_readme_exists():
     }
     assert flags, "the README lists no flags"
     assert flags <= known, f"flags in the README that fastmlp train lacks: {sorted(flags - known)}"
+
+
+def test_readme_tables_match_the_registries():
+    """The generated sections (flags, optimizers, activations, choices) are current:
+    ``python -m fastmlp.runs.docs README.md`` rewrites them after a registry changes."""
+    from fastmlp.runs.docs import TABLES, render
+
+    text = README.read_text()
+    for name in TABLES:
+        assert f"<!-- generated: {name} -->" in text, f"the README lacks the {name} table"
+    stale = "README tables are stale: run python -m fastmlp.runs.docs README.md"
+    assert render(text) == text, stale

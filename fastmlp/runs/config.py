@@ -110,7 +110,9 @@ def _hyperparameter_check(parameter: Hyperparameter) -> Callable[[str, Any, dict
         if value is None:
             return None
         if isinstance(value, bool):
-            raise ConfigError(f"{name} must be {parameter.describe_range()}, got the boolean {value}")
+            raise ConfigError(
+                f"{name} must be {parameter.describe_range()}, got the boolean {value}"
+            )
         try:
             return parameter.check(value, name)
         except UserError as error:
@@ -231,7 +233,8 @@ def _core_settings() -> list[Setting]:
                 lambda n, v, c: None if v is None else _integer(n, v, 1), group="model",
                 metavar="N"),
         Setting("wandb_project", "fastmlp", "W&B project", _string, ("-wp",), "run"),
-        Setting("wandb_entity", None, "W&B entity (user or team)", _string, ("-we",), "run"),
+        Setting("wandb_entity", None, "W&B entity, user or team (default: your W&B default)",
+                _string, ("-we",), "run"),
     ]  # fmt: skip
 
 
@@ -323,9 +326,7 @@ class TrainConfig(Mapping[str, Any]):
         """
         raw = {} if raw is None else raw
         if not isinstance(raw, Mapping):
-            raise ConfigError(
-                f"a configuration must map setting names to values, got {shown(raw)}"
-            )
+            raise ConfigError(f"a configuration must map setting names to values, got {shown(raw)}")
         table = settings()
         unknown = sorted(str(key) for key in raw if key not in table)
         if unknown:
