@@ -4,7 +4,9 @@ Each test writes a throwaway file into the package (``fastmlp/optim/`` or
 ``fastmlp/nn/activations/``), edits no other file, and checks in a fresh interpreter that
 the new entry works from Python, from ``fastmlp train`` (its name and its hyperparameter's
 flag), from a ``--config`` file and a sweep config, on every CPU backend, and that the
-kernel oracle tables of the tests include it. The file is removed afterwards.
+kernel oracle tables of the tests include it. The file is removed afterwards. A new layer
+(one class, placed by overriding ``MLP._build_layers``) gets room in the flat buffers for the
+parameters it declares, and exact gradients.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import fastmlp
+from fastmlp.nn.layers import Activation, BufferCache, Layer
 from tests.datasets import write_idx_dataset
 
 PACKAGE = Path(fastmlp.__file__).parent
@@ -200,3 +204,80 @@ def test_a_new_activations_gradient_is_exact(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
         ACTIVATIONS.unregister(name)
+
+
+class Scale(Layer):
+    """A throwaway layer with its own parameter role: y = x * s, s of shape (units,)."""
+
+    def __init__(self, units, backend, dtype):
+        super().__init__(backend, dtype)
+        self.units = units
+        self._buffers = BufferCache(lambda n: {"y": backend.empty((n, units), dtype=dtype)})
+
+    def parameter_shapes(self):
+        return {"scale": (self.units,)}
+
+    def bind(self, params, grads):
+        self.scale, self.grad_scale = params["scale"], grads["scale"]
+
+    def forward(self, x, training):
+        self._input = x
+        y = self._buffers(x.shape[0])["y"]
+        np.multiply(x, self.scale, out=y)
+        return y
+
+    def backward(self, delta):
+        # ds = sum_n delta * x; dx = delta * s
+        self.grad_scale[...] = (delta * self._input).sum(axis=0)
+        delta *= self.scale
+        return delta
+
+
+class ScaledMLP(fastmlp.MLP):
+    """An MLP with a Scale layer after each hidden activation."""
+
+    def _build_layers(self):
+        layers = []
+        for layer in super()._build_layers():
+            layers.append(layer)
+            if isinstance(layer, Activation):
+                layers.append(Scale(layer.units, self.backend, self.dtype))
+        return layers
+
+
+def test_a_new_layer_gets_room_for_its_parameters_and_exact_gradients():
+    """A layer declaring a new parameter role: the model lays it out after the weights and
+    biases, binds views of params and grads, the optimizer updates it, and backprop through
+    it matches central differences."""
+    model = ScaledMLP(input_size=6, hidden_sizes=(5, 4), output_size=3, device="numpy",
+                      dtype="float64", seed=0, activation="tanh")  # fmt: skip
+    plain = fastmlp.MLP(input_size=6, hidden_sizes=(5, 4), output_size=3, device="numpy",
+                        dtype="float64", seed=0, activation="tanh")  # fmt: skip
+    assert model.num_params == plain.num_params + 5 + 4
+    np.testing.assert_array_equal(model.params[: plain.num_params], plain.params)
+    scales = [layer.scale for layer in model.layers if isinstance(layer, Scale)]
+    assert [s.shape for s in scales] == [(5,), (4,)]
+    assert np.shares_memory(scales[0], model.params)
+    assert model.layout.role_span("scale") == (plain.num_params, model.num_params)
+    rng = np.random.default_rng(1)
+    model.params[plain.num_params :] = rng.uniform(0.5, 1.5, size=9)
+    x, y = rng.normal(size=(7, 6)), rng.integers(0, 3, size=7)
+    model.loss_and_grad(x, y)
+    analytic = model.grads.copy()
+    step, numeric = 1e-6, np.empty_like(analytic)
+    for i in range(model.num_params):
+        saved = model.params[i]
+        model.params[i] = saved + step
+        up = float(model.loss_and_grad(x, y))
+        model.params[i] = saved - step
+        down = float(model.loss_and_grad(x, y))
+        model.params[i] = saved
+        numeric[i] = (up - down) / (2 * step)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+    before = model.params[plain.num_params :].copy()
+    optimizer = fastmlp.optim.create("sgd", lr=0.1)
+    model.loss_and_grad(x, y)
+    optimizer.step(model.params, model.grads)
+    np.testing.assert_allclose(
+        model.params[plain.num_params :], before - 0.1 * model.grads[plain.num_params :]
+    )

@@ -26,9 +26,9 @@ from fastmlp.errors import shown
 from fastmlp.nn import activations
 from fastmlp.nn.init import canonical_weight_init, init_weight
 from fastmlp.nn.inputs import as_labels, check_label_range, to_device_inputs
-from fastmlp.nn.layers import Activation, Dense, Dropout, Layer
+from fastmlp.nn.layers import Activation, Dense, Dropout, Layer, ParameterLayout
 from fastmlp.nn.losses import LOSSES, canonical_loss
-from fastmlp.nn.memory import check_memory, describe_sizes, model_bytes, parameter_count
+from fastmlp.nn.memory import check_memory, describe_sizes, model_bytes
 
 DTYPES = ("float32", "float64")
 
@@ -82,7 +82,7 @@ class MLP:
 
     Attributes:
         params: every parameter in one flat 1-D buffer: all weights (layer by layer,
-            row-major), then all biases.
+            row-major), then all biases (``layout``, a ``ParameterLayout``, says where).
         grads: the gradient, same layout as ``params``.
         weights, biases: per-layer views into ``params``; ``weights[i]`` is (fan_in, fan_out).
         grad_weights, grad_biases: the same views into ``grads``.
@@ -131,9 +131,10 @@ class MLP:
         self.backend = get_backend(device)
         self.training = True
 
-        shapes = list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
-        self.num_weights = sum(fan_in * fan_out for fan_in, fan_out in shapes)
-        self.num_params = parameter_count(self.layer_sizes)
+        self.layers = self._build_layers()
+        self.layout = ParameterLayout(self.layers)
+        self.num_params = self.layout.size
+        self.num_weights = self.layout.role_span("weight")[1]
         itemsize = np.dtype(self.dtype).itemsize
         check_memory(
             self.backend,
@@ -145,18 +146,24 @@ class MLP:
 
         rng = np.random.default_rng(seed)
         host = np.zeros(self.num_params, dtype=self.dtype)
-        offset = 0
-        for fan_in, fan_out in shapes:
+        for slot in self.layout.of_role("weight"):
+            fan_in, fan_out = slot.shape
             # drawn in float64, rounded once to the model dtype
-            host[offset : offset + fan_in * fan_out] = init_weight(
+            host[slot.offset : slot.offset + slot.size] = init_weight(
                 self.weight_init, fan_in, fan_out, rng
             ).ravel()
-            offset += fan_in * fan_out
         self.params = self.backend.asarray(host)
         self.grads = self.backend.zeros(self.num_params, dtype=self.dtype)
-        self.weights, self.biases = self._layer_views(self.params)
-        self.grad_weights, self.grad_biases = self._layer_views(self.grads)
-        self.layers = self._build_layers()
+        for layer, params, grads in zip(
+            self.layers, self.layout.views(self.params), self.layout.views(self.grads)
+        ):
+            layer.bind(params, grads)
+        self._fuse_biases()
+        dense_layers = [layer for layer in self.layers if isinstance(layer, Dense)]
+        self.weights = [layer.weight for layer in dense_layers]
+        self.biases = [layer.bias for layer in dense_layers]
+        self.grad_weights = [layer.grad_weight for layer in dense_layers]
+        self.grad_biases = [layer.grad_bias for layer in dense_layers]
         self._backward_order = self.layers[::-1]
         self._loss_kernel = getattr(self.backend, LOSSES.get(self.loss).kernel)
         self.reseed(int(rng.integers(2**63)))
@@ -164,27 +171,28 @@ class MLP:
     # ------------------------------------------------------------- structure
 
     def _build_layers(self) -> list[Layer]:
-        """Dense, Activation (bias fused in), Dropout for each hidden layer; then Dense."""
+        """Dense, Activation, Dropout for each hidden layer; then the output Dense."""
         layers: list[Layer] = []
-        last = len(self.weights) - 1
-        linear = self.activation == "identity"
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            fan_in, fan_out = weight.shape
-            dense = Dense(fan_in, fan_out, self.backend, self.dtype, needs_input_gradient=i > 0)
-            dense.bind(
-                {"weight": weight, "bias": bias},
-                {"weight": self.grad_weights[i], "bias": self.grad_biases[i]},
+        shapes = list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+        for i, (fan_in, fan_out) in enumerate(shapes):
+            layers.append(
+                Dense(fan_in, fan_out, self.backend, self.dtype, needs_input_gradient=i > 0)
             )
-            layers.append(dense)
-            if i == last:
+            if i == len(shapes) - 1:
                 break
-            if not linear:
-                activation = Activation(self.activation_function, fan_out, self.backend, self.dtype)
-                activation.bias = dense.bias_for(self.activation_function)
-                layers.append(activation)
+            if self.activation != "identity":
+                layers.append(
+                    Activation(self.activation_function, fan_out, self.backend, self.dtype)
+                )
             if self.dropout:
                 layers.append(Dropout(self.dropout, fan_out, self.backend, self.dtype))
         return layers
+
+    def _fuse_biases(self) -> None:
+        """Each Activation right after a Dense layer adds that layer's bias in its kernel."""
+        for before, layer in zip(self.layers, self.layers[1:]):
+            if isinstance(before, Dense) and isinstance(layer, Activation):
+                layer.bias = before.bias_for(layer.function)
 
     def train(self, mode: bool = True) -> MLP:
         """Training mode (dropout in ``loss_and_grad``); ``train(False)`` is :meth:`eval`."""
@@ -208,8 +216,8 @@ class MLP:
         from fastmlp.optim import ParamGroup
 
         return [
-            ParamGroup(0, self.num_weights, name="weights"),
-            ParamGroup(self.num_weights, self.num_params, {"weight_decay": 0.0}, name="biases"),
+            ParamGroup(*self.layout.role_span("weight"), name="weights"),
+            ParamGroup(*self.layout.role_span("bias"), {"weight_decay": 0.0}, name="biases"),
         ]
 
     @property
@@ -250,18 +258,6 @@ class MLP:
             f"loss={self.loss!r}, device={self.device!r}, dtype={self.dtype!r}, "
             f"params={self.num_params})"
         )
-
-    def _layer_views(self, flat: Any) -> tuple[list[Any], list[Any]]:
-        """Per-layer weight and bias views into a flat buffer laid out like ``params``."""
-        weights, biases = [], []
-        offset = 0
-        for fan_in, fan_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
-            weights.append(flat[offset : offset + fan_in * fan_out].reshape(fan_in, fan_out))
-            offset += fan_in * fan_out
-        for fan_out in self.layer_sizes[1:]:
-            biases.append(flat[offset : offset + fan_out])
-            offset += fan_out
-        return weights, biases
 
     # -------------------------------------------------------------- checking
 
