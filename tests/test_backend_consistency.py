@@ -2,15 +2,25 @@
 
 The CuPy backend is checked by importing it where CuPy is installed, and otherwise
 statically, from the source of ``fastmlp/backends/cupy_backend.py`` with ``ast``, so this
-file proves the contract on CPU-only machines too.
+file proves the contract on CPU-only machines too: the methods' signatures, and for the
+module-level CUDA kernels, that each body names only what it declares and that each call
+passes as many arguments as the kernel takes.
 """
 
 import ast
+import ctypes
+import functools
+import hashlib
+import importlib.util
 import inspect
+import re
+import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import fastmlp
@@ -140,6 +150,70 @@ def test_cupy_backend_source_overrides_only_base_methods_with_base_signatures():
         assert ast_parameter_spec(node) == parameter_spec(BASE_METHODS[node.name]), node.name
 
 
+def cupy_kernel_definitions():
+    """{name: (kind, arguments)} of the module-level ``cupy.ElementwiseKernel`` and
+    ``cupy.ReductionKernel`` definitions of cupy_backend.py, read from source."""
+    tree = ast.parse(CUPY_BACKEND_SOURCE.read_text(), filename=str(CUPY_BACKEND_SOURCE))
+    kernels = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            constructor = ast.unparse(node.value.func)
+            if constructor in ("cupy.ElementwiseKernel", "cupy.ReductionKernel"):
+                arguments = [ast.literal_eval(argument) for argument in node.value.args]
+                kernels[node.targets[0].id] = (constructor.removeprefix("cupy."), arguments)
+    return kernels
+
+
+def kernel_parameter_names(declaration):
+    """The names in a CuPy parameter list such as ``"raw T z, S y, int64 classes"``."""
+    return [item.split()[-1] for item in declaration.split(",") if item.strip()]
+
+
+CUPY_KERNELS = cupy_kernel_definitions()
+# what a kernel body may name besides its parameters and its own locals: the element index,
+# type names, C keywords, CUDA math functions, and a reduction's operands
+C_NAMES = {"i", "T", "S", "ptrdiff_t", "if", "else", "exp", "log", "fabs", "a", "b"}
+
+
+def test_cupy_source_defines_the_loss_kernels():
+    assert {"_ROW_SUM_EXP", "_CROSS_ENTROPY_PER_SAMPLE", "_SMOOTHED_CROSS_ENTROPY_PER_SAMPLE",
+            "_SOFTMAX_CROSS_ENTROPY_GRAD"} <= set(CUPY_KERNELS)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(CUPY_KERNELS))
+def test_cupy_kernel_bodies_name_only_their_parameters_and_locals(name):
+    """Static check of each CUDA body (a misspelt or dropped parameter compiles only on a
+    GPU): every identifier outside comments is declared."""
+    kind, arguments = CUPY_KERNELS[name]
+    declared = set(kernel_parameter_names(arguments[0]) + kernel_parameter_names(arguments[1]))
+    code = [arguments[2]] if kind == "ElementwiseKernel" else arguments[2:5]
+    text = re.sub(r"//[^\n]*", "", "\n".join(code))
+    local = set(re.findall(r"\b(?:T|S|ptrdiff_t)\s+([A-Za-z_]\w*)\s*=", text))
+    text = re.sub(r"\b\d+(\.\d*)?([eE][-+]?\d+)?[fF]?", " ", text)
+    unknown = set(re.findall(r"[A-Za-z_]\w*", text)) - declared - local - C_NAMES
+    assert not unknown, f"{name} names {sorted(unknown)}"
+
+
+def test_cupy_kernel_calls_pass_as_many_arguments_as_the_kernels_declare():
+    """Every call of a module-level kernel in cupy_backend.py passes its inputs, and for an
+    elementwise kernel optionally its outputs: nothing more, nothing less."""
+    tree = ast.parse(CUPY_BACKEND_SOURCE.read_text(), filename=str(CUPY_BACKEND_SOURCE))
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in CUPY_KERNELS
+    ]
+    assert {call.func.id for call in calls} == set(CUPY_KERNELS), "every kernel is called"
+    for call in calls:
+        kind, arguments = CUPY_KERNELS[call.func.id]
+        inputs = len(kernel_parameter_names(arguments[0]))
+        outputs = len(kernel_parameter_names(arguments[1]))
+        allowed = {inputs, inputs + outputs} if kind == "ElementwiseKernel" else {inputs}
+        assert len(call.args) in allowed, f"{call.func.id}: {ast.unparse(call)}"
+
+
 def test_ast_signature_reader_agrees_with_inspect_on_the_numpy_backend():
     """The static reader above reads NumpyBackend's source exactly as inspect does."""
     source = Path(inspect.getsourcefile(NumpyBackend)).read_text()
@@ -164,6 +238,169 @@ def test_cupy_backend_class_has_the_base_signatures_when_cupy_is_importable():
     assert set(public_methods(CupyBackend)) == set(BASE_METHODS)
     for name, method in BASE_METHODS.items():
         assert parameter_spec(getattr(CupyBackend, name)) == parameter_spec(method), name
+
+
+# ------------------------------------------- the CUDA loss kernels, compiled for the CPU
+#
+# Without a GPU the CuPy loss path is run here on NumPy arrays: cupy_backend.py is imported
+# with a stand-in ``cupy`` whose ElementwiseKernel and ReductionKernel compile the CUDA C++
+# code of each kernel for the CPU (the system C++ compiler), in the loop CuPy generates
+# around it. That runs the host code of ``CupyBackend.cross_entropy_`` and the arithmetic of
+# its kernels as written (not CuPy's own type rules, launch code or GPU math library).
+
+CXX = shutil.which("g++") or shutil.which("c++")
+C_TYPES = {
+    np.dtype("float32"): ("float", ctypes.c_float),
+    np.dtype("float64"): ("double", ctypes.c_double),
+    np.dtype("int64"): ("long long", ctypes.c_longlong),
+    np.dtype("uint64"): ("unsigned long long", ctypes.c_ulonglong),
+}
+C_PRELUDE = "#include <cmath>\n#include <cstddef>\nusing std::exp, std::fabs, std::log;\n"
+
+
+class HostKernel:
+    """A CuPy kernel definition whose code is compiled for the CPU, once per source."""
+
+    def __init__(self, directory, in_params, out_params, *code, **_options):
+        self.directory = directory
+        self.inputs = [tuple(item.split()) for item in in_params.split(",")]
+        self.outputs = [tuple(item.split()) for item in out_params.split(",")]
+        self.code = code
+        self.functions = {}
+
+    def dtypes(self, values):
+        """The type placeholders T and S, bound by the first array given for each."""
+        bound = {}
+        for (*_raw, type_name, _name), value in zip(self.inputs + self.outputs, values):
+            if type_name in ("T", "S") and isinstance(value, np.ndarray):
+                bound.setdefault(type_name, value.dtype)
+        return bound
+
+    def run(self, body, parameters, arguments, bound):
+        """Compile ``kernel(parameters) { body }`` with T and S typedef'd, and call it."""
+        source = C_PRELUDE + "".join(f"typedef {C_TYPES[bound[t]][0]} {t};\n" for t in bound)
+        source += f'extern "C" void kernel({", ".join(parameters)}) {{\n{body}\n}}\n'
+        if source not in self.functions:
+            stem = self.directory / hashlib.sha256(source.encode()).hexdigest()[:16]
+            stem.with_suffix(".cpp").write_text(source)
+            command = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", f"{stem}.so"]
+            subprocess.run([*command, f"{stem}.cpp"], check=True)
+            self.functions[source] = ctypes.CDLL(f"{stem}.so").kernel
+        self.functions[source](*arguments)
+
+
+class HostElementwiseKernel(HostKernel):
+    """``cupy.ElementwiseKernel``: the body runs for each index i of the output; a raw array
+    is a pointer, any other array its element i (all of one size), a scalar its value.
+    Outputs not given are allocated, as CuPy does."""
+
+    def __call__(self, *args):
+        declared = self.inputs + self.outputs
+        values = list(args) + [None] * (len(declared) - len(args))
+        bound = self.dtypes(values)
+        elements = [v for (*raw, _, _), v in zip(declared, values)
+                    if not raw and isinstance(v, np.ndarray) and v.ndim > 0]  # fmt: skip
+        shape = np.broadcast_shapes(*(v.shape for v in elements))
+        size = int(np.prod(shape))
+        parameters, locals_, arguments = ["ptrdiff_t size"], [], [ctypes.c_ssize_t(size)]
+        for index, (*raw, type_name, name) in enumerate(declared):
+            dtype = bound[type_name] if type_name in bound else np.dtype(type_name)
+            if values[index] is None:
+                values[index] = np.empty(shape, dtype=dtype)
+            value, (c_type, c_scalar) = values[index], C_TYPES[dtype]
+            if isinstance(value, np.ndarray) and (raw or value.ndim > 0):
+                assert value.flags.c_contiguous and value.dtype == dtype, name
+                assert raw or value.size == size, f"{name}: CuPy would broadcast it"
+                parameters.append(f"{c_type}* {name}_")
+                locals_.append(f"{c_type}* {name} = {name}_;" if raw
+                               else f"{c_type}& {name} = {name}_[i];")  # fmt: skip
+                arguments.append(ctypes.c_void_p(value.ctypes.data))
+            else:
+                parameters.append(f"{c_type} {name}")
+                arguments.append(c_scalar(value))
+        body = "for (ptrdiff_t i = 0; i < size; ++i) {\n" + "\n".join(locals_)
+        self.run(body + "\n" + self.code[0] + "\n}", parameters, arguments, bound)
+        outputs = values[len(self.inputs) :]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+class HostReductionKernel(HostKernel):
+    """``cupy.ReductionKernel`` over one axis: a = identity, then a = reduce(a, map(...)) for
+    each element along the axis (in order; CuPy reduces as a tree), then post_map."""
+
+    def __call__(self, *args, axis):
+        map_expr, reduce_expr, post_map_expr, identity = self.code[:4]
+        bound = self.dtypes(args)
+        arrays = [np.ascontiguousarray(np.moveaxis(a, axis, -1))
+                  for a in np.broadcast_arrays(*args)]  # fmt: skip
+        rows, cols = int(np.prod(arrays[0].shape[:-1])), arrays[0].shape[-1]
+        (_, output), c_type = self.outputs[0][-2:], C_TYPES[bound["T"]][0]
+        result = np.empty(arrays[0].shape[:-1], dtype=bound["T"])
+        parameters = ["ptrdiff_t rows", "ptrdiff_t cols", f"{c_type}* {output}_"]
+        parameters += [f"{c_type}* {name}_" for *_, name in self.inputs]
+        reads = "".join(f"T {name} = {name}_[j * cols + k]; " for *_, name in self.inputs)
+        body = (
+            f"for (ptrdiff_t j = 0; j < rows; ++j) {{\nT a = (T)({identity});\n"
+            f"for (ptrdiff_t k = 0; k < cols; ++k) {{ {reads}T b = ({map_expr}); "
+            f"a = ({reduce_expr}); }}\nT& {output} = {output}_[j];\n{post_map_expr};\n}}"
+        )
+        arguments = [ctypes.c_ssize_t(rows), ctypes.c_ssize_t(cols)]
+        arguments += [ctypes.c_void_p(a.ctypes.data) for a in (result, *arrays)]
+        self.run(body, parameters, arguments, bound)
+        return result
+
+
+@pytest.fixture(scope="module")
+def host_cupy_backend(tmp_path_factory):
+    """CupyBackend from cupy_backend.py, imported over the stand-in ``cupy``."""
+    if CXX is None:
+        pytest.skip("needs a C++ compiler")
+    directory = tmp_path_factory.mktemp("cuda_on_the_host")
+    stand_in = types.ModuleType("cupy")
+    stand_in.ElementwiseKernel = functools.partial(HostElementwiseKernel, directory)
+    stand_in.ReductionKernel = functools.partial(HostReductionKernel, directory)
+    stand_in.log = np.log
+    device = types.SimpleNamespace(use=lambda: None)
+    stand_in.cuda = types.SimpleNamespace(Device=lambda _device_id: device)
+    spec = importlib.util.spec_from_file_location("cupy_backend_on_the_host", CUPY_BACKEND_SOURCE)
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get("cupy")
+    sys.modules["cupy"] = stand_in
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = saved
+    return module.CupyBackend(0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 0.6])
+def test_cupy_cross_entropy_compiled_for_the_cpu_equals_the_reference(
+    host_cupy_backend, dtype, label_smoothing
+):
+    """The CUDA loss kernels, run on the CPU, compute the reference body's loss and
+    gradient, with and without label smoothing; out-of-range labels (negative, too large,
+    huge unsigned) give a NaN loss and lose their onehot term only."""
+    rng = np.random.default_rng(11)
+    z = (rng.normal(size=(37, 10)) * 5).astype(dtype)
+    z[0] = [1000, -1000, 0, 0, 0, 0, 0, 0, 0, 3]
+    y = rng.integers(0, 10, size=37)
+    expected = z.copy()
+    expected_loss = Backend().cross_entropy_(expected, y, label_smoothing)
+    loss = host_cupy_backend.cross_entropy_(z, y, label_smoothing)
+    tolerance = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(float(loss), float(expected_loss), rtol=tolerance)
+    np.testing.assert_allclose(z, expected, rtol=tolerance, atol=tolerance / 37)
+    for bad in (np.array([0, -1, 12, 3]), np.array([1, 2**64 - 1, 2, 0], dtype=np.uint64)):
+        logits = rng.normal(size=(4, 10)).astype(dtype)
+        valid = np.array([True, False, bad[2] < 10, True])
+        assert np.isnan(host_cupy_backend.cross_entropy_(logits, bad, label_smoothing))
+        np.testing.assert_allclose(logits[~valid].sum(axis=1), (1 - label_smoothing) / 4,
+                                   rtol=tolerance)  # fmt: skip
+        np.testing.assert_allclose(logits[valid].sum(axis=1), 0.0, atol=tolerance)
 
 
 # ----------------------------------------------------------------- device selection

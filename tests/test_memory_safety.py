@@ -3,7 +3,8 @@
 Numba does not check bounds and CuPy wraps out-of-range indices, so a label outside
 ``[0, classes)`` once made the compiled cross-entropy read and write outside its arrays
 ("double free or corruption"). Every kernel now checks sizes and gives such a label a NaN
-loss instead of indexing with it; the model checks the label range and says so.
+loss instead of indexing with it (with label smoothing too); the model checks the label
+range and says so.
 """
 
 from __future__ import annotations
@@ -62,11 +63,60 @@ def test_loss_kernels_give_out_of_range_labels_a_nan_loss_and_touch_nothing_else
         np.testing.assert_allclose(z[invalid].sum(axis=1), 1 / len(y), rtol=1e-12)
 
 
+@pytest.mark.parametrize("labels", BAD_LABELS, ids=str)
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_smoothed_cross_entropy_gives_out_of_range_labels_a_nan_loss_and_touches_nothing_else(
+    backend, labels
+):
+    """With label smoothing eps an invalid row loses its (1 - eps) onehot term only: its
+    gradient is (softmax - eps / K) / N, summing to (1 - eps) / N."""
+    y, eps = BAD_LABELS[labels], 0.3
+    valid = ((y.astype(object) >= 0) & (y.astype(object) < 3)).astype(bool)
+    z = logits()
+    loss = HOST_BACKENDS[backend]().cross_entropy_(z, y, label_smoothing=eps)
+    assert np.isnan(loss)
+    assert np.isfinite(z).all()
+    expected = logits()
+    NumpyBackend().cross_entropy_(expected, np.where(valid, y, 0).astype(np.int64), eps)
+    np.testing.assert_allclose(z[valid], expected[valid], rtol=1e-12)
+    np.testing.assert_allclose(z[~valid].sum(axis=1), (1 - eps) / len(y), rtol=1e-12)
+
+
 @pytest.mark.parametrize("kernel", LOSSES)
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_loss_kernels_reject_labels_of_the_wrong_length(backend, kernel):
     with pytest.raises(ValueError, match="labels"):
         getattr(HOST_BACKENDS[backend](), kernel)(logits(), np.zeros(3, dtype=np.int64))
+    if kernel == "cross_entropy_":
+        with pytest.raises(ValueError, match="labels"):
+            HOST_BACKENDS[backend]().cross_entropy_(
+                logits(), np.zeros(7, dtype=np.int64), label_smoothing=0.1
+            )
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_cross_entropy_of_logits_without_classes_is_an_error(backend, label_smoothing):
+    """(N, 0) logits: no class to take the maximum over or to index (the compiled loop
+    would read z[row, 0] outside the array)."""
+    with pytest.raises(ValueError):
+        HOST_BACKENDS[backend]().cross_entropy_(
+            np.empty((4, 0)), np.zeros(4, dtype=np.int64), label_smoothing
+        )
+
+
+@pytest.mark.skipif("numba" not in HOST_BACKENDS, reason="needs numba")
+def test_compiled_cross_entropy_checks_its_shapes_itself():
+    """The compiled loss loop refuses mismatched or empty arrays even when called directly."""
+    from fastmlp.backends.numba_backend import _softmax_cross_entropy
+
+    labels = np.zeros(4, dtype=np.int64)
+    with pytest.raises(ValueError, match="one entry per row"):
+        _softmax_cross_entropy(np.ones((4, 3)), labels, np.empty(3), 0.9, 0.1 / 3)
+    with pytest.raises(ValueError, match="one entry per row"):
+        _softmax_cross_entropy(np.ones((4, 3)), labels[:2], np.empty(4), 1.0, 0.0)
+    with pytest.raises(ValueError, match="at least one class"):
+        _softmax_cross_entropy(np.empty((4, 0)), labels, np.empty(4), 0.9, 0.1)
 
 
 @pytest.mark.parametrize("name", fastmlp.optim.names())

@@ -96,6 +96,7 @@ def test_config_round_trips_through_the_constructor():
         "loss": "mean_squared_error",
         "weight_decay": 0.01,
         "dropout": 0.25,
+        "label_smoothing": 0.0,
         "dtype": "float64",
     }
     json.dumps(model.config)

@@ -9,8 +9,9 @@ in two groups:
   per-element formula (an optimizer update, an activation and its gradient, the dropout
   mask: see :mod:`fastmlp.backends.formulas`), the fused bias-add + activation and the
   activation gradient built from an activation's declaration, bias gradients, the L2
-  gradient term, softmax and the two losses; and :meth:`Backend.bind_formula`, a formula
-  with fixed scalars looked up once, which is what layers call per batch.
+  gradient term, softmax and the two losses (cross-entropy with optional label smoothing);
+  and :meth:`Backend.bind_formula`, a formula with fixed scalars looked up once, which is
+  what layers call per batch.
 
 The bodies here are the readable specification.
 :class:`~fastmlp.backends.numpy_backend.NumpyBackend`,
@@ -26,7 +27,7 @@ Conventions for every kernel:
 * an activation is an :class:`~fastmlp.nn.activations.ActivationFunction` (a registered
   declaration with its hyperparameters' values);
 * kernels are memory-safe whatever their inputs: arrays of mismatched sizes are an error, and
-  in the loss kernels a label outside ``[0, classes)`` gives its row a NaN loss and no target
+  in the loss kernels a label outside ``[0, classes)`` gives its row a NaN loss and no onehot
   term (no kernel reads or writes outside its arrays). Callers that want a clear error for
   such labels check them first (``fastmlp.nn.inputs.check_label_range``).
 """
@@ -270,25 +271,34 @@ class Backend:
         xp.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
 
-    def cross_entropy_(self, z: Any, y: Any) -> Any:
+    def cross_entropy_(self, z: Any, y: Any, label_smoothing: float = 0.0) -> Any:
         """Softmax cross-entropy: returns the mean loss, leaves dLoss/dz in ``z``.
 
-        z: (N, classes) logits, overwritten with (softmax(z) - onehot(y)) / N.
-        y: (N,) integer labels. Returns a 0-d array (no host sync).
-        loss = mean_n [ log sum_k exp(z_nk) - z_n,y_n ]   (log-sum-exp, max-subtracted)
-        A label outside [0, classes) makes its row's loss NaN and drops its onehot term.
+        z: (N, classes) logits, overwritten with (softmax(z) - q) / N, where the target
+        distribution is q = (1 - eps) onehot(y) + eps / classes for ``label_smoothing`` eps
+        (torch's ``CrossEntropyLoss(label_smoothing=eps)``; eps = 0: q = onehot(y)).
+        y: (N,) integer labels. Returns a 0-d array (no host sync). With s = z - max_k z_k:
+        loss = mean_n [ log sum_k exp(s_nk) - sum_k q_nk s_nk ]
+             = mean_n [ (1 - eps) (-log p_n,y_n) + eps mean_k (-log p_nk) ],  p = softmax(z)
+        A label outside [0, classes) makes its row's loss NaN and drops its onehot term (the
+        eps / classes term, which does not depend on the label, stays).
         """
         xp = self.xp
-        n = z.shape[0]
+        n, classes = z.shape
         rows = xp.arange(n)
         valid, safe_y = self._valid_labels(y, z.shape)
+        onehot_weight, uniform = smoothing_weights(label_smoothing, classes)
         shifted = z - z.max(axis=1, keepdims=True)
         log_normalizer = xp.log(xp.exp(shifted).sum(axis=1))
-        per_sample = xp.where(valid, log_normalizer - shifted[rows, safe_y], xp.nan)
+        weighted = shifted[rows, safe_y]
+        if label_smoothing:
+            # sum_k q_k s_k = (1 - eps) s_y + (eps / K) sum_k s_k
+            weighted = onehot_weight * weighted + uniform * shifted.sum(axis=1)
+        per_sample = xp.where(valid, log_normalizer - weighted, xp.nan)
         loss = per_sample.mean()
-        # z = (softmax(z) - onehot(y)) / N
-        z[...] = xp.exp(shifted - log_normalizer[:, None])
-        z[rows, safe_y] -= valid.astype(z.dtype)
+        # z = (softmax(z) - q) / N
+        z[...] = xp.exp(shifted - log_normalizer[:, None]) - uniform
+        z[rows, safe_y] -= onehot_weight * valid.astype(z.dtype)
         z /= n
         return loss
 
@@ -322,6 +332,17 @@ class Backend:
             raise ValueError(f"labels must have shape ({n},), got {tuple(y.shape)}")
         valid = (y >= 0) & (y < classes)
         return valid, self.xp.where(valid, y, 0)
+
+
+def smoothing_weights(label_smoothing: float, classes: int) -> tuple[float, float]:
+    """(1 - eps, eps / classes): the weights of the smoothed cross-entropy target
+    q = (1 - eps) onehot(y) + eps / classes, in double precision (a kernel rounds each once
+    to its arrays' dtype); (1, 0) without smoothing, whatever ``classes``."""
+    if not label_smoothing:
+        return 1.0, 0.0
+    if classes < 1:
+        raise ValueError(f"label smoothing needs at least one class, got {classes}")
+    return 1.0 - label_smoothing, label_smoothing / classes
 
 
 def _check_formula_call(

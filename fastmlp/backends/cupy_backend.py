@@ -7,7 +7,7 @@ Scalar expressions such as ``1 - beta2`` are computed in double precision on the
 rounded once to the array dtype, exactly as the NumPy backend does, so float32 results
 agree with the CPU's instead of differing by a float32 rounding of ``1 - beta2``.
 Bias-add + activation, the activation gradient and the softmax cross-entropy gradient
-are fused the same way. Importing this module imports CuPy: only
+(label smoothing included) are fused the same way. Importing this module imports CuPy: only
 :func:`fastmlp.backends.get_backend` does that, and only when a CUDA device is asked for.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import cupy
 import numpy as np
 
-from fastmlp.backends.base import Backend, _check_formula_call
+from fastmlp.backends.base import Backend, _check_formula_call, smoothing_weights
 from fastmlp.backends.formulas import Formula
 
 _ADD_SCALED = cupy.ElementwiseKernel(
@@ -64,15 +64,29 @@ _CROSS_ENTROPY_PER_SAMPLE = cupy.ElementwiseKernel(
     "fastmlp_cross_entropy_per_sample",
 )
 
+_SMOOTHED_CROSS_ENTROPY_PER_SAMPLE = cupy.ElementwiseKernel(
+    "raw T z, S y, T log_normalizer, T spread, int64 classes, T onehot_weight, T uniform, T nan",
+    "T loss",
+    """
+    // loss_n = log_normalizer_n - sum_k q_nk z_nk, NaN for a label outside [0, classes), with
+    // sum_k q_nk z_nk = (1 - eps) z_n,y_n + (eps / K) sum_k z_nk (spread_n = sum_k z_nk)
+    loss = (y >= 0 && y < classes)
+        ? log_normalizer - (onehot_weight * z[i * classes + y] + uniform * spread) : nan;
+    """,
+    "fastmlp_smoothed_cross_entropy_per_sample",
+)
+
 _SOFTMAX_CROSS_ENTROPY_GRAD = cupy.ElementwiseKernel(
-    "raw S y, raw T log_normalizer, int64 classes, T n",
+    "raw S y, raw T log_normalizer, int64 classes, T onehot_weight, T uniform, T n",
     "T z",
     """
-    // z = (softmax(z) - onehot(y)) / N, with softmax(z) = exp(z - logsumexp_k z_k);
-    // a label outside [0, classes) matches no column, so its row gets no onehot term
+    // z = (softmax(z) - q) / N, with softmax(z) = exp(z - logsumexp_k z_k) and the target
+    // q = onehot_weight * onehot(y) + uniform ((1 - eps) onehot(y) + eps / K; 1 and 0
+    // without label smoothing); a label outside [0, classes) matches no column, so its
+    // row gets no onehot term
     ptrdiff_t row = i / classes;
-    T target = (i % classes) == y[row] ? (T)1 : (T)0;
-    z = (exp(z - log_normalizer[row]) - target) / n;
+    T onehot = (i % classes) == y[row] ? onehot_weight : (T)0;
+    z = (exp(z - log_normalizer[row]) - uniform - onehot) / n;
     """,
     "fastmlp_softmax_cross_entropy_grad",
 )
@@ -157,17 +171,25 @@ class CupyBackend(Backend):
         # cuRAND writes a fresh array from CuPy's memory pool: no host sync, no malloc
         out[...] = rng.random_sample(out.shape, dtype=out.dtype)
 
-    def cross_entropy_(self, z: Any, y: Any) -> Any:
+    def cross_entropy_(self, z: Any, y: Any, label_smoothing: float = 0.0) -> Any:
         n, classes = z.shape
         if y.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {tuple(y.shape)}")
+        onehot_weight, uniform = smoothing_weights(label_smoothing, classes)
         row_max = z.max(axis=1, keepdims=True)
         # log_normalizer = max_k z_k + log sum_k exp(z_k - max_k z_k)
         log_normalizer = cupy.log(_ROW_SUM_EXP(z, row_max, axis=1)) + row_max[:, 0]
-        # loss = mean_n [ log_normalizer_n - z_n,y_n ]
-        per_sample = _CROSS_ENTROPY_PER_SAMPLE(z.reshape(-1), y, log_normalizer, classes, math.nan)
+        flat = z.reshape(-1)
+        if label_smoothing:
+            # loss = mean_n [ log_normalizer_n - (1 - eps) z_n,y_n - (eps / K) sum_k z_nk ]
+            per_sample = _SMOOTHED_CROSS_ENTROPY_PER_SAMPLE(
+                flat, y, log_normalizer, z.sum(axis=1), classes, onehot_weight, uniform, math.nan
+            )
+        else:
+            # loss = mean_n [ log_normalizer_n - z_n,y_n ]
+            per_sample = _CROSS_ENTROPY_PER_SAMPLE(flat, y, log_normalizer, classes, math.nan)
         loss = per_sample.mean()
-        _SOFTMAX_CROSS_ENTROPY_GRAD(y, log_normalizer, classes, n, z)
+        _SOFTMAX_CROSS_ENTROPY_GRAD(y, log_normalizer, classes, onehot_weight, uniform, n, z)
         return loss
 
 

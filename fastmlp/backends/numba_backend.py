@@ -6,7 +6,7 @@ its gradient. When Numba is installed (``pip install "fastmlp[jit]"``), :class:`
 compiles every per-element formula (:mod:`fastmlp.backends.formulas`: optimizer updates,
 bias + activation, activation gradients, dropout) into one loop, generated from the
 formula's declaration, and has hand-written loops for the bias gradients, the L2 term, the
-subnormal flush and softmax cross-entropy; the rest of
+subnormal flush and softmax cross-entropy (label smoothing fused in); the rest of
 :class:`~fastmlp.backends.numpy_backend.NumpyBackend` is used as it is.
 
 Every loop evaluates, per element, exactly the operations of the NumPy backend in the same
@@ -19,7 +19,7 @@ cached on disk (:func:`kernel_cache_directory`).
 
 Numba does not check bounds, so every kernel checks its arrays' sizes before its loop
 (a ValueError, never an out-of-bounds access) and the loss kernel gives a label outside
-``[0, classes)`` a NaN loss instead of indexing with it.
+``[0, classes)`` a NaN loss instead of indexing with it (and refuses logits of no class).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from fastmlp.backends.base import smoothing_weights
 from fastmlp.backends.formulas import Formula, numba_source
 from fastmlp.backends.numpy_backend import NumpyBackend
 from fastmlp.files import atomic_write_text
@@ -78,10 +79,15 @@ def _column_sums(out, x):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def _softmax_cross_entropy(z, y, per_sample):  # pragma: no cover - compiled
+def _softmax_cross_entropy(z, y, per_sample, onehot_weight, uniform):  # pragma: no cover - compiled
+    # the target q = onehot_weight * onehot(y) + uniform: (1 - eps) onehot(y) + eps / K with
+    # label smoothing eps, onehot(y) without (onehot_weight 1, uniform 0)
     n, classes = z.shape
     if y.shape[0] != n or per_sample.shape[0] != n:
         raise ValueError("cross-entropy: labels and per-sample losses need one entry per row")
+    if classes == 0 and n > 0:
+        raise ValueError("cross-entropy: logits need at least one class")
+    smoothing = uniform != 0
     for row in range(n):
         # shifted = z - max_k z_k
         top = z[row, 0]
@@ -94,13 +100,30 @@ def _softmax_cross_entropy(z, y, per_sample):  # pragma: no cover - compiled
             total += math.exp(z[row, col])
         label = y[row]
         valid = label >= 0 and label < classes
-        # loss_n = log sum_k exp(shifted_k) - shifted_y  (NaN for a label out of range)
-        per_sample[row] = math.log(total) - z[row, label] if valid else math.nan
-        # z = (softmax(z) - onehot(y)) / N
-        for col in range(classes):
-            z[row, col] = math.exp(z[row, col]) / total
-        if valid:
-            z[row, label] = z[row, label] - 1
+        if not valid:
+            per_sample[row] = math.nan
+        elif smoothing:
+            # sum_k q_k shifted_k = (1 - eps) shifted_y + (eps / K) sum_k shifted_k
+            spread = 0.0
+            for col in range(classes):
+                spread += z[row, col]
+            weighted = onehot_weight * z[row, label] + uniform * spread
+            # loss_n = log sum_k exp(shifted_k) - sum_k q_k shifted_k
+            per_sample[row] = math.log(total) - weighted
+        else:
+            # loss_n = log sum_k exp(shifted_k) - shifted_y
+            per_sample[row] = math.log(total) - z[row, label]
+        # z = (softmax(z) - q) / N
+        if smoothing:
+            for col in range(classes):
+                z[row, col] = math.exp(z[row, col]) / total - uniform
+            if valid:
+                z[row, label] = z[row, label] - onehot_weight
+        else:
+            for col in range(classes):
+                z[row, col] = math.exp(z[row, col]) / total
+            if valid:
+                z[row, label] = z[row, label] - 1
         for col in range(classes):
             z[row, col] = z[row, col] / n
 
@@ -164,10 +187,13 @@ class NumbaBackend(NumpyBackend):
     def column_sums_(self, out: Any, x: Any) -> None:
         _column_sums(out, x)
 
-    def cross_entropy_(self, z: Any, y: Any) -> Any:
+    def cross_entropy_(self, z: Any, y: Any, label_smoothing: float = 0.0) -> Any:
         per_sample = self._scratch("per_sample", (z.shape[0],), z.dtype)
         loss = np.empty((), dtype=z.dtype)
-        _softmax_cross_entropy(z, y, per_sample)
+        # the target's weights (1 - eps, eps / K), rounded once to the logits' dtype
+        onehot_weight, uniform = smoothing_weights(label_smoothing, z.shape[1])
+        scalar = z.dtype.type
+        _softmax_cross_entropy(z, y, per_sample, scalar(onehot_weight), scalar(uniform))
         # loss = mean_n loss_n
         np.mean(per_sample, out=loss)
         return loss

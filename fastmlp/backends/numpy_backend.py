@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fastmlp.backends.base import Backend, _check_formula_call
+from fastmlp.backends.base import Backend, _check_formula_call, smoothing_weights
 from fastmlp.backends.formulas import Formula, Plan
 
 
@@ -56,7 +56,9 @@ class NumpyBackend(Backend):
         and the mask of labels outside [0, classes) (None when every label is valid).
 
         Labels of any integer dtype (uint64 included); an invalid label's position points at
-        its row's first entry, so indexing with the positions never leaves the array.
+        its row's first entry, so indexing with the positions never leaves the array. Index
+        with mode="clip" (a no-op on these positions): np.take's default mode="raise"
+        copies through a temporary as large as ``out``.
         """
         n, classes = shape
         if y.shape != (n,):
@@ -199,7 +201,7 @@ class NumpyBackend(Backend):
         np.sum(z, axis=1, keepdims=True, out=row)
         np.divide(z, row, out=z)
 
-    def cross_entropy_(self, z: Any, y: Any) -> Any:
+    def cross_entropy_(self, z: Any, y: Any, label_smoothing: float = 0.0) -> Any:
         n, classes = z.shape
         row = self._scratch("row", (n, 1), z.dtype)
         log_normalizer = self._scratch("log_normalizer", (n, 1), z.dtype)
@@ -210,8 +212,18 @@ class NumpyBackend(Backend):
         # z = z - max_k z_k
         np.max(z, axis=1, keepdims=True, out=row)
         np.subtract(z, row, out=z)
-        # loss = mean_n [ log sum_k exp(z_nk) - z_n,y_n ]  (NaN for a label out of range)
-        np.take(flat, true_class, out=per_sample)
+        # loss = mean_n [ log sum_k exp(z_nk) - sum_k q_nk z_nk ]  (NaN for a label out of
+        # range), with sum_k q_nk z_nk = z_n,y_n without label smoothing
+        np.take(flat, true_class, out=per_sample, mode="clip")
+        if label_smoothing:
+            onehot_weight, uniform = smoothing_weights(label_smoothing, classes)
+            onehot_weight, uniform = z.dtype.type(onehot_weight), z.dtype.type(uniform)
+            spread = self._scratch("spread", (n,), z.dtype)
+            # sum_k q_k z_k = (1 - eps) z_y + (eps / K) sum_k z_k
+            np.sum(z, axis=1, out=spread)
+            np.multiply(spread, uniform, out=spread)
+            np.multiply(per_sample, onehot_weight, out=per_sample)
+            np.add(per_sample, spread, out=per_sample)
         np.exp(z, out=z)
         np.sum(z, axis=1, keepdims=True, out=row)
         np.log(row, out=log_normalizer)
@@ -219,22 +231,32 @@ class NumpyBackend(Backend):
         if invalid is not None:
             np.copyto(per_sample, np.nan, where=invalid)
         np.mean(per_sample, out=loss)
-        # z = (softmax(z) - onehot(y)) / N
+        # z = (softmax(z) - q) / N, q = (1 - eps) onehot(y) + eps / K
         np.divide(z, row, out=z)
-        self._subtract_onehot(flat, true_class, invalid, per_sample)
+        if label_smoothing:
+            np.subtract(z, uniform, out=z)
+            self._subtract_onehot(flat, true_class, invalid, per_sample, onehot_weight)
+        else:
+            self._subtract_onehot(flat, true_class, invalid, per_sample)
         np.divide(z, n, out=z)
         return loss
 
     def _subtract_onehot(
-        self, flat: np.ndarray, true_class: np.ndarray, invalid: Any, scratch: np.ndarray
+        self,
+        flat: np.ndarray,
+        true_class: np.ndarray,
+        invalid: Any,
+        scratch: np.ndarray,
+        weight: Any = 1.0,
     ) -> None:
-        """``flat[true_class] -= 1`` where the label is valid (``scratch``: (N,) work array)."""
-        np.take(flat, true_class, out=scratch)
+        """``flat[true_class] -= weight`` where the label is valid (``scratch``: (N,) work
+        array; ``weight``: 1, or 1 - eps with label smoothing, in ``flat``'s dtype)."""
+        np.take(flat, true_class, out=scratch, mode="clip")
         if invalid is None:
-            np.subtract(scratch, 1.0, out=scratch)
+            np.subtract(scratch, weight, out=scratch)
         else:
-            np.subtract(scratch, 1.0, out=scratch, where=~invalid)
-        np.put(flat, true_class, scratch)
+            np.subtract(scratch, weight, out=scratch, where=~invalid)
+        np.put(flat, true_class, scratch, mode="clip")
 
     def mean_squared_error_(self, z: Any, y: Any) -> Any:
         n, classes = z.shape

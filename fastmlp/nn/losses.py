@@ -4,6 +4,9 @@ Both are computed by fused backend kernels that return the mean loss over the ba
 leave dLoss/dlogits in the logits buffer:
 
 * ``cross_entropy``: mean_n -log softmax(z_n)[y_n], gradient (softmax(z) - onehot(y)) / N;
+  with label smoothing eps (torch's ``CrossEntropyLoss(label_smoothing=eps)``) the target
+  onehot(y) becomes q = (1 - eps) onehot(y) + eps / K over K classes: the loss is
+  mean_n [(1 - eps) (-log p_n,y_n) + eps mean_k (-log p_nk)], the gradient (p - q) / N;
 * ``mean_squared_error``: mean_n sum_k (softmax(z_n)_k - onehot(y_n)_k)^2, back-propagated
   through the softmax Jacobian.
 
@@ -27,7 +30,9 @@ class Loss:
 
     ``kernel``: the backend method ``kernel_(logits, labels) -> mean loss`` that also leaves
     dLoss/dlogits in the logits; ``chance``: the loss of predicting the uniform distribution
-    over ``classes`` (for spotting a diverging run); ``maths``: the formula, for help texts.
+    over ``classes`` (for spotting a diverging run; label smoothing does not change it);
+    ``maths``: the formula, for help texts; ``label_smoothing``: whether the kernel also
+    takes ``label_smoothing=eps`` (a smoothed target, see the module docstring).
     """
 
     name: str
@@ -35,6 +40,7 @@ class Loss:
     chance: Callable[[int], float]
     maths: str
     aliases: tuple[str, ...] = ()
+    label_smoothing: bool = False
 
 
 LOSSES: Registry[Loss] = Registry("loss")
@@ -46,6 +52,7 @@ for _loss in (
         chance=math.log,
         maths="mean_n -log softmax(z_n)[y_n]",
         aliases=("ce", "crossentropy", "categorical_crossentropy"),
+        label_smoothing=True,
     ),
     Loss(
         "mean_squared_error",
@@ -67,3 +74,8 @@ def chance_loss(loss: str, classes: int) -> float:
     """The loss of a model that predicts the uniform distribution over ``classes``:
     ln(classes) for cross-entropy, 1 - 1/classes for squared error on the softmax."""
     return LOSSES.get(loss).chance(classes)
+
+
+def smoothable_losses() -> list[str]:
+    """The losses that take label smoothing (``Loss.label_smoothing``): cross_entropy."""
+    return [name for name in LOSSES.names() if LOSSES.get(name).label_smoothing]

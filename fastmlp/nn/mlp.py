@@ -11,10 +11,14 @@ Dropout layer; the output layer is a Dense layer. Backward, with delta_L = dLoss
 the fused loss kernel, each layer in reverse order fills its gradient views and passes on:
     dW_i = a_{i-1}^T delta_i (+ weight_decay * W_i),   db_i = sum_n delta_i
     delta_{i-1} = (delta_i W_i^T) * f'(z_{i-1})        (times the dropout mask, if any)
+With gradient-norm clipping (``max_grad_norm``) the data-loss gradient g is scaled by
+min(1, max_grad_norm / (||g|| + 1e-6)) before the weight-decay term is added, as
+``torch.nn.utils.clip_grad_norm_`` before an optimizer step with ``weight_decay``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from os import PathLike
 from typing import Any
@@ -27,7 +31,7 @@ from fastmlp.nn import activations
 from fastmlp.nn.init import canonical_weight_init, init_weight
 from fastmlp.nn.inputs import as_labels, check_label_range, to_device_inputs
 from fastmlp.nn.layers import Activation, Dense, Dropout, Layer, ParameterLayout
-from fastmlp.nn.losses import LOSSES, canonical_loss
+from fastmlp.nn.losses import LOSSES, canonical_loss, smoothable_losses
 from fastmlp.nn.memory import check_memory, describe_sizes, model_bytes
 
 DTYPES = ("float32", "float64")
@@ -43,6 +47,19 @@ def _is_positive_integer(value: Any) -> bool:
         return int(value) == value and value >= 1
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+def check_max_grad_norm(max_grad_norm: Any) -> float | None:
+    """``max_grad_norm`` as a float (None: no clipping); a ValueError unless it is a
+    positive finite number."""
+    if max_grad_norm is None:
+        return None
+    if isinstance(max_grad_norm, (bool, np.bool_)) or not 0 < max_grad_norm < np.inf:
+        raise ValueError(
+            f"max_grad_norm must be a positive finite number (or None: no clipping), got "
+            f"{max_grad_norm!r}"
+        )
+    return float(max_grad_norm)
 
 
 def canonical_dtype(dtype: Any) -> str:
@@ -79,6 +96,11 @@ class MLP:
             training (inverted dropout; 0: none).
         activation_options: the activation's hyperparameters, e.g. ``{"slope": 0.1}`` for
             leaky_relu.
+        label_smoothing: eps in [0, 1), cross_entropy only: the training target becomes
+            (1 - eps) onehot(y) + eps / output_size, as torch's
+            ``CrossEntropyLoss(label_smoothing=eps)``. ``loss_and_grad`` returns and
+            differentiates the smoothed loss; ``evaluate`` reports the plain cross-entropy,
+            so validation losses compare across runs whatever their smoothing.
 
     Attributes:
         params: every parameter in one flat 1-D buffer: all weights (layer by layer,
@@ -89,6 +111,7 @@ class MLP:
         layers: the layers, in order (``fastmlp.nn.layers``).
         training: whether ``loss_and_grad`` applies dropout (``train()`` / ``eval()``);
             ``forward``, ``predict`` and ``evaluate`` never do.
+        label_smoothing: the smoothing of the training target (0: none).
     """
 
     def __init__(
@@ -105,6 +128,7 @@ class MLP:
         seed: int | None = None,
         dropout: float = 0.0,
         activation_options: dict[str, float] | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         if isinstance(hidden_sizes, (int, np.integer)):
             hidden_sizes = (int(hidden_sizes),)
@@ -120,11 +144,19 @@ class MLP:
             raise ValueError(f"weight_decay must be finite, got {weight_decay}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if isinstance(label_smoothing, (bool, np.bool_)) or not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.layer_sizes = tuple(int(size) for size in sizes)
         self.activation_function = activations.create(activation, **(activation_options or {}))
         self.activation = self.activation_function.name
         self.weight_init = canonical_weight_init(weight_init)
         self.loss = canonical_loss(loss)
+        if label_smoothing and self.loss not in smoothable_losses():
+            raise ValueError(
+                f"label smoothing applies to {' and '.join(smoothable_losses())} only, not to "
+                f"{self.loss}"
+            )
+        self.label_smoothing = float(label_smoothing)
         self.weight_decay = float(weight_decay)
         self.dropout = float(dropout)
         self.dtype = canonical_dtype(dtype)
@@ -154,6 +186,8 @@ class MLP:
             ).ravel()
         self.params = self.backend.asarray(host)
         self.grads = self.backend.zeros(self.num_params, dtype=self.dtype)
+        # the squared gradient norm, then the clip coefficient (see _clip_gradient_norm)
+        self._clip_scratch = self.backend.zeros((), dtype=self.dtype)
         for layer, params, grads in zip(
             self.layers, self.layout.views(self.params), self.layout.views(self.grads)
         ):
@@ -165,7 +199,13 @@ class MLP:
         self.grad_weights = [layer.grad_weight for layer in dense_layers]
         self.grad_biases = [layer.grad_bias for layer in dense_layers]
         self._backward_order = self.layers[::-1]
+        # the data loss (evaluate), and the training objective (loss_and_grad)
         self._loss_kernel = getattr(self.backend, LOSSES.get(self.loss).kernel)
+        self._training_loss = (
+            functools.partial(self._loss_kernel, label_smoothing=self.label_smoothing)
+            if self.label_smoothing
+            else self._loss_kernel
+        )
         self.reseed(int(rng.integers(2**63)))
 
     # ------------------------------------------------------------- structure
@@ -249,6 +289,7 @@ class MLP:
             "loss": self.loss,
             "weight_decay": self.weight_decay,
             "dropout": self.dropout,
+            "label_smoothing": self.label_smoothing,
             "dtype": self.dtype,
         }
 
@@ -281,7 +322,9 @@ class MLP:
             a = layer.forward(a, training)
         return a
 
-    def loss_and_grad(self, x: Any, y: Any, correct: Any = None) -> Any:
+    def loss_and_grad(
+        self, x: Any, y: Any, correct: Any = None, max_grad_norm: float | None = None
+    ) -> Any:
         """Forward and backward pass over one batch; fills ``self.grads``.
 
         Args:
@@ -291,40 +334,76 @@ class MLP:
             correct: optional 0-d integer array of this backend; the number of samples the
                 forward pass classified correctly is added to it (running training
                 accuracy without a host sync).
+            max_grad_norm: clip the data-loss gradient g (every entry of ``grads``, weights
+                and biases) to this Euclidean norm, as
+                ``torch.nn.utils.clip_grad_norm_(max_norm)``: g = g * min(1, max_grad_norm /
+                (||g|| + 1e-6)), on the device. Weight decay is added afterwards, unclipped
+                (torch adds it in the optimizer step). A non-finite gradient is scaled as
+                torch scales it with ``error_if_nonfinite=False``: a NaN norm makes every
+                entry NaN, an infinite one zeroes the finite entries and makes the infinite
+                ones NaN; the parameters then turn NaN at the optimizer step, which the
+                training loop's divergence check catches. None: no clipping.
 
         Returns:
-            The mean data loss of the batch as a 0-d array of this backend (no host sync).
-            Dropout applies in training mode (the default; see :meth:`eval`).
+            The mean training loss of the batch (with ``label_smoothing``, the smoothed
+            cross-entropy, as torch's; never the L2 term) as a 0-d array of this backend (no
+            host sync). Dropout applies in training mode (the default; see :meth:`eval`).
 
         Raises:
-            ValueError: bad shapes or dtypes, an empty batch, or (on the CPU) a label
-                outside [0, output_size). On a GPU the label range is not checked, because
-                that would be a host sync: such a label makes the returned loss NaN.
+            ValueError: bad shapes or dtypes, an empty batch, a ``max_grad_norm`` that is not
+                a positive finite number, or (on the CPU) a label outside [0, output_size).
+                On a GPU the label range is not checked, because that would be a host sync:
+                such a label makes the returned loss NaN.
         """
+        max_grad_norm = check_max_grad_norm(max_grad_norm)
         x = self._as_inputs(x)
         if x.shape[0] == 0:
             raise ValueError("cannot compute a gradient over an empty batch")
         y = self._as_labels(y, x.shape[0], check_range=self.backend.device == "cpu")
-        return self._loss_and_grad(x, y, correct)
+        return self._loss_and_grad(x, y, correct, max_grad_norm)
 
-    def _loss_and_grad(self, x: Any, y: Any, correct: Any = None) -> Any:
+    def _loss_and_grad(
+        self, x: Any, y: Any, correct: Any = None, max_grad_norm: float | None = None
+    ) -> Any:
         """:meth:`loss_and_grad` on a batch already checked: x (N, input_size) of the model
-        dtype with N >= 1, y (N,) integer labels (the training loop checks them once)."""
+        dtype with N >= 1, y (N,) integer labels (the training loop checks them once), and
+        ``max_grad_norm`` None or a positive finite float."""
         delta = self._forward_logits(x, self.training)
         if correct is not None:
             correct += (delta.argmax(axis=1) == y).sum()
         # the loss kernel leaves dLoss/dlogits in the logits buffer
-        loss = self._loss_kernel(delta, y)
+        loss = self._training_loss(delta, y)
         for layer in self._backward_order:
             delta = layer.backward(delta)
             if delta is None:  # the first layer: nothing before it needs a gradient
                 break
+        if max_grad_norm is not None:
+            self._clip_gradient_norm(max_grad_norm)
         if self.weight_decay:
             # dW = dW + weight_decay * W, for the weights only (the first num_weights entries)
             self.backend.add_scaled_(
                 self.grads[: self.num_weights], self.params[: self.num_weights], self.weight_decay
             )
         return loss
+
+    def _clip_gradient_norm(self, max_norm: float) -> None:
+        """``torch.nn.utils.clip_grad_norm_(max_norm)`` on the whole flat gradient g, on the
+        device and into preallocated scratch (no host sync, no allocation):
+        g = g * min(1, max_norm / (||g|| + 1e-6)). The norm is formed as sum_i g_i^2 in the
+        model dtype: in float32 a norm beyond ~1.8e19 overflows to inf, which zeroes a finite
+        gradient (torch's coefficient for an infinite norm)."""
+        xp = self.backend.xp
+        grads, scale = self.grads, self._clip_scratch
+        scalar = scale.dtype.type
+        # scale = sum_i g_i^2
+        xp.dot(grads, grads, out=scale)
+        # scale = max_norm / (sqrt(scale) + 1e-6), at most 1 (NaN stays NaN: minimum keeps it)
+        xp.sqrt(scale, out=scale)
+        xp.add(scale, scalar(1e-6), out=scale)
+        xp.divide(scalar(max_norm), scale, out=scale)
+        xp.minimum(scale, scalar(1), out=scale)
+        # g = g * scale
+        xp.multiply(grads, scale, out=grads)
 
     def forward(self, x: Any) -> Any:
         """Class probabilities (N, output_size) for inputs (N, input_size) or images."""
@@ -349,8 +428,10 @@ class MLP:
         """Mean data loss and accuracy over a dataset, evaluated in chunks.
 
         x: (N, input_size) inputs or images (uint8 scaled to [0, 1]); y: (N,) labels in
-        [0, output_size), checked (a ValueError otherwise). The loss is NaN when the
-        parameters are not finite.
+        [0, output_size), checked (a ValueError otherwise). The loss is the plain data loss:
+        without label smoothing even when the model trains with it (so that validation
+        losses compare across runs), and without the L2 term. It is NaN when the parameters
+        are not finite.
         """
         x = self._as_inputs(x)
         y = self._as_labels(y, x.shape[0], check_range=True)
