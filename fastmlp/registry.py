@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -84,6 +84,38 @@ class Hyperparameter:
                 raise UserError(f"{label} must be a whole number, got {shown(value)}")
             return int(number)
         return number
+
+
+def checked_values(
+    kind: str, name: str, declared: Iterable[Hyperparameter], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Every ``declared`` hyperparameter's value: the one in ``values`` checked, or its
+    default when absent or None; a TypeError for a keyword none declares (``kind`` and
+    ``name`` say whose: "optimizer", "adam")."""
+    parameters = {parameter.name: parameter for parameter in declared}
+    unknown = sorted(set(values) - set(parameters))
+    if unknown:
+        raise TypeError(f"{kind} {name!r} has no hyperparameter {unknown[0]!r}")
+    return {
+        key: parameter.default if values.get(key) is None else parameter.check(values[key])
+        for key, parameter in parameters.items()
+    }
+
+
+def own_values(
+    kind: str, name: str, own: set[str], shared: set[str], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The given values of an entry's ``own`` hyperparameters (None: left to the default);
+    one that only other entries of the registry have (``shared``) is ignored, since callers
+    such as the command line pass the same set to every entry; anything else is a TypeError."""
+    kwargs = {}
+    for key, value in values.items():
+        if key in own:
+            if value is not None:
+                kwargs[key] = value
+        elif key not in shared:
+            raise TypeError(f"{kind} {name!r} has no hyperparameter {key!r}")
+    return kwargs
 
 
 @dataclass

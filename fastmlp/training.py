@@ -10,7 +10,13 @@ One epoch, for a model on backend B:
    0-d loss to an on-device accumulator, and apply ``optimizer.step``;
 3. synchronise once: read the accumulated loss and accuracy; stop if the loss is not
    finite (the weights are put back to where the epoch started);
-4. evaluate on the validation set, report, and call the callbacks.
+4. evaluate on the validation set; update the monitored metric's best epoch, the
+   schedule (reduce-on-plateau watches the metric) and early stopping; report, and call
+   the callbacks.
+
+The learning rate, when a schedule sets it (``fastmlp.schedules``), is the optimizer's
+host scalar ``lr``, set before each step (or once per epoch when it is constant within
+the epoch); the fused update kernel takes it as an argument, so nothing is recompiled.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from fastmlp.monitor import MONITORS, Monitor
 from fastmlp.nn.inputs import to_device_inputs, to_device_labels
-from fastmlp.nn.mlp import MLP
+from fastmlp.nn.mlp import MLP, check_max_grad_norm
+from fastmlp.schedules import Schedule, create
 
 
 @dataclass
@@ -33,7 +41,8 @@ class EpochMetrics:
 
     ``train_accuracy`` counts the predictions made during the epoch's forward passes
     (as the weights changed), ``val_*`` are measured after the epoch, ``seconds`` is the
-    wall time of the whole epoch including validation.
+    wall time of the whole epoch including validation, ``learning_rate`` the optimizer's
+    at the epoch's last step.
     """
 
     epoch: int
@@ -43,6 +52,7 @@ class EpochMetrics:
     val_accuracy: float | None
     seconds: float
     samples_per_second: float
+    learning_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,12 +71,18 @@ class StopTraining(Exception):  # noqa: N818 - a signal, not an error
 
 @dataclass
 class TrainingHistory:
-    """Per-epoch metrics; the epoch at which the loss stopped being finite, if it did; and
-    the :class:`StopTraining` a callback raised, if one did."""
+    """Per-epoch metrics; the epoch at which the loss stopped being finite, if it did; the
+    :class:`StopTraining` that ended training early, if any (a callback's, or early
+    stopping's with status "early_stopped"); the best epoch of the monitored metric and its
+    value (None without validation); whether the weights are the best epoch's
+    (``restored_best``)."""
 
     epochs: list[EpochMetrics] = field(default_factory=list)
     diverged_at: int | None = None
     stopped: StopTraining | None = None
+    best_epoch: int | None = None
+    best_value: float | None = None
+    restored_best: bool = False
 
     @property
     def diverged(self) -> bool:
@@ -129,6 +145,12 @@ def train(
     verbose: bool = True,
     callbacks: Sequence[Callback] | Iterable[Callback] = (),
     start_epoch: int = 0,
+    schedule: Schedule | str | None = None,
+    monitor: str | Monitor = "val_accuracy",
+    early_stopping: int = 0,
+    min_delta: float = 0.0,
+    restore_best: bool | None = None,
+    clip_grad_norm: float | None = None,
 ) -> TrainingHistory:
     """Train ``model`` with ``optimizer`` for ``epochs`` epochs of shuffled mini-batches.
 
@@ -147,6 +169,20 @@ def train(
         callbacks: called with each epoch's :class:`EpochMetrics` after it ends; one may
             raise :class:`StopTraining` to end training there.
         start_epoch: epochs already completed (when resuming from a checkpoint).
+        schedule: a learning-rate schedule (``fastmlp.schedules.create("cosine", ...)``)
+            or its name; it spans epochs 1 to ``start_epoch + epochs`` from the optimizer's
+            ``lr`` (or the base rate it holds already, when resumed). None: constant.
+        monitor: the validation metric that decides the best epoch, early stopping and
+            reduce-on-plateau: "val_accuracy" or "val_loss", or a :class:`Monitor` that
+            goes on from an earlier part of the run (then ``early_stopping`` and
+            ``min_delta`` are its own).
+        early_stopping: stop after this many epochs in a row without an improvement of
+            more than ``min_delta`` (0: never). Needs a validation set.
+        restore_best: at the end, put back the weights of the best epoch of this call
+            (default: when early stopping is on). Needs a validation set.
+        clip_grad_norm: scale each step's gradient so that its L2 norm over all
+            parameters is at most this (``torch.nn.utils.clip_grad_norm_``), before any
+            L2 weight-decay term is added. None: no clipping.
 
     Returns:
         The history. If the loss became NaN or infinite in epoch k, training stops,
@@ -160,7 +196,24 @@ def train(
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     last_epoch = start_epoch + int(epochs)
-    history = TrainingHistory()
+    tracker = _monitor(monitor, early_stopping, min_delta)
+    if restore_best is None:
+        restore_best = tracker.patience > 0
+    schedule = _start_schedule(schedule, optimizer, tracker, last_epoch, data.steps_per_epoch)
+    watchers = ["early stopping"] if tracker.patience > 0 else []
+    watchers += ["restore_best"] if restore_best else []
+    watchers += [f"the {schedule.name} schedule"] if schedule and schedule.monitors else []
+    if watchers and not data.has_validation:
+        raise ValueError(
+            f"{watchers[0]} watches {tracker.monitor}, which needs a validation set: "
+            "pass x_val and y_val"
+        )
+    clip_grad_norm = check_max_grad_norm(clip_grad_norm)
+    history = TrainingHistory(best_epoch=tracker.best_epoch, best_value=tracker.best)
+    best_params = (
+        model.backend.empty(model.params.shape, dtype=model.dtype) if restore_best else None
+    )
+    best_in_memory = False
 
     was_training = model.training
     model.train()
@@ -169,7 +222,9 @@ def train(
             started = time.perf_counter()
             data.snapshot[...] = model.params
             bar = _progress_bar(data.steps_per_epoch, epoch, last_epoch, progress)
-            train_loss, train_accuracy = _train_epoch(model, optimizer, data, seed, epoch, bar)
+            train_loss, train_accuracy = _train_epoch(
+                model, optimizer, data, seed, epoch, bar, schedule, clip_grad_norm
+            )
             train_seconds = time.perf_counter() - started
             if bar is not None:
                 bar.close()
@@ -190,16 +245,64 @@ def train(
                 val_accuracy=val_accuracy,
                 seconds=time.perf_counter() - started,
                 samples_per_second=data.n / train_seconds,
+                learning_rate=getattr(optimizer, "lr", None),
             )
+            if tracker.update(epoch, metrics.to_dict()):
+                history.best_epoch, history.best_value = tracker.best_epoch, tracker.best
+                if best_params is not None:
+                    best_params[...] = model.params
+                    best_in_memory = True
+            if schedule is not None:
+                schedule.epoch_ended(epoch - 1, getattr(metrics, tracker.monitor))
             history.epochs.append(metrics)
             if verbose:
                 print(format_epoch(metrics, last_epoch), flush=True)
             history.stopped = _run_callbacks(callbacks, metrics)
+            if history.stopped is None and tracker.should_stop:
+                history.stopped = StopTraining(
+                    "early_stopped",
+                    f"early stopping: {tracker.monitor} did not improve by more than "
+                    f"{tracker.min_delta:g} for {tracker.patience} epochs (best: epoch "
+                    f"{tracker.best_epoch}, {tracker.best:.4f})",
+                )
             if history.stopped is not None:
                 break
+        last = history.epochs[-1].epoch if history.epochs else None
+        if best_in_memory and history.best_epoch != last:
+            model.params[...] = best_params
+        history.restored_best = best_in_memory
     finally:
         model.train(was_training)
     return history
+
+
+def _monitor(monitor: str | Monitor, early_stopping: int, min_delta: float) -> Monitor:
+    """The monitor of a training call: the one given, or a new one."""
+    if isinstance(monitor, Monitor):
+        if early_stopping or min_delta:
+            raise ValueError("pass early_stopping and min_delta to the Monitor itself")
+        return monitor
+    return Monitor(monitor, early_stopping, min_delta)
+
+
+def _start_schedule(
+    schedule: Schedule | str | None, optimizer: Any, tracker: Monitor, epochs: int, steps: int
+) -> Schedule | None:
+    """The schedule fitted to this run, or None when the rate stays constant."""
+    if schedule is None:
+        return None
+    schedule = create(schedule)
+    if not hasattr(optimizer, "lr"):
+        raise ValueError(
+            f"a learning-rate schedule needs an optimizer with lr; {optimizer!r} has none"
+        )
+    if hasattr(schedule, "set_mode"):
+        schedule.set_mode(MONITORS[tracker.monitor])
+    schedule.start(optimizer.lr, epochs, steps)
+    if schedule.name == "constant" and not schedule.warmup_epochs:
+        optimizer.lr = schedule.base_lr
+        return None
+    return schedule
 
 
 class _DeviceData:
@@ -231,7 +334,14 @@ class _DeviceData:
 
 
 def _train_epoch(
-    model: MLP, optimizer: Any, data: _DeviceData, seed: int, epoch: int, bar: Any
+    model: MLP,
+    optimizer: Any,
+    data: _DeviceData,
+    seed: int,
+    epoch: int,
+    bar: Any,
+    schedule: Schedule | None = None,
+    clip_grad_norm: float | None = None,
 ) -> tuple[float, float]:
     """One pass over the shuffled training set, a step per batch; returns the mean training
     loss and accuracy (the epoch's one host sync)."""
@@ -240,17 +350,23 @@ def _train_epoch(
     model.reseed(epoch_seed(seed, epoch, DROPOUT))
     total_loss = backend.zeros((), dtype="float64")
     correct = backend.zeros((), dtype="int64")
+    first_step = (epoch - 1) * data.steps_per_epoch
+    per_step = schedule is not None and schedule.changes_every_step(epoch - 1)
+    if schedule is not None:
+        optimizer.lr = schedule.learning_rate(first_step)
     # A diverging run overflows; that is detected from the loss, not warned about.
     with np.errstate(over="ignore", invalid="ignore"):
-        for start in range(0, data.n, data.batch_size):
+        for step, start in enumerate(range(0, data.n, data.batch_size), first_step):
             rows = order[start : start + data.batch_size]
             xb = data.batch_x[: rows.shape[0]]
             yb = data.batch_y[: rows.shape[0]]
             backend.gather_(xb, data.x, rows)
             backend.gather_(yb, data.y, rows)
-            loss = model._loss_and_grad(xb, yb, correct=correct)
+            loss = model._loss_and_grad(xb, yb, correct=correct, max_grad_norm=clip_grad_norm)
             # total_loss = total_loss + batch mean loss * batch size
             total_loss += loss * rows.shape[0]
+            if per_step:
+                optimizer.lr = schedule.learning_rate(step)
             optimizer.step(model.params, model.grads, backend)
             if bar is not None:
                 bar.update(1)

@@ -102,7 +102,7 @@ def test_a_folder_or_a_device_given_as_config_file_is_named_for_what_it_is(
 def test_zero_hidden_layers_trains_softmax_regression_end_to_end(idx_dir, tmp_path):
     assert main(train(idx_dir, tmp_path, "-e", "1", "-nhl", "0")) == 0
     (run,) = tmp_path.iterdir()
-    assert run.name == "hl_0_bs_32_o_adam_lr_1e-3"
+    assert run.name == "hl_0_bs_32_o_adam_lr_1e-3_d_mnist_e_1"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["test_accuracy"] > 0.5
     assert fastmlp.load_checkpoint(run / "checkpoint.npz").model.hidden_sizes == ()

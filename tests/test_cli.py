@@ -67,6 +67,7 @@ def test_train_saves_a_run_and_prints_the_final_table(idx_dir, tmp_path, capsys)
     run = only_run(tmp_path / "runs")
     assert sorted(path.name for path in run.iterdir()) == [
         ".lock",
+        "best.npz",
         "checkpoint.npz",
         "confident_mistakes.png",
         "config.json",

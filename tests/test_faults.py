@@ -238,8 +238,8 @@ def test_two_runs_of_the_same_name_started_at_once_get_two_directories(small_dat
     results = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], results
     names = sorted(path.name for path in out.iterdir())
-    assert names == ["hl_1_sz_16_bs_64_ac_relu_o_adam_lr_1e-3",
-                     "hl_1_sz_16_bs_64_ac_relu_o_adam_lr_1e-3-2"]  # fmt: skip
+    assert names == ["hl_1_sz_16_bs_64_ac_relu_o_adam_lr_1e-3_d_mnist_e_1",
+                     "hl_1_sz_16_bs_64_ac_relu_o_adam_lr_1e-3_d_mnist_e_1-2"]  # fmt: skip
     for name in names:
         assert epochs_of(out / name) == [1]
 
@@ -383,7 +383,7 @@ def test_repeated_kill_9_at_random_instants_never_loses_or_changes_anything(slow
 def test_a_run_directory_left_empty_by_a_kill_is_claimed_again(small_data, tmp_path):
     """A kill between a run directory's creation and its first file leaves an empty folder
     (perhaps with a lock nobody holds): the next run of that name uses it."""
-    leftover = tmp_path / "hl_1_sz_16_bs_32_ac_relu_o_adam_lr_1e-3"
+    leftover = tmp_path / "hl_1_sz_16_bs_32_ac_relu_o_adam_lr_1e-3_d_mnist_e_1_seed_3"
     leftover.mkdir()
     (leftover / ".lock").write_text("")
     result = run_experiment(settings(1), out=tmp_path, data_dir=small_data, **COMMON)

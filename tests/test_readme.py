@@ -20,9 +20,11 @@ def python_blocks() -> list[str]:
 @pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (example,) = python_blocks()
-    exec(compile(example, str(README), "exec"), {})
+    namespace: dict = {}
+    for example in python_blocks():  # in order: a later one goes on from the earlier ones
+        exec(compile(example, str(README), "exec"), namespace)
     assert "test accuracy 0.8" in capsys.readouterr().out
+    assert namespace["history"].best_epoch is not None
 
 
 def test_every_train_flag_in_the_readme_exists():

@@ -780,3 +780,28 @@ def test_a_damaged_sweep_directory_is_a_one_line_error_for_the_report(
     assert message in error and len(error.splitlines()) == 1, error
     if message == "does not exist":
         assert not (damaged_sweep / "study.journal").exists()  # the report created nothing
+
+
+def test_schedules_early_stopping_and_smoothing_are_sweep_parameters(idx_dir, tmp_path):
+    config = sweep_config(
+        name="training",
+        epochs={"value": 3},
+        lr_schedule={"values": ["cosine", "step", "one_cycle"]},
+        dropout={"values": [0.0, 0.2]},
+        label_smoothing={"values": [0.0, 0.1]},
+        early_stopping={"value": 2},
+        restore_best={"values": [True, False]},
+        clip_grad_norm={"values": [1.0]},
+    )
+    run(config, tmp_path, idx_dir, count=4)
+    trials = trials_of(tmp_path, "training")
+    assert {trial.state.name for trial in trials} == {"COMPLETE"}
+    for trial in trials:
+        run_dir = tmp_path / "training" / trial.user_attrs["run_dir"]
+        stored = json.loads((run_dir / "config.json").read_text())
+        for key in ("lr_schedule", "dropout", "label_smoothing", "restore_best"):
+            assert stored[key] == trial.params[key]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        (evaluated,) = [row for row in rows if row["epoch"] == summary["evaluated_epoch"]]
+        assert trial.value == evaluated["val_accuracy"]

@@ -126,7 +126,7 @@ def test_experiment_writes_the_run_directory_as_it_goes(idx_dir, tmp_path):
     )
     assert epochs_seen == [(1, 1, True), (2, 2, True), (3, 3, True), (4, 4, True)]
     run = result.run_dir.path
-    assert run.name == "hl_1_sz_32_bs_32_ac_relu_o_adam_lr_1e-3"
+    assert run.name == "hl_1_sz_32_bs_32_ac_relu_o_adam_lr_1e-3_d_mnist_e_4"
     config = json.loads((run / "config.json").read_text())
     assert config["optimizer"] == "adam" and config["hidden_size"] == [32]
     summary = json.loads((run / "summary.json").read_text())

@@ -18,6 +18,7 @@ from fastmlp.data.sources import canonical_dataset
 from fastmlp.files import atomic_write_json
 from fastmlp.nn.checkpoint import load_checkpoint
 from fastmlp.nn.inputs import to_device_inputs
+from fastmlp.runs import RunDirectory
 from fastmlp.runs.experiment import plot_test_figures
 from fastmlp.runs.metrics import confusion_matrix, per_class_metrics
 
@@ -30,7 +31,9 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "target", metavar="RUN_DIR_OR_CHECKPOINT", help="a run directory or checkpoint .npz"
+        "target",
+        metavar="RUN_DIR_OR_CHECKPOINT",
+        help="a run directory (its best epoch, best.npz, when it has one) or a checkpoint .npz",
     )
     parser.add_argument(
         "-d", "--dataset", help="dataset (default: the one the model was trained on)"
@@ -82,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} is a file; give a folder for the figures and report")
     checkpoint = load_checkpoint(checkpoint_path, device=get_backend(args.device))
     model = checkpoint.model
+    if checkpoint_path.name == RunDirectory.BEST and Path(args.target).is_dir():
+        print(
+            f"evaluating the best epoch, {checkpoint.epoch} (by "
+            f"{checkpoint.extra.get('monitor', 'validation')}), from {checkpoint_path}; give "
+            f"{checkpoint_path.with_name(RunDirectory.CHECKPOINT)} for the last epoch"
+        )
     trained_on = checkpoint.extra.get("dataset")
     dataset_name = canonical_dataset(args.dataset or trained_on or "fashion_mnist")
     if isinstance(trained_on, str) and trained_on != dataset_name:

@@ -9,10 +9,15 @@ from fastmlp.runs import RunDirectory
 
 
 def resolve_checkpoint(target: str) -> Path:
-    """The checkpoint file of ``target`` (a run directory, or a ``.npz`` checkpoint itself)."""
+    """The checkpoint file of ``target``: a ``.npz`` checkpoint itself, or a run directory's
+    ``best.npz`` (the best epoch of its monitored validation metric) when it has one, else
+    its ``checkpoint.npz`` (the last epoch)."""
     path = Path(target)
     if path.is_dir():
-        checkpoint = RunDirectory(path).checkpoint_path
+        run_dir = RunDirectory(path)
+        if run_dir.best_path.is_file():
+            return run_dir.best_path
+        checkpoint = run_dir.checkpoint_path
         if not checkpoint.is_file():
             raise UsageError(
                 f"{path} has no {RunDirectory.CHECKPOINT}: is it a finished run directory?"

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from fastmlp.cli.parsing import ArgumentParser, UsageError, positive_int, wandb_mode_option
+from fastmlp.cli.parsing import ArgumentParser, UsageError, wandb_mode_option
 from fastmlp.runs.config import ConfigError, Setting, read_config_file, settings
 
 # What may differ when continuing a run: a longer schedule, or another device.
@@ -27,8 +27,13 @@ GROUPS = {
     "data": "data",
     "training": "training",
     "optimizer": "optimizer hyperparameters",
+    "schedule": "learning-rate schedule, best epoch and early stopping",
     "model": "model",
 }
+
+
+# What the checks of single flag values may look at before the whole configuration is known.
+_ONE_LAYER = {"dtype": "float64", "num_layers": 1}
 
 
 def _argument_type(setting: Setting) -> Any:
@@ -37,10 +42,10 @@ def _argument_type(setting: Setting) -> Any:
     once every setting is known)."""
 
     def parse(value: str) -> Any:
-        if setting.nargs:  # one entry of a list setting: a positive integer
-            return positive_int(value)
         try:
-            return setting.check(setting.name, value, {"dtype": "float64", "num_layers": 1})
+            if setting.nargs in ("+", "*"):  # one entry of a list setting
+                return setting.check(setting.name, [value], _ONE_LAYER)[0]
+            return setting.check(setting.name, value, _ONE_LAYER)
         except ConfigError as error:
             message = str(error).removeprefix(f"{setting.name} ")
             raise argparse.ArgumentTypeError(message) from None
@@ -50,7 +55,7 @@ def _argument_type(setting: Setting) -> Any:
 
 
 def _help(setting: Setting) -> str:
-    if "(default" in setting.help:
+    if "default:" in setting.help:
         return setting.help
     return f"{setting.help} (default: {setting.describe_default()})"
 
@@ -88,6 +93,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             f"--{setting.name}",
             type=_argument_type(setting),
             nargs=setting.nargs,
+            const=setting.const,
             metavar=metavar,
             help=_help(setting),
         )
@@ -123,9 +129,17 @@ def _final_table(result: Any) -> str:
         rows.append(("test accuracy", f"{summary['test_accuracy']:.4f}"))
     if summary.get("test_loss") is not None:
         rows.append(("test loss", f"{summary['test_loss']:.4f}"))
-    if "best_val_accuracy" in summary:
-        rows.append(("best val accuracy", f"{summary['best_val_accuracy']:.4f}"))
+    if "best_epoch" in summary:
+        evaluated = summary.get("evaluated_epoch")
+        note = " (its weights evaluated)" if evaluated == summary["best_epoch"] else ""
+        rows.append(("best epoch", f"{summary['best_epoch']} by {summary['monitor']}{note}"))
+    if summary.get("best_epoch_val_accuracy") is not None:
+        rows.append(("best epoch val accuracy", f"{summary['best_epoch_val_accuracy']:.4f}"))
+    if summary.get("val_accuracy") is not None:
+        rows.append(("last epoch val accuracy", f"{summary['val_accuracy']:.4f}"))
     rows.append(("epochs", str(summary["epochs_completed"])))
+    if summary.get("stop_reason"):
+        rows.append(("stopped", summary["stop_reason"]))
     rows.append(("training time", f"{summary['train_seconds']:.1f} s on {summary['device']}"))
     rows.append(("saved in", summary["run_dir"]))
     if "wandb_dir" in summary:

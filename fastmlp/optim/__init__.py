@@ -13,6 +13,7 @@ import pkgutil
 from typing import Any
 
 from fastmlp.optim.optimizer import OPTIMIZERS, Optimizer, ParamGroup
+from fastmlp.registry import own_values
 
 # The classic six first (the order of the command line's choices), then every other file.
 _FIRST = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "adamw")
@@ -68,12 +69,5 @@ def create(name: str, param_groups: Any = (), **hyperparameters: Any) -> Optimiz
     """
     cls = optimizer_class(name)
     own = {parameter.name for parameter in cls.hyperparameters}
-    shared = all_hyperparameter_names()
-    kwargs = {}
-    for key, value in hyperparameters.items():
-        if key in own:
-            if value is not None:
-                kwargs[key] = value
-        elif key not in shared:
-            raise TypeError(f"optimizer {cls.name!r} has no hyperparameter {key!r}")
+    kwargs = own_values("optimizer", cls.name, own, all_hyperparameter_names(), hyperparameters)
     return cls(param_groups=param_groups, **kwargs)

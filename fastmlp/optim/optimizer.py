@@ -46,7 +46,7 @@ import numpy as np
 
 from fastmlp.backends import Backend, backend_of
 from fastmlp.backends.formulas import Formula, formula
-from fastmlp.registry import Hyperparameter, Registry
+from fastmlp.registry import Hyperparameter, Registry, checked_values
 
 FLUSH_MARGIN = 2.0**26
 
@@ -125,13 +125,9 @@ class Optimizer:
             OPTIMIZERS.register(cls.name, cls, cls.aliases)
 
     def __init__(self, param_groups: Sequence[ParamGroup] = (), **values: Any) -> None:
-        declared = {parameter.name: parameter for parameter in self.hyperparameters}
-        unknown = sorted(set(values) - set(declared))
-        if unknown:
-            raise TypeError(f"optimizer {self.name!r} has no hyperparameter {unknown[0]!r}")
-        for name, parameter in declared.items():
-            value = values.get(name)
-            setattr(self, name, parameter.default if value is None else parameter.check(value))
+        checked = checked_values("optimizer", self.name, self.hyperparameters, values)
+        for name, value in checked.items():
+            setattr(self, name, value)
         self.param_groups = [self._checked_group(group) for group in param_groups]
         self.steps = 0
         self.state: dict[str, Any] = {}

@@ -7,10 +7,13 @@ its saved results.
 * :mod:`~fastmlp.runs.wandb_run`     -- Weights & Biases, never prompting or hanging;
 * :mod:`~fastmlp.runs.naming`        -- meaningful run names;
 * :mod:`~fastmlp.runs.environment`   -- what besides the settings decides the numbers;
-* :mod:`~fastmlp.runs.metrics`, :mod:`~fastmlp.runs.figures` -- what a run reports.
+* :mod:`~fastmlp.runs.metrics`, :mod:`~fastmlp.runs.figures` -- what a run reports;
+* :mod:`~fastmlp.runs.runs_table`    -- every run under a folder, as ``fastmlp runs`` lists them;
+* :mod:`~fastmlp.runs.docs`          -- the README's tables, generated from the registries.
 
 The library (``fastmlp.nn``, ``fastmlp.optim``, ``fastmlp.backends``, ``fastmlp.data``,
-``fastmlp.training``) knows nothing of this package.
+``fastmlp.schedules``, ``fastmlp.monitor``, ``fastmlp.training``) knows nothing of this
+package.
 """
 
 from fastmlp.runs.naming import format_number, run_name

@@ -29,12 +29,14 @@ import numpy as np
 from fastmlp.data.sources import DATASETS
 from fastmlp.errors import MissingDependencyError, UserError, one_line, shown
 from fastmlp.files import check_size, parse_json
+from fastmlp.monitor import MONITOR_METRICS
 from fastmlp.nn.activations import ACTIVATIONS
 from fastmlp.nn.init import WEIGHT_INITS
-from fastmlp.nn.losses import LOSSES
+from fastmlp.nn.losses import LOSSES, smoothable_losses
 from fastmlp.nn.mlp import DTYPES, canonical_dtype
 from fastmlp.optim import OPTIMIZERS
 from fastmlp.registry import Hyperparameter, Registry
+from fastmlp.schedules import SCHEDULES
 
 DEVICES = ("cpu", "numpy", "numba", "cuda", "cupy", "gpu", "auto")
 DEVICES_HELP = "cpu, cuda, cuda:N or auto"
@@ -121,6 +123,13 @@ def _hyperparameter_check(parameter: Hyperparameter) -> Callable[[str, Any, dict
     return check
 
 
+def _positive(name: str, value: Any) -> float:
+    number = _as_number(name, value, "a number > 0")
+    if number <= 0:
+        raise ConfigError(f"{name} must be a number > 0, got {shown(value)}")
+    return number
+
+
 def _hidden_sizes(name: str, value: Any, config: dict[str, Any]) -> list[int]:
     layers = config["num_layers"]
     sizes = value if isinstance(value, (list, tuple)) else [value]
@@ -154,6 +163,52 @@ def _string(name: str, value: Any, config: dict[str, Any]) -> str | None:
     return value
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _boolean(name: str, value: Any, config: dict[str, Any]) -> bool | None:
+    """True or False: a boolean, 0 or 1, or true/false, yes/no, on/off in any case."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ConfigError(f"{name} must be true or false, got {shown(value)}")
+
+
+def _names(name: str, value: Any, config: dict[str, Any]) -> list[str]:
+    """A list of short labels (W&B tags): strings of 1 to 64 characters, no commas."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    labels = []
+    for item in items:
+        if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+            raise ConfigError(f"{name} must be a list of short strings, got {shown(item)}")
+        label = str(item).strip()
+        if not 1 <= len(label) <= 64 or "," in label:
+            raise ConfigError(
+                f"each of {name} must be 1 to 64 characters without commas, got {shown(item)}"
+            )
+        labels.append(label)
+    return labels
+
+
+def _run_name(name: str, value: Any, config: dict[str, Any]) -> str | None:
+    """A run name usable as a folder name."""
+    value = _string(name, value, config)
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > 120:
+        raise ConfigError(
+            f"{name} must be 1 to 120 characters without / or \\ (it names the run's folder), "
+            f"got {shown(value)}"
+        )
+    return text
+
+
 def _dtype(name: str, value: Any, config: dict[str, Any]) -> str:
     try:
         return canonical_dtype(value)
@@ -172,7 +227,8 @@ class Setting:
     ``config`` holds the settings checked before this one (``hidden_size`` needs
     ``num_layers``). ``choices`` is the registry of a choice setting; ``flags`` the
     short command-line spellings (the long one is ``--name``); ``group`` its help section;
-    ``nargs`` as argparse takes it.
+    ``nargs`` and ``const`` as argparse takes them (a boolean flag: nargs "?", const True);
+    ``default_help`` how help texts show a default that depends on other settings.
     """
 
     name: str
@@ -184,9 +240,13 @@ class Setting:
     choices: Registry[Any] | None = None
     nargs: str | None = None
     metavar: str | None = None
+    const: Any = None
+    default_help: str | None = None
 
     def describe_default(self) -> str:
         """The default as help texts show it."""
+        if self.default_help is not None:
+            return self.default_help
         if self.default is None:
             return "the optimizer's own" if self.group == "optimizer" else "none"
         if isinstance(self.default, list):
@@ -224,6 +284,23 @@ def _core_settings() -> list[Setting]:
                 ("-w_i",), "model", WEIGHT_INITS),
         Setting("dropout", 0.0, "probability of dropping each hidden unit while training",
                 lambda n, v, c: _number(n, v, 0, 1, high_open=True), group="model"),
+        Setting("label_smoothing", 0.0, "label smoothing of the cross-entropy targets "
+                "(torch semantics)", lambda n, v, c: _number(n, v, 0, 1, high_open=True)),
+        Setting("clip_grad_norm", None, "scale each step's gradient to at most this L2 norm",
+                lambda n, v, c: None if v is None else _positive(n, v), metavar="NORM"),
+        Setting("lr_schedule", "constant", "learning-rate schedule", _choice(SCHEDULES),
+                group="schedule", choices=SCHEDULES),
+        Setting("monitor", "val_accuracy", "validation metric of the best epoch, early "
+                "stopping and reduce_on_plateau", _choice(MONITOR_METRICS), group="schedule",
+                choices=MONITOR_METRICS),
+        Setting("early_stopping", 0, "stop after this many epochs without improvement "
+                "(0: never)", lambda n, v, c: _integer(n, v, 0), group="schedule",
+                metavar="PATIENCE"),
+        Setting("min_delta", 0.0, "smallest change of the monitored metric that counts as "
+                "an improvement", lambda n, v, c: _number(n, v, 0), group="schedule"),
+        Setting("restore_best", None, "test, figures and the saved model use the best epoch",
+                _boolean, group="schedule", nargs="?", const=True, metavar="BOOL",
+                default_help="on with early stopping"),
         Setting("device", "auto", f"where to train: {DEVICES_HELP}",
                 lambda n, v, c: canonical_device(v), group="model", metavar="{cpu,cuda,auto}"),
         Setting("dtype", "float32", "floating-point precision", _dtype, group="model",
@@ -232,6 +309,10 @@ def _core_settings() -> list[Setting]:
                 "on it, so pin it to repeat a run exactly (default: BLAS's own choice)",
                 lambda n, v, c: None if v is None else _integer(n, v, 1), group="model",
                 metavar="N"),
+        Setting("name", None, "run name (default: built from the settings that differ from "
+                "the defaults)", _run_name, group="run", default_help="generated"),
+        Setting("tags", [], "labels of the run (W&B tags)", _names, group="run", nargs="+",
+                metavar="TAG", default_help="none"),
         Setting("wandb_project", "fastmlp", "W&B project", _string, ("-wp",), "run"),
         Setting("wandb_entity", None, "W&B entity, user or team (default: your W&B default)",
                 _string, ("-we",), "run"),
@@ -242,36 +323,54 @@ def _core_settings() -> list[Setting]:
 _CORE_OWNS = frozenset({"learning_rate", "weight_decay"})
 
 
-def _optimizer_settings() -> list[Setting]:
-    """One setting per hyperparameter name that some optimizer declares (default None: each
-    optimizer's own), e.g. ``beta1``: "beta1 of adam, nadam, adamw (default: 0.9)"."""
-    found: dict[str, tuple[Hyperparameter, list[str]]] = {}
-    for name, cls in OPTIMIZERS.entries.items():
-        for parameter in cls.hyperparameters:
-            if parameter.setting_name in _CORE_OWNS:
-                continue
-            entry = found.setdefault(parameter.setting_name, (parameter, []))
-            entry[1].append(name)
+def _shared_hyperparameter_settings(
+    entries: Mapping[str, Any], group: str, of: Callable[[Any], tuple[Hyperparameter, ...]]
+) -> list[Setting]:
+    """One setting per hyperparameter setting name that some entry of a registry declares
+    (default None: each entry's own), e.g. ``beta1``: "decay of the gradient average
+    (adam, nadam, adamw; default: 0.9)"."""
+    found: dict[str, list[tuple[str, Hyperparameter]]] = {}
+    for owner, entry in entries.items():
+        for parameter in of(entry):
+            if parameter.setting_name not in _CORE_OWNS:
+                found.setdefault(parameter.setting_name, []).append((owner, parameter))
     settings = []
-    for name, (parameter, owners) in found.items():
+    for name, declared in found.items():
+        parameter = declared[0][1]
         check = _epsilon if name == "epsilon" else _hyperparameter_check(parameter)
-        defaults = {
-            f"{p.default:g}"
-            for owner in owners
-            for p in OPTIMIZERS.get(owner).hyperparameters
-            if p.setting_name == name
-        }
+        owners = list(dict.fromkeys(owner for owner, _ in declared))
+        defaults = f"default: {', '.join(sorted({f'{p.default:g}' for _, p in declared}))}"
+        missing = [entry for entry in entries if entry not in owners]
+        whose = f"{', '.join(owners)}; "
+        if not missing:
+            whose = ""
+        elif len(missing) < len(owners) and len(missing) <= 2:
+            whose = f"all but {', '.join(missing)}; "
         settings.append(
             Setting(
                 name,
                 None,
-                f"{parameter.help} of {', '.join(owners)} (default: {', '.join(sorted(defaults))})",
+                f"{parameter.help} ({whose}{defaults})",
                 check,
                 parameter.flags,
-                "optimizer",
+                group,
             )
         )
     return settings
+
+
+def _optimizer_settings() -> list[Setting]:
+    """One setting per optimizer hyperparameter (see _shared_hyperparameter_settings)."""
+    return _shared_hyperparameter_settings(
+        OPTIMIZERS.entries, "optimizer", lambda cls: cls.hyperparameters
+    )
+
+
+def _schedule_settings() -> list[Setting]:
+    """One setting per schedule hyperparameter (``lr_gamma``, ``warmup_epochs``...)."""
+    return _shared_hyperparameter_settings(
+        SCHEDULES.entries, "schedule", lambda cls: cls.all_hyperparameters()
+    )
 
 
 def _activation_settings() -> list[Setting]:
@@ -295,9 +394,14 @@ def _activation_settings() -> list[Setting]:
 
 def settings() -> dict[str, Setting]:
     """Every run setting by name, in the order they are checked and shown: fastmlp's own,
-    then the registered optimizers' and activations' hyperparameters."""
+    then the registered optimizers', schedules' and activations' hyperparameters."""
     table: dict[str, Setting] = {}
-    for setting in (*_core_settings(), *_optimizer_settings(), *_activation_settings()):
+    for setting in (
+        *_core_settings(),
+        *_optimizer_settings(),
+        *_schedule_settings(),
+        *_activation_settings(),
+    ):
         table.setdefault(setting.name, setting)
     return table
 
@@ -308,6 +412,40 @@ def defaults() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------- TrainConfig
+
+
+def _check_combinations(values: dict[str, Any]) -> None:
+    """Raise for settings that are valid alone but not together."""
+    if values["label_smoothing"] and values["loss"] not in smoothable_losses():
+        raise ConfigError(
+            f"label_smoothing applies to the {' and '.join(smoothable_losses())} loss only, "
+            f"not {values['loss']}"
+        )
+    schedule = SCHEDULES.get(values["lr_schedule"])
+    watchers = [
+        what
+        for what, wanted in (
+            (f"early_stopping {values['early_stopping']}", values["early_stopping"]),
+            ("restore_best", values["restore_best"]),
+            (f"the {schedule.name} schedule", schedule.monitors),
+        )
+        if wanted
+    ]
+    if watchers and not values["val_fraction"]:
+        raise ConfigError(
+            f"{watchers[0]} watches {values['monitor']}, which needs a validation split: "
+            "set val_fraction above 0 (e.g. 0.1)"
+        )
+    warmup = values.get("warmup_epochs") or 0
+    if warmup and not schedule.has_warmup:
+        raise ConfigError(
+            f"the {schedule.name} schedule has its own warm-up (pct_start): drop warmup_epochs"
+        )
+    if warmup >= values["epochs"]:
+        raise ConfigError(
+            f"warmup_epochs {warmup} leaves no epoch of the {values['epochs']} for the "
+            f"{schedule.name} schedule: use fewer warm-up epochs or more epochs"
+        )
 
 
 class TrainConfig(Mapping[str, Any]):
@@ -343,6 +481,7 @@ class TrainConfig(Mapping[str, Any]):
             if value is None:
                 value = table[name].default
             values[name] = None if value is None else table[name].check(name, value, values)
+        _check_combinations(values)
         return cls({name: values[name] for name in table})
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -382,6 +521,14 @@ class TrainConfig(Mapping[str, Any]):
             for parameter in cls.hyperparameters:
                 values[parameter.name] = self._values.get(parameter.setting_name)
         return values
+
+    def schedule_hyperparameters(self) -> dict[str, Any]:
+        """The keyword arguments for ``fastmlp.schedules.create`` (None: the default)."""
+        return {
+            parameter.name: self._values.get(parameter.setting_name)
+            for cls in SCHEDULES.entries.values()
+            for parameter in cls.all_hyperparameters()
+        }
 
     def activation_options(self) -> dict[str, float]:
         """The hyperparameters of the chosen activation that the settings give."""

@@ -17,6 +17,7 @@ from fastmlp.nn.activations import ACTIVATIONS
 from fastmlp.nn.init import WEIGHT_INITS
 from fastmlp.nn.losses import LOSSES
 from fastmlp.optim import OPTIMIZERS
+from fastmlp.schedules import SCHEDULES
 
 
 def _spellings(registry_names: list[str], aliases: Callable[[str], list[str]]) -> str:
@@ -44,7 +45,9 @@ def train_flags_table() -> str:
             meaning, default = action.help, "-"
             match = _DEFAULT.match(action.help)
             if match:
-                meaning, default = match.groups()
+                meaning, owners, default = match.groups()
+                if owners:
+                    meaning += f" ({owners})"
             lines.append(f"| `{flags}` | {meaning} | {default} |")
     return "\n".join(lines)
 
@@ -76,6 +79,21 @@ def activations_table() -> str:
     return "\n".join(lines)
 
 
+def schedules_table() -> str:
+    """Every registered learning-rate schedule: its hyperparameters, per step or epoch."""
+    lines = [
+        "| `--lr_schedule` | hyperparameters: flag (default) | updated | what it does |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, cls in SCHEDULES.entries.items():
+        aliases = SCHEDULES.aliases_of(name)
+        label = f"`{name}`" + (f" ({', '.join(aliases)})" if aliases else "")
+        values = ", ".join(f"`--{p.setting_name}` ({p.default:g})" for p in cls.hyperparameters)
+        when = "per step" if cls.per_step else "per epoch"
+        lines.append(f"| {label} | {values or '-'} | {when} | {cls.summary} |")
+    return "\n".join(lines)
+
+
 def choices_table() -> str:
     """Losses and weight initialisations, with their aliases."""
     return "\n".join(
@@ -91,11 +109,13 @@ def choices_table() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "train_flags": train_flags_table,
     "optimizers": optimizers_table,
+    "schedules": schedules_table,
     "activations": activations_table,
     "choices": choices_table,
 }
 
-_DEFAULT = re.compile(r"(.*) \(default: (.*)\)$", re.S)
+# "meaning (default: X)" or "meaning (who has it; default: X)"
+_DEFAULT = re.compile(r"(.*) \((?:([^()]*); )?default: (.*)\)$", re.S)
 _SECTION = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- end: \2 -->)", re.S)
 
 

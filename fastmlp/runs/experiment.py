@@ -9,7 +9,12 @@
    for the rest of the run; ``config.json`` with the environment the numbers depend on;
 3. **train**: after every epoch the metrics line, the W&B step and then the checkpoint are
    written, with interrupts held, and only then the epoch's line printed;
-4. **finish**: test evaluation, figures, ``summary.json`` (written last), W&B summary.
+4. **finish**: the best epoch's weights put back (``restore_best``), test evaluation,
+   figures, ``summary.json`` (written last), W&B summary.
+
+After an epoch that improves the monitored validation metric, ``best.npz`` (the model and
+its epoch) is written after the checkpoint; a kill in between leaves a ``best.npz`` one
+improvement behind, which resume rewrites from the checkpoint (the same weights).
 
 Resuming repairs whatever a kill left: a torn last metrics line or a line beyond the
 checkpoint is dropped and that epoch trained again (exactly as before: seeded shuffling,
@@ -35,10 +40,11 @@ import numpy as np
 
 import fastmlp
 from fastmlp import data as datasets
-from fastmlp import optim
+from fastmlp import optim, schedules
 from fastmlp.backends import Backend, get_backend
 from fastmlp.errors import UserError, describe, one_line
 from fastmlp.interrupts import exit_status, interrupts_deferred
+from fastmlp.monitor import Monitor
 from fastmlp.nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fastmlp.nn.inputs import to_device_inputs
 from fastmlp.nn.losses import chance_loss
@@ -62,13 +68,14 @@ from fastmlp.training import EpochMetrics, format_epoch, train
 EXPLODING_LOSS_FACTOR = 10.0
 
 # Summary statuses after which a run has nothing left to do.
-COMPLETE = ("finished", "diverged")
+COMPLETE = ("finished", "diverged", "early_stopped")
 
 
 @dataclass
 class ExperimentResult:
-    """How a run ended. ``status`` is "finished", "diverged", "interrupted", or the status of
-    a callback's :class:`~fastmlp.training.StopTraining` (e.g. "pruned"); ``interrupt`` is
+    """How a run ended. ``status`` is "finished", "diverged", "early_stopped",
+    "interrupted", or the status of a callback's :class:`~fastmlp.training.StopTraining`
+    (e.g. "pruned"); ``interrupt`` is
     the KeyboardInterrupt (or :class:`~fastmlp.interrupts.Terminated`) that stopped it."""
 
     run_dir: RunDirectory
@@ -88,7 +95,8 @@ class ExperimentResult:
 
 @dataclass
 class _Run:
-    """A started run: its files, model and optimizer, and where it stands."""
+    """A started run: its files, model, optimizer and schedule (None: constant rate), the
+    monitored metric's best epoch so far, and where it stands."""
 
     run_dir: RunDirectory
     config: dict[str, Any]
@@ -96,6 +104,22 @@ class _Run:
     optimizer: optim.Optimizer
     start_epoch: int
     history: list[dict[str, Any]]
+    schedule: schedules.Schedule
+    monitor: Monitor
+
+    @property
+    def restore_best(self) -> bool:
+        """Whether the best epoch's weights are what the run ends with."""
+        wanted = self.config["restore_best"]
+        return bool(self.config["early_stopping"]) if wanted is None else wanted
+
+    def checkpoint_extra(self, dataset: Any) -> dict[str, Any]:
+        """What a checkpoint of this run holds beside the model and the optimizer."""
+        return {
+            "dataset": dataset.name,
+            "class_names": list(dataset.class_names),
+            "schedule": self.schedule.state_dict(),
+        }
 
 
 def _figures_available() -> bool:
@@ -154,6 +178,7 @@ def build_model_and_optimizer(
         loss=config.loss,
         weight_decay=0.0 if decoupled else config.weight_decay,
         dropout=config.dropout,
+        label_smoothing=config.label_smoothing,
         device=backend,
         dtype=config.dtype,
         seed=config.seed,
@@ -164,6 +189,17 @@ def build_model_and_optimizer(
         **config.optimizer_hyperparameters(),
     )
     return model, optimizer
+
+
+def build_schedule(config: Mapping[str, Any]) -> schedules.Schedule:
+    """The learning-rate schedule a configuration describes (not started yet)."""
+    config = TrainConfig.from_settings(config)
+    return schedules.create(config.lr_schedule, **config.schedule_hyperparameters())
+
+
+def build_monitor(config: Mapping[str, Any]) -> Monitor:
+    """The monitored validation metric of a configuration, with its early stopping."""
+    return Monitor(config["monitor"], config["early_stopping"], config["min_delta"])
 
 
 # ----------------------------------------------------------------- 1. settings
@@ -222,6 +258,7 @@ def _check_checkpoint_matches(
         "loss": (built.loss, saved["loss"]),
         "L2 weight decay": (0.0 if decoupled else built.weight_decay, saved["weight_decay"]),
         "dropout": (built.dropout, saved["dropout"]),
+        "label_smoothing": (built.label_smoothing, saved.get("label_smoothing", 0.0)),
         "dtype": (built.dtype, saved["dtype"]),
         "dataset": (dataset.name, checkpoint.extra.get("dataset", dataset.name)),
         "input size": (int(np.prod(dataset.x_train.shape[1:])), model.input_size),
@@ -256,11 +293,14 @@ def _resume(run_dir: RunDirectory, config: dict[str, Any], backend: Backend, dat
                 f"{run_dir.checkpoint_path} holds no optimizer state or epoch (saved by "
                 "model.save without them?): it can be evaluated but not resumed"
             )
+        schedule = _stored_schedule(run_dir, config, checkpoint)
+        if schedule.base_lr is not None:  # the optimizer holds the scheduled rate
+            checkpoint.optimizer.lr = schedule.base_lr
         _check_checkpoint_matches(run_dir, config, checkpoint, dataset)
         model, optimizer, epoch = checkpoint.model, checkpoint.optimizer, checkpoint.epoch
     else:
         model, optimizer = build_model_and_optimizer(config, backend, dataset)
-        epoch = 0
+        schedule, epoch = build_schedule(config), 0
     _check_resumable(run_dir, config, epoch)
     rows = [row for row in metrics.rows if row["epoch"] <= epoch]
     beyond = [row["epoch"] for row in metrics.rows if row["epoch"] > epoch]
@@ -277,7 +317,60 @@ def _resume(run_dir: RunDirectory, config: dict[str, Any], backend: Backend, dat
             f"{run_dir.file(RunDirectory.METRICS)} has no line for epoch(s) "
             f"{', '.join(map(str, missing))}; their metrics are lost (the weights are not)"
         )
-    return _Run(run_dir, config, model, optimizer, epoch, rows)
+    run = _Run(run_dir, config, model, optimizer, epoch, rows, schedule,
+               build_monitor(config).replay(rows))  # fmt: skip
+    _repair_best(run, backend, dataset)
+    return run
+
+
+def _stored_schedule(run_dir: RunDirectory, config: dict[str, Any], checkpoint: Any) -> Any:
+    """The run's schedule with the state its checkpoint holds (none: a fresh one)."""
+    schedule = build_schedule(config)
+    state = checkpoint.extra.get("schedule")
+    if state is None:
+        return schedule
+    try:
+        if not isinstance(state, dict):
+            raise ValueError(f"schedule state must be a mapping, got {type(state).__name__}")
+        schedule.load_state_dict(state)
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(
+            f"{run_dir.checkpoint_path}: its learning-rate schedule state does not fit "
+            f"{config['lr_schedule']} ({one_line(error)}): the configuration was changed "
+            "after the run started; put it back, or start a new run"
+        ) from None
+    return schedule
+
+
+def _repair_best(run: _Run, backend: Backend, dataset: Any) -> None:
+    """Make ``best.npz`` hold the best epoch so far; a kill after the checkpoint of a new
+    best epoch but before ``best.npz`` leaves it one improvement behind."""
+    best_epoch = run.monitor.best_epoch
+    path = run.run_dir.best_path
+    held = None
+    if path.exists():
+        try:
+            held = load_checkpoint(path, device=backend).epoch
+        except CheckpointError as error:
+            _note(f"{path}: {one_line(error)}; it is written again")
+    if held == best_epoch:
+        return
+    if best_epoch is not None and best_epoch == run.start_epoch:
+        _note(f"{path}: rewritten from the checkpoint of epoch {best_epoch}, the best so far")
+        _save_best(run, best_epoch, dataset)
+    elif best_epoch is not None:
+        _note(
+            f"{path} holds epoch {held}, not the best epoch {best_epoch}: that epoch's weights "
+            "are lost, so best.npz stays as it is until a better epoch"
+        )
+
+
+def _save_best(run: _Run, epoch: int, dataset: Any) -> None:
+    """``best.npz``: the model of ``epoch``, which the monitor says is the best so far."""
+    extra = {**run.checkpoint_extra(dataset), "monitor": run.monitor.monitor,
+             "best": run.monitor.best}  # fmt: skip
+    save_checkpoint(run.run_dir.best_path, run.model, epoch=epoch, extra=extra,
+                    make_parents=False)  # fmt: skip
 
 
 def _check_resumable(run_dir: RunDirectory, config: dict[str, Any], epoch: int) -> None:
@@ -287,6 +380,11 @@ def _check_resumable(run_dir: RunDirectory, config: dict[str, Any], epoch: int) 
     except RunDirectoryError:
         summary = {}  # rewritten at the end of this run
     status = summary.get("status")
+    if status == "early_stopped":
+        raise UserError(
+            f"{run_dir.path} stopped early at epoch {summary.get('epochs_completed')}: "
+            f"{config['monitor']} had stopped improving; start a new run to train longer"
+        )
     if status == "diverged":
         raise UserError(
             f"{run_dir.path} diverged at epoch {summary.get('diverged_at')}; resuming would "
@@ -320,7 +418,8 @@ def _start(
     model, optimizer = build_model_and_optimizer(config, backend, dataset)
     run_dir = RunDirectory.create(out, name or run_name(config))
     stack.callback(run_dir.release)
-    return _Run(run_dir, config, model, optimizer, 0, [])
+    return _Run(run_dir, config, model, optimizer, 0, [], build_schedule(config),
+                build_monitor(config))  # fmt: skip
 
 
 # -------------------------------------------------------------------- 3. train
@@ -344,9 +443,11 @@ def _tracker(
                 run.model,
                 optimizer=run.optimizer,
                 epoch=metrics.epoch,
-                extra={"dataset": dataset.name, "class_names": list(dataset.class_names)},
+                extra=run.checkpoint_extra(dataset),
                 make_parents=False,
             )
+            if run.monitor.best_epoch == metrics.epoch:
+                _save_best(run, metrics.epoch, dataset)
             run.history.append(row)
             if verbose:
                 print(format_epoch(metrics, run.config["epochs"]), flush=True)
@@ -409,7 +510,35 @@ def _summary(run: _Run, status: str, seconds: float, environment: dict[str, Any]
     if val_accuracies:
         summary["best_val_accuracy"] = max(val_accuracies)
         summary["val_accuracy"] = val_accuracies[-1]
+    best = next((row for row in history if row["epoch"] == run.monitor.best_epoch), None)
+    if best is not None:
+        summary["monitor"] = run.monitor.monitor
+        summary["best_epoch"] = best["epoch"]
+        summary["best_epoch_val_accuracy"] = best.get("val_accuracy")
+        summary["best_epoch_val_loss"] = best.get("val_loss")
+        summary["restore_best"] = run.restore_best
     return summary
+
+
+def _restore_best(run: _Run, summary: dict[str, Any]) -> int:
+    """Put the best epoch's weights (``best.npz``) into the model when the run restores
+    them; the epoch the model then holds."""
+    last = summary["epochs_completed"]
+    best = run.monitor.best_epoch
+    if not run.restore_best or best is None or best == last:
+        return last
+    if not run.run_dir.best_path.exists():
+        warn_once(f"{run.run_dir.name}: best.npz is missing; evaluating the last epoch")
+        return last
+    checkpoint = load_checkpoint(run.run_dir.best_path, device=run.model.backend)
+    if checkpoint.epoch != best or checkpoint.model.params.shape != run.model.params.shape:
+        warn_once(
+            f"{run.run_dir.best_path} holds epoch {checkpoint.epoch}, not the best epoch "
+            f"{best}; evaluating the last epoch"
+        )
+        return last
+    run.model.params[...] = checkpoint.model.params
+    return best
 
 
 def _evaluate_test_set(
@@ -488,6 +617,7 @@ def run_experiment(
             job_type="resume" if resume is not None else "train",
             run_id=run.config["wandb_run_id"],
             resume=resume is not None,
+            tags=run.config["tags"],
         )
         return _train_and_finish(
             run, dataset, wandb_run, environment, progress, verbose, callbacks, figures
@@ -558,6 +688,10 @@ def _train_and_finish(
                 verbose=False,
                 callbacks=[_tracker(run, dataset, wandb_run, verbose, warnings), *callbacks],
                 start_epoch=run.start_epoch,
+                schedule=run.schedule,
+                monitor=run.monitor,
+                restore_best=False,  # from best.npz below, which a resumed run has too
+                clip_grad_norm=run.config["clip_grad_norm"],
             )
             if result.diverged:
                 status = "diverged"
@@ -568,6 +702,7 @@ def _train_and_finish(
         if stopped is not None:
             summary["stop_reason"] = stopped
         if status in COMPLETE:
+            summary["evaluated_epoch"] = _restore_best(run, summary)
             _evaluate_test_set(run, dataset, summary, wandb_run, figures)
     except KeyboardInterrupt as error:
         status, interrupt = "interrupted", error

@@ -19,9 +19,34 @@ def format_number(value: float) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
+# Settings that never name a run: how it is labelled, tracked or placed, not what it trains.
+UNNAMED = frozenset({"name", "tags", "device", "wandb_project", "wandb_entity", "blas_threads"})
+# Settings the fixed start of every name shows.
+_NAMED_FIRST = frozenset({"num_layers", "hidden_size", "batch_size", "activation", "optimizer",
+                          "learning_rate", "weight_decay"})  # fmt: skip
+
+
+def _spelled(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return "-".join(_spelled(item) for item in value)
+    if isinstance(value, float):
+        return format_number(value)
+    return str(value)
+
+
 def run_name(config: dict[str, Any]) -> str:
-    """E.g. ``hl_3_sz_128_bs_64_ac_relu_o_adam_lr_1e-3`` (+ ``_wd_5e-4`` when decaying);
-    ``hl_0_bs_64_o_adam_lr_1e-3`` for softmax regression (no hidden layer, no activation)."""
+    """E.g. ``hl_3_sz_128_bs_64_ac_relu_o_adam_lr_1e-3`` (+ ``_wd_5e-4`` when decaying),
+    then every other setting that differs from its default, as ``KEY_VALUE`` with KEY its
+    short flag or its name (``_e_5_dropout_0.2_lr_schedule_cosine``), so that runs of
+    different settings get different names; ``hl_0_bs_64_o_adam_lr_1e-3`` for softmax
+    regression (no hidden layer, no activation). ``config["name"]``, when set, is used as
+    it is."""
+    from fastmlp.runs.config import settings
+
+    if config.get("name"):
+        return shortened(str(config["name"]))
     sizes = config["hidden_size"]
     sizes = list(sizes) if isinstance(sizes, (list, tuple)) else [sizes]
     parts = [f"hl_{config['num_layers']}"]
@@ -33,6 +58,12 @@ def run_name(config: dict[str, Any]) -> str:
     parts += [f"o_{config['optimizer']}", f"lr_{format_number(config['learning_rate'])}"]
     if config.get("weight_decay"):
         parts.append(f"wd_{format_number(config['weight_decay'])}")
+    for key, setting in settings().items():
+        value = config.get(key)
+        if key in UNNAMED or key in _NAMED_FIRST or value is None or value == setting.default:
+            continue
+        label = setting.flags[0].lstrip("-") if setting.flags else key
+        parts.append(f"{label}_{_spelled(value)}")
     return shortened("_".join(parts))
 
 

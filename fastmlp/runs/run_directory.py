@@ -62,6 +62,7 @@ class RunDirectory:
     METRICS = "metrics.jsonl"
     SUMMARY = "summary.json"
     CHECKPOINT = "checkpoint.npz"
+    BEST = "best.npz"
     LOCK = ".lock"
 
     def __init__(self, path: str | PathLike[str]) -> None:
@@ -107,6 +108,11 @@ class RunDirectory:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / self.CHECKPOINT
+
+    @property
+    def best_path(self) -> Path:
+        """The weights of the best epoch of the monitored validation metric."""
+        return self.path / self.BEST
 
     def file(self, name: str) -> Path:
         """The path of a file inside this run directory."""
@@ -162,6 +168,23 @@ class RunDirectory:
         os.pwrite(handle, json.dumps(holder).encode(), 0)
         self._lock_handle = handle
         return True
+
+    def is_locked(self) -> bool:
+        """Whether another process holds the run's lock, tested without writing anything
+        (a shared lock taken and dropped at once; a missing lock file: nobody holds it)."""
+        if fcntl is None:  # pragma: no cover - Windows: no advisory locks
+            return False
+        try:
+            handle = os.open(self.file(self.LOCK), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(handle)  # closing the descriptor drops the shared lock
+        return False
 
     def release(self) -> None:
         """Release the lock taken by :meth:`create` or :meth:`lock` (if held)."""

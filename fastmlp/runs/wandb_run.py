@@ -115,11 +115,12 @@ class WandbRun:
         job_type: str | None = None,
         run_id: str | None = None,
         resume: bool = False,
+        tags: list[str] | None = None,
     ) -> WandbRun | None:
         """Start a run in ``mode``; None when W&B is disabled or not installed.
 
         ``run_id``: the W&B run id (see :func:`new_run_id`); ``resume``: continue the run of
-        that id if it exists.
+        that id if it exists; ``tags``: the run's W&B tags.
         """
         if mode == "disabled":
             return None
@@ -138,6 +139,7 @@ class WandbRun:
                 config=config,
                 group=group,
                 job_type=job_type,
+                tags=tags or None,
                 dir=str(directory),
                 mode=run_mode,
                 id=run_id,

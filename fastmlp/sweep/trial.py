@@ -203,7 +203,10 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
         epoch = result.summary["diverged_at"]
         attributes["failure"] = f"diverged at epoch {epoch}: the training loss is no longer finite"
         return TrialOutcome("FAIL", attributes=attributes)
-    value = result.history[-1].get(config.metric) if result.history else None
+    # the epoch whose weights the run ends with: the best one under restore_best, else the last
+    evaluated = result.summary.get("evaluated_epoch")
+    rows = [row for row in result.history if row["epoch"] == evaluated] or result.history[-1:]
+    value = rows[0].get(config.metric) if rows else None
     if value is None:
         attributes["failure"] = f"the run measured no {config.metric}"
         return TrialOutcome("FAIL", attributes=attributes)
