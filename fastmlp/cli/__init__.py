@@ -1,6 +1,6 @@
 """The ``fastmlp`` command and its sub-commands.
 
-``train``, ``evaluate``, ``samples``, ``predict``, ``bench`` and ``sweep``.
+``train``, ``evaluate``, ``samples``, ``predict``, ``bench``, ``sweep`` and ``runs``.
 
 Bad input or a problem of the machine (an unknown choice, a missing or corrupt file, no
 GPU, not enough memory, a full disk: see :func:`fastmlp.errors.is_user_error`) ends with one
@@ -26,6 +26,7 @@ from fastmlp.cli import (
     bench_command,
     evaluate_command,
     predict_command,
+    runs_command,
     samples_command,
     sweep_command,
     train_command,
@@ -142,6 +143,7 @@ def build_parser() -> ArgumentParser:
         ("predict", predict_command, "classify your own images"),
         ("bench", bench_command, "training speed side by side with PyTorch and scikit-learn"),
         ("sweep", sweep_command, "hyperparameter sweeps (Optuna or W&B) and their report"),
+        ("runs", runs_command, "a table of the runs under a folder: status, accuracy, settings"),
     ):
         command = commands.add_parser(name, help=summary, description=module.DESCRIPTION)
         module.add_arguments(command)
