@@ -22,6 +22,10 @@ from fastmlp.errors import UserError, shown
 
 Entry = TypeVar("Entry")
 
+# The largest whole-number setting accepted (epochs, patience...): far beyond any real run,
+# and small enough for every integer type a kernel or a file format may store it in.
+LARGEST_INTEGER = 2**31 - 1
+
 
 class UnknownChoiceError(UserError):
     """A name that no entry of a registry has; the message lists the choices."""
@@ -74,7 +78,14 @@ class Hyperparameter:
                 raise UserError(
                     f"{label} must be {self.describe_range()}, got {shown(value)}"
                 ) from None
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise UserError(
+                f"{label} must be {self.describe_range()}, got {shown(value)}"
+            ) from None
+        if self.integer and abs(number) > LARGEST_INTEGER:
+            raise UserError(f"{label} must be at most {LARGEST_INTEGER}, got {shown(value)}")
         low_ok = number > self.low if self.low_open else number >= self.low
         high_ok = number < self.high if self.high_open else number <= self.high
         if not math.isfinite(number) or not low_ok or not high_ok:

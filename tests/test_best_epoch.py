@@ -160,6 +160,10 @@ def test_the_cli_takes_the_new_flags_and_names_the_run_after_them(idx_dir, tmp_p
         (["--clip_grad_norm", "0"], "> 0"),
         (["--lr_schedule", "cosin"], "did you mean cosine"),
         (["--name", "a/b"], "without /"),
+        (["--name", ".hidden"], "not starting with a dot"),
+        (["--lr_schedule", "one_cycle", "-e", "1", "-b", "100000"], "needs more steps"),
+        (["--val_fraction", "0.00001", "--early_stopping", "2"], "leaves no validation image"),
+        (["--early_stopping", "99999999999"], "at most 2147483647"),
     ],
 )
 def test_bad_combinations_are_one_line_errors(idx_dir, tmp_path, capsys, flags, message):
@@ -187,3 +191,77 @@ def test_the_shipped_recipe_is_a_valid_config_chosen_on_validation():
         **config.to_dict(),
         "wandb_project": "fastmlp-recipe-search",
     }
+
+
+# ------------------------------------------------- what an adversarial probe found (fixed)
+
+
+def test_an_early_stopped_run_killed_before_its_summary_finishes_without_training(
+    idx_dir, tmp_path
+):
+    settings = {**SMALL, "epochs": 40, "early_stopping": 2, "learning_rate": 0.05}
+    done = run_experiment(settings, out=tmp_path / "runs", data_dir=idx_dir, **COMMON)
+    rows = done.run_dir.read_metrics()
+    done.run_dir.file("summary.json").unlink()  # what a kill during test evaluation leaves
+    again = run_experiment({}, resume=done.run_dir.path, data_dir=idx_dir, **COMMON)
+    assert again.status == "early_stopped"
+    assert again.run_dir.read_metrics() == rows  # no epoch trained after the stop
+    assert again.summary["stop_reason"] == done.summary["stop_reason"]
+    assert again.summary["test_accuracy"] == done.summary["test_accuracy"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "folder"])
+def test_a_damaged_best_npz_is_moved_aside_and_the_run_still_finishes(idx_dir, tmp_path,
+                                                                       capsys, damage):  # fmt: skip
+    settings = {**SMALL, "restore_best": True}
+    cut = run_experiment(settings, out=tmp_path / "runs", callbacks=[interrupt_after(3)],
+                         data_dir=idx_dir, **COMMON)  # fmt: skip
+    best = cut.run_dir.best_path
+    best.unlink()
+    if damage == "folder":
+        best.mkdir()
+    else:
+        best.write_bytes(b"not a checkpoint")
+    resumed = run_experiment({}, resume=cut.run_dir.path, data_dir=idx_dir, **COMMON)
+    assert "moved aside to best.npz.bad" in capsys.readouterr().err
+    assert resumed.status == "finished" and "test_accuracy" in resumed.summary
+    assert cut.run_dir.file("best.npz.bad").exists()
+
+
+def test_settings_edited_in_config_json_before_a_resume_are_refused(idx_dir, tmp_path):
+    settings = {**SMALL, "lr_schedule": "step", "lr_gamma": 0.5, "early_stopping": 4}
+    common = {**COMMON, "data_dir": idx_dir}
+    for key, value in (("lr_gamma", 0.7), ("early_stopping", 2), ("seed", 9)):
+        cut = run_experiment({**settings, "name": f"edit-{key}"}, out=tmp_path / "runs",
+                             callbacks=[interrupt_after(2)], **common)  # fmt: skip
+        config_path = cut.run_dir.file("config.json")
+        config = json.loads(config_path.read_text())
+        config[key] = value
+        config_path.write_text(json.dumps(config))
+        with pytest.raises(fastmlp.errors.UserError, match="changed after the run started"):
+            run_experiment({}, resume=cut.run_dir.path, **common)
+
+
+def test_a_schedule_state_of_the_wrong_shape_is_a_checkpoint_error(idx_dir, tmp_path):
+    from fastmlp.nn.checkpoint import load_checkpoint, save_checkpoint
+
+    settings = {**SMALL, "lr_schedule": "plateau", "monitor": "val_loss"}
+    cut = run_experiment(settings, out=tmp_path / "runs", callbacks=[interrupt_after(2)],
+                         data_dir=idx_dir, **COMMON)  # fmt: skip
+    path = cut.run_dir.checkpoint_path
+    checkpoint = load_checkpoint(path)
+    extra = {**checkpoint.extra, "schedule": {**checkpoint.extra["schedule"], "state": [1]}}
+    save_checkpoint(path, checkpoint.model, optimizer=checkpoint.optimizer,
+                    epoch=checkpoint.epoch, extra=extra)  # fmt: skip
+    with pytest.raises(fastmlp.nn.checkpoint.CheckpointError, match="schedule state"):
+        run_experiment({}, resume=cut.run_dir.path, data_dir=idx_dir, **COMMON)
+
+
+def test_a_huge_integer_in_a_config_file_is_a_one_line_error(idx_dir, tmp_path, capsys):
+    for key in ("lr_step_epochs", "early_stopping", "beta1"):
+        path = tmp_path / f"{key}.json"
+        path.write_text(json.dumps({key: 0}).replace("0", "9" * 400))
+        status = main(["train", "-d", "mnist", "--data_dir", str(idx_dir), "--config", str(path),
+                       "--out", str(tmp_path / "runs"), "--wandb_mode", "disabled"])  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert status == 2 and len(err.splitlines()) == 1 and key in err, err

@@ -561,3 +561,13 @@ def test_a_real_training_run_is_listed(tmp_path, capsys, monkeypatch):
     assert cells[0] == run.name or (cells[0][:19] == run.name[:19] and "…" in cells[0])
     assert cells[1:3] == ["finished", "2/2"]
     assert cells[6] == f"{summary['test_accuracy']:.4f}"
+
+
+def test_a_huge_integer_in_a_runs_files_is_a_corrupt_row_not_a_crash(tmp_path, capsys):
+    run = tmp_path / "runs" / "huge"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"epochs": 3, "early_stopping": ' + "9" * 400 + "}")
+    (run / "summary.json").write_text('{"status": "finished", "train_seconds": ' + "9" * 400 + "}")
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "val_accuracy": ' + "9" * 400 + "}\n")
+    assert main(["runs", str(tmp_path / "runs")]) == 0
+    assert "huge" in capsys.readouterr().out

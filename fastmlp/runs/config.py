@@ -35,7 +35,7 @@ from fastmlp.nn.init import WEIGHT_INITS
 from fastmlp.nn.losses import LOSSES, smoothable_losses
 from fastmlp.nn.mlp import DTYPES, canonical_dtype
 from fastmlp.optim import OPTIMIZERS
-from fastmlp.registry import Hyperparameter, Registry
+from fastmlp.registry import LARGEST_INTEGER, Hyperparameter, Registry
 from fastmlp.schedules import SCHEDULES
 
 DEVICES = ("cpu", "numpy", "numba", "cuda", "cupy", "gpu", "auto")
@@ -74,6 +74,8 @@ def _integer(name: str, value: Any, low: int) -> int:
         number = int(real)
     if number < low:
         raise ConfigError(f"{name} must be {kind}, got {shown(value)}")
+    if number > LARGEST_INTEGER:
+        raise ConfigError(f"{name} must be at most {LARGEST_INTEGER}, got {shown(value)}")
     return number
 
 
@@ -196,15 +198,16 @@ def _names(name: str, value: Any, config: dict[str, Any]) -> list[str]:
 
 
 def _run_name(name: str, value: Any, config: dict[str, Any]) -> str | None:
-    """A run name usable as a folder name."""
+    """A run name usable as a folder name that ``fastmlp runs`` lists (not hidden)."""
     value = _string(name, value, config)
     if value is None:
         return None
     text = value.strip()
-    if not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > 120:
+    bad = text.startswith(".") or "/" in text or "\\" in text or not text.isprintable()
+    if not text or bad or len(text) > 120:
         raise ConfigError(
-            f"{name} must be 1 to 120 characters without / or \\ (it names the run's folder), "
-            f"got {shown(value)}"
+            f"{name} must be 1 to 120 printable characters, not starting with a dot, without / "
+            f"or \\ (it names the run's folder), got {shown(value)}"
         )
     return text
 
@@ -414,6 +417,18 @@ def defaults() -> dict[str, Any]:
 # ------------------------------------------------------------------- TrainConfig
 
 
+def validation_watchers(values: Mapping[str, Any]) -> list[str]:
+    """What in a configuration watches the validation metric (and so needs a validation
+    split): early stopping, restore_best, a schedule that monitors it."""
+    schedule = SCHEDULES.get(values["lr_schedule"])
+    wanted = (
+        (f"early_stopping {values['early_stopping']}", values["early_stopping"]),
+        ("restore_best", values["restore_best"]),
+        (f"the {schedule.name} schedule", schedule.monitors),
+    )
+    return [what for what, on in wanted if on]
+
+
 def _check_combinations(values: dict[str, Any]) -> None:
     """Raise for settings that are valid alone but not together."""
     if values["label_smoothing"] and values["loss"] not in smoothable_losses():
@@ -422,15 +437,7 @@ def _check_combinations(values: dict[str, Any]) -> None:
             f"not {values['loss']}"
         )
     schedule = SCHEDULES.get(values["lr_schedule"])
-    watchers = [
-        what
-        for what, wanted in (
-            (f"early_stopping {values['early_stopping']}", values["early_stopping"]),
-            ("restore_best", values["restore_best"]),
-            (f"the {schedule.name} schedule", schedule.monitors),
-        )
-        if wanted
-    ]
+    watchers = validation_watchers(values)
     if watchers and not values["val_fraction"]:
         raise ConfigError(
             f"{watchers[0]} watches {values['monitor']}, which needs a validation split: "

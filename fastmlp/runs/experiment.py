@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -59,13 +60,18 @@ from fastmlp.runs import (
     run_name,
     warn_once,
 )
-from fastmlp.runs.config import ConfigError, TrainConfig, settings
+from fastmlp.runs.config import ConfigError, TrainConfig, settings, validation_watchers
 from fastmlp.runs.environment import blas_thread_limit, describe_environment
 from fastmlp.runs.metrics import confusion_matrix
 from fastmlp.training import EpochMetrics, format_epoch, train
 
 # A training loss this many times the chance-level loss means the run is diverging.
 EXPLODING_LOSS_FACTOR = 10.0
+
+# Settings a checkpoint records because a resumed run must keep them to end where the
+# uninterrupted one would (the model's and optimizer's own are in the checkpoint already).
+FIXED_ON_RESUME = ("seed", "batch_size", "val_fraction", "monitor", "early_stopping",
+                   "min_delta", "restore_best", "clip_grad_norm")  # fmt: skip
 
 # Summary statuses after which a run has nothing left to do.
 COMPLETE = ("finished", "diverged", "early_stopped")
@@ -119,6 +125,7 @@ class _Run:
             "dataset": dataset.name,
             "class_names": list(dataset.class_names),
             "schedule": self.schedule.state_dict(),
+            "settings": {key: self.config[key] for key in FIXED_ON_RESUME},
         }
 
 
@@ -236,6 +243,24 @@ def _check_training_memory(config: dict[str, Any], backend: Backend, dataset: An
     )
 
 
+def _check_fits_the_data(config: dict[str, Any], dataset: Any) -> None:
+    """Raise before anything is written when the settings cannot run on this data: a
+    validation split too small to hold a sample for what watches it, or a schedule that
+    needs more steps than the run has."""
+    watchers = validation_watchers(config)
+    if watchers and len(dataset.y_val) == 0:
+        raise ConfigError(
+            f"{watchers[0]} watches {config['monitor']}, but val_fraction "
+            f"{config['val_fraction']:g} of {len(dataset.y_train)} training images leaves no "
+            "validation image: use a larger val_fraction"
+        )
+    steps = math.ceil(len(dataset.y_train) / min(config["batch_size"], len(dataset.y_train)))
+    try:
+        build_schedule(config).start(config["learning_rate"], config["epochs"], steps)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 # -------------------------------------------------------------------- 2. start
 
 
@@ -269,6 +294,18 @@ def _check_checkpoint_matches(
         (fresh.name, fresh.hyperparameter_values()),
         (checkpoint.optimizer.name, checkpoint.optimizer.hyperparameter_values()),
     )
+    recorded = checkpoint.extra.get("settings")
+    if isinstance(recorded, dict):  # older checkpoints do not record them
+        for key in FIXED_ON_RESUME:
+            if key in recorded:
+                expected[key] = (config[key], recorded[key])
+    schedule_state = checkpoint.extra.get("schedule")
+    if isinstance(schedule_state, dict) and "hyperparameters" in schedule_state:
+        fresh_schedule = build_schedule(config)
+        expected["lr_schedule"] = (
+            (fresh_schedule.name, fresh_schedule.hyperparameter_values()),
+            (schedule_state.get("name"), schedule_state["hyperparameters"]),
+        )
     for setting, (wanted, held) in expected.items():
         if wanted != held:
             raise RunDirectoryError(
@@ -333,7 +370,7 @@ def _stored_schedule(run_dir: RunDirectory, config: dict[str, Any], checkpoint: 
         if not isinstance(state, dict):
             raise ValueError(f"schedule state must be a mapping, got {type(state).__name__}")
         schedule.load_state_dict(state)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
         raise CheckpointError(
             f"{run_dir.checkpoint_path}: its learning-rate schedule state does not fit "
             f"{config['lr_schedule']} ({one_line(error)}): the configuration was changed "
@@ -344,24 +381,28 @@ def _stored_schedule(run_dir: RunDirectory, config: dict[str, Any], checkpoint: 
 
 def _repair_best(run: _Run, backend: Backend, dataset: Any) -> None:
     """Make ``best.npz`` hold the best epoch so far; a kill after the checkpoint of a new
-    best epoch but before ``best.npz`` leaves it one improvement behind."""
+    best epoch but before ``best.npz`` leaves it one improvement behind. An unreadable one
+    (corrupt, a folder) is moved aside to ``best.npz.bad``."""
     best_epoch = run.monitor.best_epoch
     path = run.run_dir.best_path
     held = None
-    if path.exists():
+    if path.exists() or path.is_symlink():
         try:
             held = load_checkpoint(path, device=backend).epoch
-        except CheckpointError as error:
-            _note(f"{path}: {one_line(error)}; it is written again")
+        except (CheckpointError, OSError) as error:
+            aside = path.with_name(path.name + ".bad")
+            _note(f"{path}: {one_line(error)}; moved aside to {aside.name}")
+            os.replace(path, aside)
     if held == best_epoch:
         return
     if best_epoch is not None and best_epoch == run.start_epoch:
         _note(f"{path}: rewritten from the checkpoint of epoch {best_epoch}, the best so far")
         _save_best(run, best_epoch, dataset)
     elif best_epoch is not None:
+        holds = f"holds epoch {held}" if held is not None else "is missing"
         _note(
-            f"{path} holds epoch {held}, not the best epoch {best_epoch}: that epoch's weights "
-            "are lost, so best.npz stays as it is until a better epoch"
+            f"{path} {holds}, not the best epoch {best_epoch}, whose weights are lost: the run "
+            "keeps the best of the epochs still to come (or evaluates the last one)"
         )
 
 
@@ -496,7 +537,7 @@ def _summary(run: _Run, status: str, seconds: float, environment: dict[str, Any]
     summary: dict[str, Any] = {
         "status": status,
         "run_dir": str(run.run_dir.path),
-        "epochs_completed": history[-1]["epoch"] if history else run.start_epoch,
+        "epochs_completed": max(history[-1]["epoch"] if history else 0, run.start_epoch),
         "train_seconds": round(seconds, 3),
         "device": run.model.backend.device,
         "fastmlp_version": fastmlp.__version__,
@@ -520,6 +561,14 @@ def _summary(run: _Run, status: str, seconds: float, environment: dict[str, Any]
     return summary
 
 
+def _early_stop_reason(monitor: Monitor) -> str:
+    """What early stopping says when it ends a run (as ``fastmlp.train`` words it)."""
+    return (
+        f"early stopping: {monitor.monitor} did not improve by more than {monitor.min_delta:g} "
+        f"for {monitor.patience} epochs (best: epoch {monitor.best_epoch}, {monitor.best:.4f})"
+    )
+
+
 def _restore_best(run: _Run, summary: dict[str, Any]) -> int:
     """Put the best epoch's weights (``best.npz``) into the model when the run restores
     them; the epoch the model then holds."""
@@ -530,7 +579,11 @@ def _restore_best(run: _Run, summary: dict[str, Any]) -> int:
     if not run.run_dir.best_path.exists():
         warn_once(f"{run.run_dir.name}: best.npz is missing; evaluating the last epoch")
         return last
-    checkpoint = load_checkpoint(run.run_dir.best_path, device=run.model.backend)
+    try:
+        checkpoint = load_checkpoint(run.run_dir.best_path, device=run.model.backend)
+    except (CheckpointError, OSError) as error:
+        warn_once(f"{run.run_dir.best_path}: {one_line(error)}; evaluating the last epoch")
+        return last
     if checkpoint.epoch != best or checkpoint.model.params.shape != run.model.params.shape:
         warn_once(
             f"{run.run_dir.best_path} holds epoch {checkpoint.epoch}, not the best epoch "
@@ -600,6 +653,7 @@ def run_experiment(
         config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"]
     )
     _check_training_memory(config, backend, dataset)
+    _check_fits_the_data(config, dataset)
 
     with ExitStack() as stack:
         stack.enter_context(blas_thread_limit(config["blas_threads"]))
@@ -673,6 +727,9 @@ def _train_and_finish(
     summary: dict[str, Any] = {}
     try:
         remaining = run.config["epochs"] - run.start_epoch
+        if run.monitor.should_stop:  # killed after it stopped early, before its summary
+            status, stopped = "early_stopped", _early_stop_reason(run.monitor)
+            remaining = 0
         if remaining > 0:
             result = train(
                 run.model,

@@ -158,5 +158,12 @@ class Schedule:
                 f"state of schedule {state.get('name')!r} cannot load into {self.name!r}"
             )
         base_lr = state.get("base_lr")
+        if base_lr is not None and (
+            isinstance(base_lr, bool) or not isinstance(base_lr, (int, float))
+        ):
+            raise ValueError(f"base_lr must be a number, got {base_lr!r}")
+        inner = state.get("state") or {}
+        if not isinstance(inner, dict):
+            raise ValueError(f"the schedule's state must be a mapping, got {type(inner).__name__}")
         self.base_lr = None if base_lr is None else float(base_lr)
-        self._load_state(state.get("state") or {})
+        self._load_state(inner)
