@@ -100,7 +100,7 @@ def run(config, out, idx_dir, **options):
         (
             "momentum",
             {"distribution": "q_uniform", "min": 0, "max": 0.75, "q": 0.25},
-            FloatDistribution(0, 0.75, step=0.25),
+            FloatDistribution(0, 0.75),  # then quantised, as W&B does: round(x / q) * q
         ),
         (
             "learning_rate",
@@ -168,28 +168,28 @@ def test_grid_search_space_and_hyperband_pruner_follow_the_config():
     "change, message",
     [
         (
-            {
-                "parameters": {
-                    "learning_rate": {"distribution": "inv_log_uniform", "min": -9, "max": -4}
-                }
-            },
-            "'inv_log_uniform'",
+            {"parameters": {"learning_rate": {"distribution": "inv_log_uniformm", "min": -9}}},
+            "'inv_log_uniformm'",
         ),
         (
-            {"parameters": {"learning_rate": {"distribution": "normal", "mu": 0, "sigma": 1}}},
-            "'mu'",
+            {"parameters": {"learning_rate": {"distribution": "normal", "mu": 0, "min": 1}}},
+            "'min' does not apply to distribution normal",
         ),
         ({"parameters": {"layers": {"values": [1, 2]}}}, "'layers' is not a fastmlp setting"),
         ({"parameters": {"optimizer": {"values": ["adam", "lion"]}}}, "'optimizer'"),
         (
-            {"parameters": {"optimizer": {"values": ["adam"], "probabilities": [1.0]}}},
-            "'probabilities'",
+            {
+                "method": "grid",
+                "parameters": {"optimizer": {"values": ["adam"], "probabilities": [1.0]}},
+            },
+            "drop its probabilities",
         ),
         (
             {
+                "method": "grid",
                 "parameters": {
                     "momentum": {"distribution": "q_uniform", "min": 0, "max": 1, "q": 0.3}
-                }
+                },
             },
             "'momentum'",
         ),
@@ -200,12 +200,12 @@ def test_grid_search_space_and_hyperband_pruner_follow_the_config():
             "'learning_rate'",
         ),
         ({"metric": {"goal": "maximize"}}, "metric"),
-        ({"metric": {"name": "accuracy", "goal": "maximize"}}, "'accuracy'"),
-        ({"metric": {"name": "val_accuracy", "goal": "maximize", "target": 0.9}}, "'target'"),
+        ({"metric": {"name": "val_f1", "goal": "maximize"}}, "'val_f1'"),
+        ({"metric": {"name": "val_accuracy", "goal": "maximize", "target": 0.9}}, "target"),
         ({"early_terminate": {"type": "envelope"}}, "'envelope'"),
-        ({"early_terminate": {"type": "hyperband", "min_iter": 1, "s": 2}}, "'s'"),
+        ({"early_terminate": {"type": "hyperband", "min_iter": 1, "s": 2}}, "give max_iter"),
         ({"early_terminate": {"type": "hyperband", "max_iter": 9}}, "min_iter"),
-        ({"program": "train.py"}, "'program'"),
+        ({"programme": "train.py"}, "'programme'"),
         ({"run_cap": 0}, "run_cap"),
     ],
 )
@@ -433,7 +433,10 @@ def test_ctrl_c_or_sigterm_keep_finished_trials_and_the_same_command_finishes_th
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if journal.exists():
-            states = [t.state.name for t in trials_of(tmp_path / "sweeps", "slow")]
+            try:
+                states = [t.state.name for t in trials_of(tmp_path / "sweeps", "slow")]
+            except SweepError:  # the journal exists a moment before the study in it
+                states = []
             if "COMPLETE" in states and "RUNNING" in states:
                 break
         time.sleep(0.2)
@@ -579,7 +582,7 @@ def test_unsupported_config_is_one_line_on_stderr_with_status_2(tmp_path, capsys
     config = tmp_path / "bad.yaml"
     config.write_text(
         "method: random\nmetric: {name: val_accuracy}\n"
-        "parameters: {learning_rate: {distribution: inv_log_uniform, min: -9, max: -4}}\n"
+        "parameters: {learning_rate: {distribution: inv_log_uniformm, min: -9, max: -4}}\n"
     )
     assert main(["sweep", str(config), "--count", "1", "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
@@ -685,7 +688,7 @@ SWEEP_HEAD = (
         ("grid", "  seed: {min: 0, max: 100000000}", "more than 1,000,000"),
         ("grid", "  learning_rate: {distribution: q_uniform, min: 0, max: 1, q: 1.0e-9}",
          "more than 1,000,000"),
-        ("random", "  hidden_size: {value: [16, 32]}", "do not make a valid run"),
+        ("random", "  hidden_size: {value: [16, 32]}", "gives 2 hidden sizes, but num_layers is 1"),
         ("random", "  weight_decay: {value: " + "[" * 50000 + "]" * 50000 + "}",
          "nested too deeply"),
         ("random", "  epochs: {value: 2}\n  optimizer: {values: [adam]}",
@@ -805,3 +808,11 @@ def test_schedules_early_stopping_and_smoothing_are_sweep_parameters(idx_dir, tm
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         (evaluated,) = [row for row in rows if row["epoch"] == summary["evaluated_epoch"]]
         assert trial.value == evaluated["val_accuracy"]
+
+
+def test_a_trial_is_named_after_every_swept_setting_even_at_its_default(idx_dir, tmp_path):
+    config = sweep_config(name="named", seed={"values": [0]}, dropout={"values": [0.0]})
+    run(config, tmp_path, idx_dir, count=1)
+    (run_dir,) = (tmp_path / "named" / "runs").iterdir()
+    # 0 is the default of both: a plain run would not show them
+    assert "_seed_0" in run_dir.name and "_dropout_0" in run_dir.name, run_dir.name

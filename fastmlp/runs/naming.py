@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 # Longer run names are shortened (file systems allow 255 bytes per name; W&B shows ~128).
@@ -36,12 +37,13 @@ def _spelled(value: Any) -> str:
     return str(value)
 
 
-def run_name(config: dict[str, Any]) -> str:
+def run_name(config: dict[str, Any], always: Iterable[str] = ()) -> str:
     """E.g. ``hl_3_sz_128_bs_64_ac_relu_o_adam_lr_1e-3`` (+ ``_wd_5e-4`` when decaying),
     then every other setting that differs from its default, as ``KEY_VALUE`` with KEY its
     short flag or its name (``_e_5_dropout_0.2_lr_schedule_cosine``), so that runs of
     different settings get different names; ``hl_0_bs_64_o_adam_lr_1e-3`` for softmax
-    regression (no hidden layer, no activation). ``config["name"]``, when set, is used as
+    regression (no hidden layer, no activation). Settings named in ``always`` (those a
+    sweep varies) are shown even at their default. ``config["name"]``, when set, is used as
     it is."""
     from fastmlp.runs.config import settings
 
@@ -60,7 +62,8 @@ def run_name(config: dict[str, Any]) -> str:
         parts.append(f"wd_{format_number(config['weight_decay'])}")
     for key, setting in settings().items():
         value = config.get(key)
-        if key in UNNAMED or key in _NAMED_FIRST or value is None or value == setting.default:
+        default = value == setting.default and key not in always
+        if key in UNNAMED or key in _NAMED_FIRST or value is None or default:
             continue
         label = setting.flags[0].lstrip("-") if setting.flags else key
         parts.append(f"{label}_{_spelled(value)}")

@@ -27,6 +27,7 @@ from typing import Any
 
 from fastmlp.interrupts import interrupts_deferred
 from fastmlp.sweep.config import SweepConfig
+from fastmlp.sweep.placement import plan_workers
 from fastmlp.sweep.study import (
     Progress,
     SweepDirectory,
@@ -35,6 +36,7 @@ from fastmlp.sweep.study import (
     create_or_load_study,
     fail_stale_trials,
     load_study,
+    machines_lock,
     open_storage,
     progress,
     requeue,
@@ -157,11 +159,12 @@ def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
         with interrupts_deferred():
             lock.acquire()
             try:
-                fail_stale_trials(study)
-                if progress(study).counted < spec.count:
-                    trial = study.ask(spec.config.distributions())
-                    for key, value in this_worker().items():
-                        trial.set_user_attr(key, value)
+                with machines_lock(spec.storage):
+                    fail_stale_trials(study)
+                    if progress(study).counted < spec.count:
+                        trial = study.ask(spec.config.distributions())
+                        for key, value in this_worker().items():
+                            trial.set_user_attr(key, value)
             finally:
                 lock.release()
     except KeyboardInterrupt:
@@ -272,7 +275,8 @@ def run_local_sweep(
     *,
     out: str | PathLike[str] = "sweeps",
     count: int | None = None,
-    workers: int = 1,
+    workers: int | None = None,
+    workers_per_gpu: int | None = None,
     storage: str | None = None,
     data_dir: str | PathLike[str] | None = None,
     wandb_mode: str | None = None,
@@ -285,7 +289,9 @@ def run_local_sweep(
         config: the checked sweep configuration; ``config.name`` names the sweep.
         out: parent of sweep directories; the sweep lives in ``out/config.name``.
         count: the sweep's total number of trials (default: run_cap, else the grid size).
-        workers: processes on this machine running trials side by side.
+        workers: processes on this machine running trials side by side (default: 1, or
+            one per GPU and ``workers_per_gpu`` on GPUs; see ``fastmlp.sweep.placement``).
+        workers_per_gpu: workers sharing each GPU of a CUDA sweep (default: 1).
         storage: a database URL (or shared journal file) instead of ``study.journal``.
         data_dir, wandb_mode, device: as for ``fastmlp train``.
         figures: write each trial's figures.
@@ -298,9 +304,8 @@ def run_local_sweep(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if workers < 1:
-        raise SweepError(f"--workers must be at least 1, got {workers}")
     check_device(device, config)
+    places = plan_workers(config, device, workers, workers_per_gpu)
     total = resolve_count(config, count)
     directory = SweepDirectory(Path(out) / config.name)
     study = create_or_load_study(config, open_storage(directory, storage))
@@ -318,9 +323,10 @@ def run_local_sweep(
     remaining = total - done.counted
     if remaining <= 0:
         return summarize(directory, study, total)
+    places = places[:remaining]
     print(
         f"sweep {config.name}: {done.counted} of {total} trials done or running, "
-        f"{remaining} to go on {min(workers, remaining)} worker(s); storage "
+        f"{remaining} to go on {len(places)} worker(s); storage "
         f"{storage_label(storage) if storage else directory.journal}",
         flush=True,
     )
@@ -331,11 +337,17 @@ def run_local_sweep(
         wandb_mode=wandb_mode,
         device=device,
         figures=figures,
-        blas_threads=blas_threads(min(workers, remaining)),
+        blas_threads=blas_threads(len(places)),
     )
     spec = WorkerSpec(config=config, storage=storage, count=total, options=options)
-    if workers == 1 or remaining == 1:
-        run_worker(spec)
+    specs = [
+        replace(spec, options=replace(options, device=place.device or device)) for place in places
+    ]
+    for index, place in enumerate(places):
+        if place.where:
+            print(f"worker {index}: {place.where}", flush=True)
+    if len(specs) == 1:
+        run_worker(specs[0])
     else:
-        run_in_processes(run_worker, [spec] * min(workers, remaining))
+        run_in_processes(run_worker, specs)
     return summarize(directory, study, total)

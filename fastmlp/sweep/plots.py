@@ -223,6 +223,7 @@ def plot_importance(
     metric: str,
     path: str | PathLike[str],
     note: str = "",
+    caution: str = "",
 ) -> Path:
     """Parameter importance (left) and each parameter's rank correlation with the metric.
 
@@ -233,9 +234,12 @@ def plot_importance(
             one entry per value (``optimizer=adam``: being that value against the rest).
         metric: the metric's name.
         path: where to write the PNG.
+        caution: why both panels mean little (too few trials), shown above them in red.
     """
     rows = max(len(importances or {}), len(correlations), 3)
-    figure = new_figure(11.0, 1.5 + 0.28 * rows)
+    figure = new_figure(11.0, 1.5 + 0.28 * rows + (0.4 if caution else 0.0))
+    if caution:
+        figure.suptitle(f"Caution: {caution}", color="tab:red", fontsize=10, wrap=True)
     ax_importance, ax_correlation = figure.subplots(1, 2)
 
     if importances:

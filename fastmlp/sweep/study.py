@@ -4,7 +4,9 @@
 
 * ``sweep.json``    -- the sweep's name, engine, storage and configuration;
 * ``study.journal`` -- the Optuna study (a JournalStorage file: several processes can append
-  to it at once, and it survives any crash), unless ``--storage`` names another place;
+  to it at once, and it survives any crash), unless ``--storage`` names another place (a
+  database shared by several machines: ``postgresql://`` through psycopg 3, opened under a
+  start-up lock so that any number of machines can start at once, see :func:`startup_lock`);
 * ``runs/``         -- one run directory per trial, as ``fastmlp train`` writes them;
 * ``report/``       -- what ``fastmlp sweep report`` writes.
 
@@ -22,6 +24,8 @@ import json
 import os
 import re
 import socket
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -115,6 +119,82 @@ def storage_label(url: str | None) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+# Every fastmlp process holds this PostgreSQL advisory lock (the key spells "fastmlp") while it
+# creates Optuna's tables or a sweep's study, so that any number of machines can start at once.
+STARTUP_LOCK_KEY = int.from_bytes(b"fastmlp", "big")
+# Seconds to wait for the start-up lock (holding it takes well under a second).
+STARTUP_LOCK_TIMEOUT_S = 60
+
+
+def database_url(url: str) -> str:
+    """``url`` with its database driver named: ``postgresql://`` (and ``postgres://``) means
+    psycopg 3 (``postgresql+psycopg://``), whatever SQLAlchemy's own default; a URL that
+    names its driver (``postgresql+psycopg2://``) is left alone."""
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme.lower() in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+@contextmanager
+def startup_lock(url: str) -> Iterator[None]:
+    """Hold fastmlp's start-up lock on the database at ``url`` (PostgreSQL; others: no lock).
+
+    Creating Optuna's tables, and a study with its configuration, take several statements;
+    machines that run them at the same moment on an empty database fail
+    (``UniqueViolation ... pg_type_typname_nsp_index``). A session-level advisory lock on a
+    connection of its own makes them take turns; the server releases it when that connection
+    closes, so a process killed while holding it holds nobody up.
+    """
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        if engine.dialect.name != "postgresql":
+            yield
+            return
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sqlalchemy.text(f"SET lock_timeout = '{STARTUP_LOCK_TIMEOUT_S}s'"))
+            connection.execute(
+                sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": STARTUP_LOCK_KEY}
+            )
+            yield
+    finally:
+        engine.dispose()
+
+
+def machines_lock(url: str | None) -> AbstractContextManager[None]:
+    """What makes "count the trials, then start one" atomic across machines: the database's
+    advisory lock (PostgreSQL) for a storage URL; nothing more for a journal file, which only
+    one machine's workers share (:func:`ask_lock_path` covers them)."""
+    if url is None or "://" not in url:
+        return nullcontext()
+    return startup_lock(database_url(url))
+
+
+def _database_error(url: str, error: Exception) -> UserError:
+    """The one-line error for the database at ``url`` (as given) that cannot be used: no
+    driver, unreachable, refused, ..."""
+    if isinstance(error, ImportError):
+        if database_url(url).startswith("postgresql+psycopg://"):
+            return MissingDependencyError(
+                "a postgresql:// --storage needs the psycopg driver: "
+                'pip install "fastmlp[postgres]"'
+            )
+        return MissingDependencyError(
+            f"--storage {storage_label(url)} needs its database driver, which is not installed "
+            f"({one_line(error)})"
+        )
+    cause = getattr(error, "orig", None) or error  # the driver's message, without SQLAlchemy's
+    if getattr(cause, "sqlstate", None) == "55P03":  # lock_not_available: the lock timed out
+        return SweepError(
+            f"cannot open --storage {storage_label(url)}: another fastmlp process has held its "
+            f"start-up lock for {STARTUP_LOCK_TIMEOUT_S} s (is one hanging? stop it and retry)"
+        )
+    return SweepError(f"cannot open --storage {storage_label(url)}: {one_line(cause)}")
+
+
 def open_storage(directory: SweepDirectory, url: str | None = None, create: bool = True) -> Any:
     """The Optuna storage of a sweep.
 
@@ -130,11 +210,10 @@ def open_storage(directory: SweepDirectory, url: str | None = None, create: bool
 
     if url is not None and "://" in url:
         try:
-            return RDBStorage(url)
-        except Exception as error:
-            raise SweepError(
-                f"cannot open --storage {storage_label(url)}: {one_line(error)}"
-            ) from None
+            with startup_lock(database_url(url)):
+                return RDBStorage(database_url(url))
+        except Exception as error:  # any failure to reach or set up the database
+            raise _database_error(url, error) from None
     path = Path(url) if url is not None else directory.journal
     if path.is_dir():
         raise SweepError(f"--storage {path} is a folder; give a journal file or a database URL")
@@ -164,10 +243,10 @@ def guarded(where: Path | str, action: Any) -> Any:
 
 
 def ask_lock_path(directory: SweepDirectory, url: str | None = None) -> str:
-    """The lock that makes "count the trials, then start one" atomic: beside the journal
-    (shared by every worker that shares the journal), or in the sweep directory for a
-    database (so workers on one machine never overshoot ``--count``; across machines the
-    sweep may end with a trial or two more)."""
+    """The lock that makes "count the trials, then start one" atomic among one machine's
+    workers: beside the journal (shared by every worker that shares the journal), or in the
+    sweep directory for a database (where :func:`machines_lock` covers the other
+    machines)."""
     if url is not None and "://" not in url:
         return f"{url}.ask"
     return str(directory.path / "ask")
@@ -179,13 +258,19 @@ def this_worker() -> dict[str, Any]:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs (a zombie does not: a killed worker
+    whose parent died too stays one where nothing reaps orphans, as in a container)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, owned by another user
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS): the signal's answer stands
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"  # the state follows "(command)"
 
 
 def set_trial_attributes(study: Any, trial: Any, attributes: dict[str, Any]) -> None:
@@ -285,7 +370,22 @@ def progress(study: Any) -> Progress:
 
 def create_or_load_study(config: SweepConfig, storage: Any) -> Any:
     """The sweep's study: created on first use, else loaded after checking that it was
-    created from the same configuration (same method, metric, parameters, early_terminate)."""
+    created from the same configuration (same method, metric, parameters, early_terminate).
+    On a PostgreSQL storage this holds the start-up lock, so that of several machines
+    starting at once exactly one creates the study and stores its configuration."""
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage
+
+    if not isinstance(storage, RDBStorage):
+        return _create_or_load_study(config, storage)
+    try:
+        with startup_lock(storage.url):
+            return _create_or_load_study(config, storage)
+    except sqlalchemy.exc.SQLAlchemyError as error:  # the database went away meanwhile
+        raise _database_error(storage.url, error) from None
+
+
+def _create_or_load_study(config: SweepConfig, storage: Any) -> Any:
     import optuna
 
     study = guarded(

@@ -17,6 +17,7 @@ How a trial ends, as an Optuna state:
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from fastmlp.data import DataError
 from fastmlp.errors import one_line
 from fastmlp.runs import RunDirectory, run_name
 from fastmlp.runs.config import normalize_config
+from fastmlp.sweep.aliases import FINAL_METRICS
 from fastmlp.sweep.config import SweepConfig
 from fastmlp.training import EpochMetrics, StopTraining
 
@@ -68,11 +70,17 @@ class TrialOutcome:
 
 
 def trial_settings(
-    config: SweepConfig, params: dict[str, Any], options: TrialOptions
+    config: SweepConfig,
+    params: dict[str, Any],
+    options: TrialOptions,
+    chosen_by_wandb: bool = False,
 ) -> dict[str, Any]:
     """The settings of a trial: constants, sampled values, the sweep's --device if given, and
-    the worker's BLAS thread count (recorded so that the trial can be repeated exactly)."""
-    settings = config.settings(params)
+    the worker's BLAS thread count (recorded so that the trial can be repeated exactly).
+
+    ``params`` are Optuna's sampled points by setting name, or with ``chosen_by_wandb`` the
+    values W&B's agent chose, by the config's own parameter names."""
+    settings = config.wandb_settings(params) if chosen_by_wandb else config.settings(params)
     if options.device is not None:
         settings["device"] = options.device
     if options.blas_threads is not None:
@@ -80,15 +88,18 @@ def trial_settings(
     return settings
 
 
-def trial_run_name(settings: dict[str, Any], number: int, runs: Path) -> str:
-    """``hl_3_sz_128_bs_32_ac_relu_o_adam_lr_1e-3_t7``: the run name (values from continuous
-    distributions shown to 3 significant digits) plus the trial number, with ``-2``, ``-3``...
-    only if a directory of that name is left from an earlier study."""
+def trial_run_name(
+    settings: dict[str, Any], number: int, runs: Path, swept: Iterable[str] = ()
+) -> str:
+    """``hl_3_sz_128_bs_32_ac_relu_o_adam_lr_1e-3_e_10_t7``: the run name, with every
+    ``swept`` setting in it even at its default (values from continuous distributions shown
+    to 3 significant digits), plus the trial number, with ``-2``, ``-3``... only if a
+    directory of that name is left from an earlier study."""
     shown = {
         key: float(f"{value:.3g}") if isinstance(value, float) else value
         for key, value in settings.items()
     }
-    base = f"{run_name(normalize_config(shown))}_t{number}"
+    base = f"{run_name(normalize_config(shown), always=swept)}_t{number}"
     name, suffix = base, 2
     while (runs / name).exists():
         name, suffix = f"{base}-{suffix}", suffix + 1
@@ -99,7 +110,7 @@ def _metric_reporter(trial: Any, metric: str) -> Any:
     """A per-epoch callback: report the metric to Optuna, stop the run when it says prune."""
 
     def report(metrics: EpochMetrics) -> None:
-        value = getattr(metrics, metric)
+        value = getattr(metrics, metric, None)  # None: not measured per epoch (test_accuracy)
         if value is None:
             return
         trial.report(value, metrics.epoch)
@@ -162,7 +173,7 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
     settings = trial_settings(config, trial.params, options)
     run_dir = None
     try:
-        name = trial_run_name(settings, trial.number, runs)
+        name = trial_run_name(settings, trial.number, runs, swept=config.parameters)
         run_dir = RunDirectory(runs / name)
         result = run_experiment(
             settings,
@@ -206,7 +217,9 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
     # the epoch whose weights the run ends with: the best one under restore_best, else the last
     evaluated = result.summary.get("evaluated_epoch")
     rows = [row for row in result.history if row["epoch"] == evaluated] or result.history[-1:]
-    value = rows[0].get(config.metric) if rows else None
+    # test_accuracy is measured once, after training: the summary holds it, not the history
+    measured = result.summary if config.metric in FINAL_METRICS else (rows[0] if rows else {})
+    value = measured.get(config.metric)
     if value is None:
         attributes["failure"] = f"the run measured no {config.metric}"
         return TrialOutcome("FAIL", attributes=attributes)

@@ -75,7 +75,7 @@ def _trial_function(spec: AgentSpec) -> Callable[[], None]:
         from fastmlp.runs.experiment import run_experiment
 
         options = spec.options
-        settings = trial_settings(spec.config, _sweep_params(), options)
+        settings = trial_settings(spec.config, _sweep_params(), options, chosen_by_wandb=True)
         run_experiment(
             settings,
             out=options.sweep_dir / "runs",
@@ -143,7 +143,9 @@ def run_wandb_sweep(
     if sweep_id is None:
         try:
             sweep_id = wandb.sweep(
-                sweep={**config.raw, "name": config.name}, project=project, entity=entity
+                sweep={**config.wandb_config(), "name": config.name},
+                project=project,
+                entity=entity,
             )
         except Exception as error:
             raise SweepError(f"W&B could not create the sweep: {one_line(error)}") from None
