@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU check, as one prepared call on a machine with CuPy and a CUDA GPU.
+#
+# Made for the device tool's H200 image (Python 3.12, CuPy, PyTorch with CUDA, pytest, numba;
+# no wandb, no optuna), run from the repository root with the checkout on PYTHONPATH:
+#
+#   mkdir -p .data/fashion-mnist && cp /usr/share/datasets/fashion-mnist/*.gz .data/fashion-mnist/
+#   # device run, carry [".data"], command: bash scripts/gpu_check.sh
+#
+# Fashion-MNIST is read from $FASTMLP_DATA_DIR (default .data/fashion-mnist, git-ignored).
+# Everything it measures goes to $OUT (default gpu-check/), at most 8 files, 2 folders deep:
+#   environment.txt  the GPU, driver, CUDA, CuPy, NumPy and Python that ran it
+#   gpu_tests.log    pytest -m gpu (CuPy against NumPy, kernels, training), its summary
+#   gpu_tests.xml    the same as JUnit XML
+#   bench.log        fastmlp bench --device cuda (fastmlp vs PyTorch eager on the GPU)
+#   bench/           its JSON and markdown tables
+# Each step has its own time limit, so that the whole fits one 10-minute call; a failed step
+# is reported and the next one still runs. The exit status is the number of failed steps.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-gpu-check}
+mkdir -p "$OUT"
+export PYTHONPATH=. PYTHONUNBUFFERED=1
+export FASTMLP_DATA_DIR=${FASTMLP_DATA_DIR:-.data/fashion-mnist}
+export WANDB_MODE=disabled
+failed=0
+
+step() {  # step NAME SECONDS LOG COMMAND...: run COMMAND under a time limit, output to LOG
+    local name=$1 seconds=$2 log=$3
+    shift 3
+    local started=$SECONDS
+    timeout --signal=INT --kill-after=15 "$seconds" "$@" >"$log" 2>&1
+    local status=$?
+    echo "$name: exit $status after $((SECONDS - started)) s (log: $log)"
+    if [ "$status" -ne 0 ]; then
+        failed=$((failed + 1))
+        tail -5 "$log"
+    fi
+}
+
+step environment 60 "$OUT/environment.txt" bash -c '
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    python -c "
+import platform, numpy, cupy
+print(\"python\", platform.python_version(), \"numpy\", numpy.__version__, \"cupy\", cupy.__version__)
+print(\"cuda runtime\", cupy.cuda.runtime.runtimeGetVersion(), \"driver\", cupy.cuda.runtime.driverGetVersion())
+print(\"device 0:\", cupy.cuda.runtime.getDeviceProperties(0)[\"name\"].decode())
+"'
+# Collection errors (a test module importing wandb or optuna, absent on the image) do not
+# stop the GPU tests of the other modules.
+step gpu_tests 300 "$OUT/gpu_tests.log" python -m pytest -m gpu -q -p no:cacheprovider \
+    --continue-on-collection-errors --junitxml="$OUT/gpu_tests.xml"
+step bench 200 "$OUT/bench.log" python -m fastmlp bench --device cuda --rounds 3 \
+    --competitors torch torch-fused --out "$OUT/bench"
+echo "gpu check: $failed failed step(s); results in $OUT"
+exit "$failed"

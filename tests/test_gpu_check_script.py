@@ -1,0 +1,49 @@
+"""scripts/gpu_check.sh, the one-command GPU check: valid bash, and the flags it passes exist."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastmlp.cli import build_parser
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+
+
+def test_the_gpu_check_is_valid_bash():
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+
+
+def test_the_bench_flags_of_the_gpu_check_exist():
+    text = SCRIPT.read_text().replace("\\\n", " ")
+    (line,) = re.findall(r"python -m fastmlp bench ([^\n]*)", text)
+    arguments = ["out" if "$OUT" in word else word for word in shlex.split(line, posix=False)]
+    parsed = build_parser().parse_args(["bench", *arguments])
+    assert parsed.device == "cuda" and parsed.rounds == 3
+    assert parsed.competitors == ["torch", "torch-fused"]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("cupy") is not None, reason="with CuPy it runs the whole GPU check"
+)
+def test_without_a_gpu_the_check_reports_its_failed_steps_and_writes_its_files(tmp_path):
+    finished = subprocess.run(
+        ["bash", str(SCRIPT)],
+        env={
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "OUT": str(tmp_path),
+            "HOME": str(tmp_path),
+        },  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert {"environment.txt", "gpu_tests.log", "bench.log"} <= set(names)
+    assert "gpu check:" in finished.stdout
