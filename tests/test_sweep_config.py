@@ -707,3 +707,77 @@ def test_a_borrowed_config_runs_trials_with_the_values_it_means(tmp_path):
         assert stored["batch_size"] == expected["batch_size"] and stored["batch_size"] % 16 == 0
         assert stored["learning_rate"] == pytest.approx(expected["learning_rate"])
         assert (stored["dataset"], stored["optimizer"]) == ("mnist", expected["optimizer"])
+
+
+# ------------------------------------------------ what an adversarial probe found (fixed)
+
+HUGE = 9 * 10**400
+
+
+def base_config(**parameters):
+    return {"method": "random", "metric": {"name": "val_accuracy", "goal": "maximize"},
+            "parameters": {"dataset": {"value": "mnist"}, **parameters}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"min": 1, "max": HUGE},
+        {"distribution": "normal", "mu": HUGE, "sigma": 1},
+        {"distribution": "q_uniform", "min": 16, "max": 64, "q": HUGE},
+        {"distribution": "log_normal", "mu": 1000, "sigma": 1},
+    ],
+)
+def test_bounds_too_large_for_a_float_are_config_errors(spec):
+    with pytest.raises(SweepConfigError):
+        parse_sweep_config(base_config(learning_rate=spec))
+
+
+def test_of_two_fixed_command_flags_for_one_setting_the_last_wins():
+    config = parse_sweep_config(
+        {**base_config(), "command": ["python", "t.py", "-e", 2, "--epochs", 3]}
+    )
+    assert config.constants["epochs"] == 3
+
+
+def test_key_value_words_after_an_args_macro_are_fixed_flags():
+    command = ["${env}", "python", "train.py", "${args_no_hyphens}", "epochs=2", "dataset=mnist"]
+    config = parse_sweep_config({**base_config(), "command": command})
+    assert config.constants["epochs"] == 2 and config.constants["dataset"] == "mnist"
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (["--device", "tpu"], "unknown device"),
+        (["--device", "cpu", "--workers_per_gpu", "2"], "for sweeps on GPUs"),
+        (["--storage", "bogus://x"], "cannot use --storage"),
+        (["--engine", "wandb", "--storage", "x.journal"], "--storage is for --engine local"),
+    ],
+)
+def test_a_dry_run_refuses_what_the_real_run_would_refuse(tmp_path, capsys, options, message):
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base_config(learning_rate={"values": [0.001]})))
+    with _exit_status() as status:
+        status.value = main(["sweep", str(path), "--dry_run", "--out", str(tmp_path / "s"),
+                             *options])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert status.value == 2 and message in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+class _exit_status:  # noqa: N801 - a context manager named for what it holds
+    """Holds a command's exit status, whether it returns it or exits with it."""
+
+    value: int | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if isinstance(error, SystemExit):
+            self.value = error.code
+            return True
+        return False

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from fastmlp.cli.parsing import UsageError, positive_int, wandb_mode_option
+from fastmlp.errors import one_line
 from fastmlp.interrupts import exit_status
 
 DESCRIPTION = (
@@ -226,9 +228,15 @@ def run(args: argparse.Namespace) -> int:
     from fastmlp.sweep import read_sweep_config, run_local_sweep, run_wandb_sweep
 
     config = read_sweep_config(args.config, name=args.name, param_map=args.param_map)
+    if args.engine == "wandb":
+        if args.storage:
+            raise UsageError("--storage is for --engine local; W&B keeps its sweeps itself")
+        if args.workers_per_gpu:
+            raise UsageError("--workers_per_gpu is for --engine local")
     if args.dry_run:  # its text includes the warnings
         from fastmlp.sweep.dry_run import describe
 
+        places = _checked_places(args, config)
         print(
             describe(
                 config,
@@ -239,6 +247,9 @@ def run(args: argparse.Namespace) -> int:
                 storage=args.storage,
             )
         )
+        for index, place in enumerate(places):
+            if place.where:
+                print(f"worker {index}: {place.where}")
         return 0
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -251,10 +262,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     if args.engine == "wandb":
-        if args.storage:
-            raise UsageError("--storage is for --engine local; W&B keeps its sweeps itself")
-        if args.workers_per_gpu:
-            raise UsageError("--workers_per_gpu is for --engine local")
         sweep_id = run_wandb_sweep(config, **{**common, "workers": args.workers or 1})
         print(f"W&B sweep {sweep_id}: runs in {common['out']}/{config.name}/runs")
         return 0
@@ -279,3 +286,26 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"analyse it: fastmlp sweep report {summary.directory.path}")
     return 0
+
+
+def _checked_places(args: argparse.Namespace, config: Any) -> list[Any]:
+    """What a real sweep checks before it creates anything, for ``--dry_run``: the device,
+    where the workers would run, and that a ``--storage`` URL names a known database (it is
+    not connected to); the workers' places."""
+    from fastmlp.sweep.local import check_device
+    from fastmlp.sweep.placement import plan_workers
+
+    if args.storage and "://" in args.storage:
+        import sqlalchemy
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        from fastmlp.sweep.study import database_url
+
+        try:
+            sqlalchemy.engine.make_url(database_url(args.storage)).get_dialect()
+        except (ArgumentError, NoSuchModuleError, ValueError) as error:
+            raise UsageError(f"cannot use --storage {args.storage}: {one_line(error)}") from None
+    if args.engine == "wandb":
+        return []
+    check_device(args.device, config)
+    return plan_workers(config, args.device, args.workers, args.workers_per_gpu)

@@ -86,6 +86,10 @@ def parse_command(raw: Any) -> Command:
                 pending = None
         elif pending is not None:
             pending[1].append(number(word))
+        elif command.macros and "=" in word.strip("="):
+            # KEY=VALUE after a macro (Hydra style, with ${args_no_hyphens}): a fixed flag
+            name, _, value = word.partition("=")
+            command.flags.append(Flag(name, number(value), after_args))
         else:
             command.skipped.append(word)
     close()

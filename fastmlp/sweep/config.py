@@ -477,7 +477,9 @@ def _command_constants(parsed: _Parsed, raw: Any) -> list[str]:
         source = f"command: {written}"
         if setting in parsed.sources:
             earlier = parsed.sources[setting]
-            if flag.after_args:
+            if earlier.startswith("command:"):  # two fixed flags: argparse keeps the last
+                parsed.ignored.append(Ignored(earlier, f"{source} comes later, so it wins"))
+            elif flag.after_args:
                 parsed.parameters.pop(setting, None)
                 parsed.names[earlier] = ""
                 parsed.ignored.append(

@@ -166,7 +166,10 @@ class Parameter:
         if self.distribution in ("normal", "q_normal"):
             value = normal_quantile(value, self.mu, self.sigma)
         elif self.distribution in ("log_normal", "q_log_normal"):
-            value = math.exp(normal_quantile(value, self.mu, self.sigma))
+            try:
+                value = math.exp(normal_quantile(value, self.mu, self.sigma))
+            except OverflowError:  # beyond any float: no setting accepts it
+                value = math.inf
         elif self.distribution in ("beta", "q_beta"):
             value = beta_quantile(value, self.a, self.b)
         if self.q is not None:
@@ -272,13 +275,23 @@ class Parameter:
         return f"{space}{', then quantised' if self.q is not None else ''}"
 
 
+def _finite(value: Any) -> bool:
+    """A number that a float holds, finite (an integer of hundreds of digits is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _bound(source: str, spec: Mapping[str, Any], key: str, default: float | None = None) -> Any:
     if key not in spec:
         if default is not None:
             return default
         raise SweepConfigError(f"sweep parameter {source!r}: its distribution needs {key!r}")
     value = number(spec[key])
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _finite(value):
         raise SweepConfigError(
             f"sweep parameter {source!r}: {key} must be a number, got {spec[key]!r}"
         )
