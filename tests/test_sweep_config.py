@@ -781,3 +781,10 @@ class _exit_status:  # noqa: N801 - a context manager named for what it holds
             self.value = error.code
             return True
         return False
+
+
+@pytest.mark.parametrize("value", [["a", "b"], True, {"x": 1}])
+def test_a_project_or_entity_that_is_not_a_name_is_refused(value):
+    for key in ("project", "entity"):
+        with pytest.raises(SweepConfigError, match=f"{key} must be a name"):
+            parse_sweep_config({**base_config(), key: value})

@@ -665,8 +665,11 @@ def parse_sweep_config(
 
     parsed = _Parsed(grid=method == "grid", param_map=mapping)
     for key_name in ("project", "entity"):
-        if config.get(key_name) is not None:
-            parsed.constants[f"wandb_{key_name}"] = str(config[key_name])
+        value = config.get(key_name)
+        if value is not None and not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise SweepConfigError(f"sweep config {key_name} must be a name, got {value!r}")
+        if value is not None:
+            parsed.constants[f"wandb_{key_name}"] = str(value)
     for path, spec in _leaves(specs):
         if path[-1] == "":
             parsed.nested.add(".".join(path[:-1]))
