@@ -14,8 +14,7 @@ from typing import Any
 
 from fastmlp.registry import Registry
 
-# The metrics a run can monitor, and which way is better.
-MONITORS = {"val_loss": "min", "val_accuracy": "max"}
+# The metrics a run can monitor, and which way is better ("min" or "max").
 MONITOR_METRICS: Registry[str] = Registry("monitored metric")
 MONITOR_METRICS.register("val_accuracy", "max", ("val_acc", "validation_accuracy"))
 MONITOR_METRICS.register("val_loss", "min", ("validation_loss",))
@@ -23,8 +22,9 @@ MONITOR_METRICS.register("val_loss", "min", ("validation_loss",))
 
 def check_monitor(monitor: str) -> str:
     """``monitor`` if it names a monitored metric, else a ValueError listing them."""
-    if monitor not in MONITORS:
-        raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {monitor!r}")
+    if monitor not in MONITOR_METRICS.entries:
+        choices = ", ".join(MONITOR_METRICS.names())
+        raise ValueError(f"monitor must be one of {choices}, got {monitor!r}")
     return monitor
 
 
@@ -37,7 +37,7 @@ class Monitor:
             raise ValueError(f"patience must be a whole number >= 0, got {patience}")
         if not (min_delta >= 0 and math.isfinite(min_delta)):
             raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta}")
-        self.mode = MONITORS[monitor]
+        self.mode = MONITOR_METRICS.entries[monitor]
         self.patience = int(patience)
         self.min_delta = float(min_delta)
         self.best: float | None = None
@@ -68,6 +68,13 @@ class Monitor:
     def should_stop(self) -> bool:
         """Whether ``patience`` epochs in a row have not improved (never with patience 0)."""
         return 0 < self.patience <= self.epochs_without_improvement
+
+    def stop_reason(self) -> str:
+        """What early stopping says when it ends a run."""
+        return (
+            f"early stopping: {self.monitor} did not improve by more than {self.min_delta:g} "
+            f"for {self.patience} epochs (best: epoch {self.best_epoch}, {self.best:.4f})"
+        )
 
     def replay(self, rows: Iterable[Mapping[str, Any]]) -> Monitor:
         """Feed the per-epoch rows of a history (dicts with ``epoch`` and the metric)."""

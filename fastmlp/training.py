@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from fastmlp.monitor import MONITORS, Monitor
+from fastmlp.monitor import Monitor
 from fastmlp.nn.inputs import to_device_inputs, to_device_labels
 from fastmlp.nn.mlp import MLP, check_max_grad_norm
 from fastmlp.schedules import Schedule, create
@@ -259,12 +259,7 @@ def train(
                 print(format_epoch(metrics, last_epoch), flush=True)
             history.stopped = _run_callbacks(callbacks, metrics)
             if history.stopped is None and tracker.should_stop:
-                history.stopped = StopTraining(
-                    "early_stopped",
-                    f"early stopping: {tracker.monitor} did not improve by more than "
-                    f"{tracker.min_delta:g} for {tracker.patience} epochs (best: epoch "
-                    f"{tracker.best_epoch}, {tracker.best:.4f})",
-                )
+                history.stopped = StopTraining("early_stopped", tracker.stop_reason())
             if history.stopped is not None:
                 break
         last = history.epochs[-1].epoch if history.epochs else None
@@ -296,12 +291,8 @@ def _start_schedule(
         raise ValueError(
             f"a learning-rate schedule needs an optimizer with lr; {optimizer!r} has none"
         )
-    if hasattr(schedule, "set_mode"):
-        schedule.set_mode(MONITORS[tracker.monitor])
+    schedule.set_mode(tracker.mode)
     schedule.start(optimizer.lr, epochs, steps)
-    if schedule.name == "constant" and not schedule.warmup_epochs:
-        optimizer.lr = schedule.base_lr
-        return None
     return schedule
 
 

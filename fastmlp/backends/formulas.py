@@ -39,7 +39,7 @@ import ast
 import inspect
 import math
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -103,7 +103,7 @@ class Formula:
     @cached_property
     def exact(self) -> bool:
         """Whether every backend computes this formula bit for bit alike."""
-        return all(function in EXACT_FUNCTIONS for function in self.functions())
+        return self.function_names <= EXACT_FUNCTIONS
 
     @cached_property
     def may_overflow(self) -> bool:
@@ -114,23 +114,18 @@ class Formula:
     @cached_property
     def function_names(self) -> frozenset[str]:
         """The functions of :data:`FUNCTIONS` the formula calls."""
-        return frozenset(self.functions())
+        return frozenset(node.name for node in self.nodes() if node.kind == "call")
 
-    def functions(self) -> set[str]:
-        """The functions of :data:`FUNCTIONS` the formula calls."""
-        found: set[str] = set()
-
-        def walk(node: Node) -> None:
-            if node.kind == "call":
-                found.add(node.name)
-            for arg in node.args:
-                walk(arg)
-
-        for _, node in self.statements:
-            walk(node)
+    def nodes(self) -> Iterator[Node]:
+        """Every node of the formula's expressions, depth first, in order of appearance."""
+        stack = [node for _, node in self.statements]
         if self.result is not None:
-            walk(self.result)
-        return found
+            stack.append(self.result)
+        stack.reverse()
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.args))
 
     def outputs(self) -> tuple[str, ...]:
         """Names of what the formula writes: its updated arrays, or ``("out",)``."""
@@ -196,24 +191,8 @@ class Formula:
 
     @cached_property
     def literals(self) -> tuple[float, ...]:
-        """:meth:`constants`, computed once."""
-        return tuple(self.constants())
-
-    def constants(self) -> list[float]:
         """The numeric literals of the formula, each once, in order of appearance."""
-        found: list[float] = []
-
-        def walk(node: Node) -> None:
-            if node.kind == "constant" and node.value not in found:
-                found.append(node.value)
-            for arg in node.args:
-                walk(arg)
-
-        for _, node in self.statements:
-            walk(node)
-        if self.result is not None:
-            walk(self.result)
-        return found
+        return tuple(dict.fromkeys(node.value for node in self.nodes() if node.kind == "constant"))
 
 
 def _ufunc(symbol: str) -> str:
@@ -302,7 +281,7 @@ def numba_source(formula: Formula, ndim: int, row_vectors: tuple[str, ...] = ())
     checks the shapes (a ValueError, never an out-of-bounds access). Scalars and numeric
     literals are passed in the arrays' dtype, so float32 arithmetic stays float32.
     """
-    constants = {value: f"c{index}" for index, value in enumerate(formula.constants())}
+    constants = {value: f"c{index}" for index, value in enumerate(formula.literals)}
     names = {name: f"v_{name}" for name in formula.arrays}
     full = [name for name in formula.arrays if name not in row_vectors]
     two_d = ndim == 2

@@ -448,11 +448,11 @@ def _check_combinations(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"the {schedule.name} schedule has its own warm-up (pct_start): drop warmup_epochs"
         )
-    if warmup >= values["epochs"]:
-        raise ConfigError(
-            f"warmup_epochs {warmup} leaves no epoch of the {values['epochs']} for the "
-            f"{schedule.name} schedule: use fewer warm-up epochs or more epochs"
-        )
+    if warmup:
+        try:
+            schedule(warmup_epochs=warmup).check_epochs(values["epochs"])
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 class TrainConfig(Mapping[str, Any]):

@@ -12,20 +12,24 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastmlp.nn.activations import ACTIVATIONS
 from fastmlp.nn.init import WEIGHT_INITS
 from fastmlp.nn.losses import LOSSES
 from fastmlp.optim import OPTIMIZERS
+from fastmlp.registry import Registry
 from fastmlp.schedules import SCHEDULES
 
 
-def _spellings(registry_names: list[str], aliases: Callable[[str], list[str]]) -> str:
-    parts = []
-    for name in registry_names:
-        extra = aliases(name)
-        parts.append(f"`{name}`" + (f" ({', '.join(extra)})" if extra else ""))
-    return ", ".join(parts)
+def _label(registry: Registry[Any], name: str) -> str:
+    """``name`` as the tables spell it: in backticks, its aliases in brackets."""
+    aliases = registry.aliases_of(name)
+    return f"`{name}`" + (f" ({', '.join(aliases)})" if aliases else "")
+
+
+def _spellings(registry: Registry[Any]) -> str:
+    return ", ".join(_label(registry, name) for name in registry.names())
 
 
 def train_flags_table() -> str:
@@ -57,8 +61,7 @@ def optimizers_table() -> str:
     lines = ["| optimizer | hyperparameters (defaults) | what it is |", "| --- | --- | --- |"]
     for name, cls in OPTIMIZERS.entries.items():
         values = ", ".join(f"{p.name}={p.default:g}" for p in cls.hyperparameters)
-        aliases = OPTIMIZERS.aliases_of(name)
-        label = f"`{name}`" + (f" ({', '.join(aliases)})" if aliases else "")
+        label = _label(OPTIMIZERS, name)
         lines.append(f"| {label} | {values} | {cls.summary} |")
     return "\n".join(lines)
 
@@ -70,8 +73,7 @@ def activations_table() -> str:
         "| --- | --- | --- | --- |",
     ]
     for name, declaration in ACTIVATIONS.entries.items():
-        aliases = ACTIVATIONS.aliases_of(name)
-        label = f"`{name}`" + (f" ({', '.join(aliases)})" if aliases else "")
+        label = _label(ACTIVATIONS, name)
         values = ", ".join(f"{p.name}={p.default:g}" for p in declaration.hyperparameters)
         lines.append(
             f"| {label} | {declaration.maths} | {values or '-'} | the {declaration.backward_from} |"
@@ -86,8 +88,7 @@ def schedules_table() -> str:
         "| --- | --- | --- | --- |",
     ]
     for name, cls in SCHEDULES.entries.items():
-        aliases = SCHEDULES.aliases_of(name)
-        label = f"`{name}`" + (f" ({', '.join(aliases)})" if aliases else "")
+        label = _label(SCHEDULES, name)
         values = ", ".join(f"`--{p.setting_name}` ({p.default:g})" for p in cls.hyperparameters)
         when = "per step" if cls.per_step else "per epoch"
         lines.append(f"| {label} | {values or '-'} | {when} | {cls.summary} |")
@@ -100,8 +101,8 @@ def choices_table() -> str:
         [
             "| setting | choices (aliases) |",
             "| --- | --- |",
-            f"| loss | {_spellings(LOSSES.names(), LOSSES.aliases_of)} |",
-            f"| weight_init | {_spellings(WEIGHT_INITS.names(), WEIGHT_INITS.aliases_of)} |",
+            f"| loss | {_spellings(LOSSES)} |",
+            f"| weight_init | {_spellings(WEIGHT_INITS)} |",
         ]
     )
 

@@ -561,14 +561,6 @@ def _summary(run: _Run, status: str, seconds: float, environment: dict[str, Any]
     return summary
 
 
-def _early_stop_reason(monitor: Monitor) -> str:
-    """What early stopping says when it ends a run (as ``fastmlp.train`` words it)."""
-    return (
-        f"early stopping: {monitor.monitor} did not improve by more than {monitor.min_delta:g} "
-        f"for {monitor.patience} epochs (best: epoch {monitor.best_epoch}, {monitor.best:.4f})"
-    )
-
-
 def _restore_best(run: _Run, summary: dict[str, Any]) -> int:
     """Put the best epoch's weights (``best.npz``) into the model when the run restores
     them; the epoch the model then holds."""
@@ -728,7 +720,7 @@ def _train_and_finish(
     try:
         remaining = run.config["epochs"] - run.start_epoch
         if run.monitor.should_stop:  # killed after it stopped early, before its summary
-            status, stopped = "early_stopped", _early_stop_reason(run.monitor)
+            status, stopped = "early_stopped", run.monitor.stop_reason()
             remaining = 0
         if remaining > 0:
             result = train(

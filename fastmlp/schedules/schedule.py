@@ -89,6 +89,10 @@ class Schedule:
     def observe(self, value: float) -> None:
         """The monitored validation metric after an epoch (schedules that monitor it)."""
 
+    def set_mode(self, mode: str) -> None:
+        """Which way the monitored metric is better, "min" or "max" (schedules that
+        monitor it)."""
+
     def _state(self) -> dict[str, Any]:
         return {}
 
@@ -102,13 +106,17 @@ class Schedule:
         ``base_lr`` (kept from an earlier start or a loaded state: a resumed run goes on)."""
         if self.base_lr is None:
             self.base_lr = float(base_lr)
-        if self.warmup_epochs >= epochs and self.warmup_epochs:
+        self.check_epochs(epochs)
+        self.epochs, self.steps_per_epoch = int(epochs), int(steps_per_epoch)
+        self._began()
+
+    def check_epochs(self, epochs: int) -> None:
+        """Raise a ValueError unless the warm-up leaves epochs for the schedule proper."""
+        if self.warmup_epochs and self.warmup_epochs >= epochs:
             raise ValueError(
                 f"warmup_epochs {self.warmup_epochs} leaves no epoch of the {epochs} for the "
                 f"{self.name} schedule: use fewer warm-up epochs or more epochs"
             )
-        self.epochs, self.steps_per_epoch = int(epochs), int(steps_per_epoch)
-        self._began()
 
     def _began(self) -> None:
         """Called by :meth:`start` once ``base_lr``, ``epochs`` and ``steps_per_epoch`` are set."""
