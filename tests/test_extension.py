@@ -82,7 +82,7 @@ register(Activation("NAME", forward, backward, maths="z / (softness + |z|)",
 '''
 
 CHECKS = """
-import json, sys
+import importlib.util, json, sys
 import numpy as np
 import fastmlp
 from fastmlp.cli import main
@@ -99,7 +99,8 @@ if kind == "optimizer":
 else:
     optimizer = fastmlp.optim.create("adam")
     model = fastmlp.MLP(20, (8,), 3, activation=name, seed=0)
-for device in ("numpy", "numba"):
+# every CPU backend installed (Numba is the optional "jit" extra)
+for device in ["numpy"] + (["numba"] if importlib.util.find_spec("numba") else []):
     trial = fastmlp.MLP(20, (8,), 3, activation=model.activation, seed=0, device=device)
     step = fastmlp.optim.create(optimizer.name)
     x = np.random.default_rng(0).random((16, 20)).astype("float32")
