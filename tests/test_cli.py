@@ -259,6 +259,38 @@ def test_evaluate_reports_per_class_metrics_and_saves_figures(idx_dir, tmp_path,
     assert (out / "confident_mistakes.png").stat().st_size > 0
 
 
+def test_evaluate_leaves_the_runs_own_figures_alone_and_names_the_run(
+    idx_dir, tmp_path, capsys, monkeypatch
+):
+    from fastmlp.runs import figures
+
+    assert main(train_args(idx_dir, tmp_path / "runs", "-e", "2")) == 0
+    run = only_run(tmp_path / "runs")
+    drawn = ["confusion_matrix.png", "confident_mistakes.png", "training_curves.png"]
+    before = {name: (run / name).read_bytes() for name in drawn}
+    titles = {}
+    save = figures.save_figure
+
+    def recording_save(figure, path):
+        titles[Path(path).name] = figure.get_suptitle()
+        return save(figure, path)
+
+    monkeypatch.setattr(figures, "save_figure", recording_save)
+
+    assert main(["evaluate", str(run), "--data_dir", str(idx_dir), "--device", "cpu"]) == 0
+
+    assert {name: (run / name).read_bytes() for name in drawn} == before
+    out = run / "evaluate" / "mnist"
+    assert {path.name for path in out.iterdir()} == {
+        "confusion_matrix.png", "confident_mistakes.png", "evaluation.json"
+    }  # fmt: skip
+    assert f"saved {out / 'confusion_matrix.png'}" in capsys.readouterr().out
+    best = json.loads((run / "summary.json").read_text())["best_epoch"]
+    for name in ("confusion_matrix.png", "confident_mistakes.png"):
+        first_line = titles[name].split("\n")[0]
+        assert first_line == f"{run.name} (epoch {best}) on MNIST test set"
+
+
 def test_evaluate_and_predict_on_a_missing_checkpoint_fail_cleanly(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nothing.npz")]) == 2
     assert main(["predict", str(tmp_path / "nothing.npz"), "image.png"]) == 2

@@ -7,6 +7,7 @@ The studies here are made with the sweep's own functions and filled with made-up
 
 from __future__ import annotations
 
+import datetime
 import random
 import sys
 from pathlib import Path
@@ -252,3 +253,72 @@ def test_the_tables_and_the_parallel_coordinates_show_the_setting_values(tmp_pat
     assert momentum.high == max(v["momentum"] for v in real)  # not u's [0, 1]
     assert plotted["params"]["hidden_size"] == [json.dumps(v["hidden_size"]) for v in real]
     assert set(plotted["distributions"]["hidden_size"].choices) == {"[24, 12]", "[40]"}
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The Figure of each PNG the sweep plots write, by file name."""
+    drawn = {}
+    save = plots.save_figure
+
+    def recording_save(figure, path):
+        drawn[Path(path).name] = figure
+        return save(figure, path)
+
+    monkeypatch.setattr(plots, "save_figure", recording_save)
+    return drawn
+
+
+def test_parallel_coordinates_labels_sit_on_opaque_boxes_above_every_line(tmp_path, saved_figures):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    rng = random.Random(2)
+    optimizers = ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam"]
+    params = {
+        "optimizer": [rng.choice(optimizers) for _ in range(20)],
+        "learning_rate": [10 ** rng.uniform(-4, -1) for _ in range(20)],
+    }
+    distributions = {
+        "optimizer": CategoricalDistribution(optimizers),
+        "learning_rate": FloatDistribution(1e-4, 1e-1, log=True),
+    }
+    values = [rng.random() for _ in range(20)]
+    plots.plot_parallel_coordinates(
+        params, distributions, values, "val_accuracy", "maximize", tmp_path / "p.png"
+    )
+
+    (ax, _colourbar) = saved_figures["p.png"].axes
+    labels = {text.get_text(): text for text in ax.texts}
+    assert set(optimizers) <= set(labels)
+    top_line = max(line.get_zorder() for line in ax.lines)
+    for text in labels.values():
+        assert text.get_zorder() > top_line, text.get_text()
+        box = text.get_bbox_patch()
+        assert box.get_facecolor() == (1.0, 1.0, 1.0, 1.0), text.get_text()  # opaque white
+
+
+@pytest.mark.parametrize(
+    "span, unit",
+    [(datetime.timedelta(seconds=40), "seconds"), (datetime.timedelta(minutes=22), "minutes"),
+     (datetime.timedelta(hours=5), "hours"), (datetime.timedelta(days=9), "days")],
+)  # fmt: skip
+def test_metric_against_time_counts_time_since_the_first_trial_in_a_named_unit(
+    tmp_path, saved_figures, span, unit
+):
+    first = datetime.datetime(2024, 5, 1, 12, 3, 30)
+    started = [first + span * fraction for fraction in (0.5, 0.0, 0.25, 1.0)]
+    plots.plot_metric_vs_time(
+        started, [0.7, 0.6, None, 0.8], ["COMPLETE", "COMPLETE", "FAIL", "PRUNED"],
+        "val_accuracy", "maximize", tmp_path / "t.png",
+    )  # fmt: skip
+
+    figure = saved_figures["t.png"]
+    (ax,) = figure.axes
+    assert ax.get_xlabel() == f"{unit} since the first trial started (2024-05-01 12:03)"
+    figure.canvas.draw()
+    low, high = ax.get_xlim()
+    size = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}[unit]
+    assert low <= 0 and span.total_seconds() / size <= high < 120
+    labels = [label.get_text().replace("−", "-") for label in ax.get_xticklabels()]
+    # the ticks read as the numbers they stand for (not clock minutes "05 10 15")
+    assert [float(label) for label in labels] == pytest.approx(list(ax.get_xticks()))

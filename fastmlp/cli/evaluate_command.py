@@ -19,7 +19,7 @@ from fastmlp.files import atomic_write_json
 from fastmlp.nn.checkpoint import load_checkpoint
 from fastmlp.nn.inputs import to_device_inputs
 from fastmlp.runs import RunDirectory
-from fastmlp.runs.experiment import plot_test_figures
+from fastmlp.runs.experiment import figure_title, plot_test_figures
 from fastmlp.runs.metrics import confusion_matrix, per_class_metrics
 
 DESCRIPTION = (
@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         metavar="DIR",
-        help="where to write figures and evaluation.json (default: next to the checkpoint)",
+        help="where to write figures and evaluation.json (default: evaluate/DATASET/ beside "
+        "the checkpoint, so that a run's own figures stay as training drew them)",
     )
 
 
@@ -78,11 +79,16 @@ def _check_fits(model: Any, dataset: Any, checkpoint_path: Path) -> None:
         )
 
 
+def _model_name(checkpoint_path: Path, epoch: int | None) -> str:
+    """What the figures call the model: its run's name (the checkpoint's folder, when that is
+    a run directory) or the checkpoint's file name, with the epoch when it is known."""
+    folder = checkpoint_path.parent
+    name = folder.name if (folder / RunDirectory.CONFIG).is_file() else checkpoint_path.name
+    return name if epoch is None else f"{name} (epoch {epoch})"
+
+
 def run(args: argparse.Namespace) -> int:
     checkpoint_path = resolve_checkpoint(args.target)
-    out = Path(args.out) if args.out else checkpoint_path.parent
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder for the figures and report")
     checkpoint = load_checkpoint(checkpoint_path, device=get_backend(args.device))
     model = checkpoint.model
     if checkpoint_path.name == RunDirectory.BEST and Path(args.target).is_dir():
@@ -99,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
             f"evaluating it on {dataset_name} as asked",
             file=sys.stderr,
         )
+    # Not the checkpoint's own folder: a run directory holds the figures training drew.
+    out = Path(args.out) if args.out else checkpoint_path.parent / "evaluate" / dataset_name
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; give --out a folder for the figures and report")
     dataset = datasets.load(dataset_name, data_dir=args.data_dir)
     _check_fits(model, dataset, checkpoint_path)
     x_test = to_device_inputs(model.backend, dataset.x_test, model.dtype)
@@ -119,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = per_class_metrics(confusion)
     print(format_report(classes, metrics, accuracy, loss))
 
-    title = f"{dataset.name} test set"
+    title = figure_title(_model_name(checkpoint_path, checkpoint.epoch), dataset)
     written = list(plot_test_figures(dataset, probabilities, out, title).values()) if finite else []
     report = {
         "checkpoint": str(checkpoint_path),

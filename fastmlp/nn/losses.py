@@ -31,7 +31,8 @@ class Loss:
     ``kernel``: the backend method ``kernel_(logits, labels) -> mean loss`` that also leaves
     dLoss/dlogits in the logits; ``chance``: the loss of predicting the uniform distribution
     over ``classes`` (for spotting a diverging run; label smoothing does not change it);
-    ``maths``: the formula, for help texts; ``label_smoothing``: whether the kernel also
+    ``maths``: the formula, for help texts; ``title``: its name in prose and on figure
+    axes ("cross-entropy"); ``label_smoothing``: whether the kernel also
     takes ``label_smoothing=eps`` (a smoothed target, see the module docstring).
     """
 
@@ -39,6 +40,7 @@ class Loss:
     kernel: str
     chance: Callable[[int], float]
     maths: str
+    title: str
     aliases: tuple[str, ...] = ()
     label_smoothing: bool = False
 
@@ -51,6 +53,7 @@ for _loss in (
         "cross_entropy_",
         chance=math.log,
         maths="mean_n -log softmax(z_n)[y_n]",
+        title="cross-entropy",
         aliases=("ce", "crossentropy", "categorical_crossentropy"),
         label_smoothing=True,
     ),
@@ -59,6 +62,7 @@ for _loss in (
         "mean_squared_error_",
         chance=lambda classes: 1.0 - 1.0 / classes,
         maths="mean_n sum_k (softmax(z_n)_k - onehot(y_n)_k)^2",
+        title="squared error",
         aliases=("mse", "squared_error", "mean_squared"),
     ),
 ):

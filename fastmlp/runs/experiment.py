@@ -144,6 +144,7 @@ def plot_test_figures(
     """The test set's confusion matrix and most confident mistakes, as PNGs in ``directory``.
 
     probabilities: (N_test, classes) host array of the model's class probabilities.
+    title: both figures' first title line, e.g. ``figure_title(run name, dataset)``.
     """
     from fastmlp.runs import figures
 
@@ -160,8 +161,17 @@ def plot_test_figures(
             probabilities.max(axis=1),
             dataset.class_names,
             directory / "confident_mistakes.png",
+            title=title,
         ),
     }
+
+
+def figure_title(name: str, dataset: Any) -> str:
+    """The title of the figures of ``name`` (a run, a checkpoint) on ``dataset``'s test set,
+    naming the data set as people write it: "run_name on Fashion-MNIST test set"."""
+    from fastmlp.runs.figures import dataset_title
+
+    return f"{name} on {dataset_title(dataset.name)} test set"
 
 
 def build_model_and_optimizer(
@@ -521,11 +531,14 @@ def _write_figures(run: _Run, dataset: Any, x_test: Any, wandb_run: WandbRun | N
     from fastmlp.runs import figures
 
     paths = plot_test_figures(
-        dataset, probabilities, run_dir.path, title=f"{run_dir.name} on {dataset.name} test"
+        dataset, probabilities, run_dir.path, title=figure_title(run_dir.name, dataset)
     )
     if run.history:
         paths["training_curves"] = figures.plot_training_curves(
-            run.history, run_dir.file("training_curves.png")
+            run.history,
+            run_dir.file("training_curves.png"),
+            loss_name=run.config["loss"],
+            title=f"{run_dir.name}: training on {figures.dataset_title(dataset.name)}",
         )
     if wandb_run is not None:
         for key, path in paths.items():

@@ -1,4 +1,5 @@
-"""Figures for a trained classifier: confusion matrix, mistakes, class samples, curves.
+"""Figures for a trained classifier: confusion matrix, mistakes, confused pairs, per-class
+scores, class samples, curves.
 
 The metrics they show come from :mod:`fastmlp.runs.metrics`. The plots need matplotlib
 (``pip install "fastmlp[plot]"``), imported only when a plot is drawn. They draw on a
@@ -13,6 +14,7 @@ arrays first).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -20,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from fastmlp.data.errors import DataError
+from fastmlp.data.sources import get_source
 from fastmlp.errors import MissingDependencyError
 from fastmlp.files import atomic_write
-from fastmlp.runs.metrics import per_class_metrics, ratio
+from fastmlp.runs.metrics import confusion_matrix, per_class_metrics, ratio
 
 DPI = 150
 
@@ -31,6 +35,9 @@ MAX_ANNOTATED_CLASSES = 30
 
 # Class names in image titles are cut to this many characters.
 _TITLE_NAME_CHARS = 16
+
+# Figure titles shrink down to this font size (points) before long lines are wrapped.
+_MIN_TITLE_FONT = 9.0
 
 _INSTALL_HINT = 'figures need matplotlib: pip install "fastmlp[plot]"'
 
@@ -54,6 +61,46 @@ def save_figure(figure: Any, path: str | PathLike[str]) -> Path:
     with atomic_write(path) as stream:
         figure.savefig(stream, dpi=DPI, format="png", facecolor="white")
     return path
+
+
+def dataset_title(name: str) -> str:
+    """The name people write for the data set ``name`` (``Source.title``: "Fashion-MNIST" for
+    ``fashion_mnist``); ``name`` itself when no registered data set has that name."""
+    try:
+        return get_source(name).title
+    except DataError:
+        return name
+
+
+def _wrap(line: str, chars: int) -> list[str]:
+    """``line`` broken into lines of about equal length, at most ``chars`` characters each,
+    after spaces and after underscores (so that a long run name breaks too); an unbroken word
+    longer than ``chars`` keeps a line of its own."""
+    chars = math.ceil(len(line) / math.ceil(len(line) / max(chars, 1)))  # balanced lines
+    lines = [""]
+    for word in re.split(r"(?<=[ _])", line):
+        if lines[-1] and len(lines[-1]) + len(word.rstrip()) > chars:
+            lines.append("")
+        lines[-1] += word
+    return [text.rstrip() for text in lines]
+
+
+def fit_title(figure: Any, text: str, fontsize: float = 12.0) -> Any:
+    """Set ``text`` (lines separated by newlines) as the figure's centred title, fitted into
+    the figure's width: the font shrinks towards ``_MIN_TITLE_FONT`` points, and lines still
+    too long at that size are wrapped. Returns the title's ``Text``."""
+    title = figure.suptitle(text, fontsize=fontsize)
+    renderer = figure.canvas.get_renderer()
+    room = 0.96 * figure.bbox.width
+    width = title.get_window_extent(renderer).width
+    if width > room:  # text widths do not scale exactly with the font: 2% to spare
+        title.set_fontsize(max(_MIN_TITLE_FONT, 0.98 * fontsize * room / width))
+        width = title.get_window_extent(renderer).width
+    if width > room:
+        lines = text.split("\n")
+        chars = int(0.98 * max(len(line) for line in lines) * room / width)
+        title.set_text("\n".join(part for line in lines for part in _wrap(line, chars)))
+    return title
 
 
 def _text_colour(rgba: Sequence[float]) -> str:
@@ -89,7 +136,8 @@ def plot_confusion_matrix(
         confusion: (K, K) counts, rows = true class, columns = predicted class.
         class_names: K names, in class order.
         path: where to write the PNG.
-        title: shown before the accuracy (default "Confusion matrix").
+        title: the title's first line, above the accuracy (default "Confusion matrix"); a
+            long one is shrunk or wrapped to fit.
 
     Returns:
         The path written.
@@ -180,23 +228,29 @@ def plot_confusion_matrix(
     ticks = [0, 0.01, 0.05, 0.2, 0.5, 1]
     colourbar.set_ticks(ticks, labels=[f"{tick:g}" for tick in ticks])
     colourbar.set_label("fraction of true class")
-    total = int(confusion.sum())
-    figure.suptitle(
-        f"{title or 'Confusion matrix'}: accuracy {100 * metrics['accuracy']:.2f}% "
-        f"on {total:,} samples",
-        fontsize=12,
+    fit_title(
+        figure,
+        f"{title or 'Confusion matrix'}\naccuracy {100 * metrics['accuracy']:.2f}% "
+        f"on {int(confusion.sum()):,} samples",
     )
     return save_figure(figure, path)
 
 
 def _confidence(probability: float) -> str:
-    """A probability as a percentage; near 1 it is truncated to 99.9%, never rounded to 100%
-    ("?" when it is not a number)."""
+    """A probability as a percentage, never rounded up to 100%: "97%" below 99.5%, above that
+    with the shortfall from 100% to 2 significant digits ("99.97%", "99.9994%"; 0.99971 and
+    0.99979 are "99.971%" and "99.979%"), and ">99.9999%" within 1e-6 of 1 (where float32
+    probabilities stop telling values apart). "?" when it is not a number."""
     if not math.isfinite(probability):
         return "?"
     if probability < 0.995:
         return f"{100 * probability:.0f}%"
-    return f"{math.floor(1000 * probability) / 10:.1f}%"
+    shortfall = 100 * (1 - probability)  # percentage points below 100%
+    if shortfall < 1e-4:
+        return ">99.9999%"
+    decimals = 1 - math.floor(math.log10(shortfall))
+    text = f"{100 - round(shortfall, decimals):.{decimals}f}".rstrip("0").rstrip(".")
+    return f"{text}%"
 
 
 def _short(name: str) -> str:
@@ -237,11 +291,12 @@ def plot_confident_mistakes(
     class_names: Sequence[str],
     path: str | PathLike[str],
     count: int = 16,
+    title: str | None = None,
 ) -> Path:
     """Draw the ``count`` wrong predictions made with the highest confidence, as a PNG.
 
-    Tiles are ordered from the most confident mistake, titled ``pred X (97%)`` / ``true Y``.
-    With fewer mistakes, all are shown; with none, the figure says so.
+    Tiles are ordered from the most confident mistake, titled ``pred X`` / ``p = 97%`` /
+    ``true Y``. With fewer mistakes, all are shown; with none, the figure says so.
 
     Args:
         images: (N, H, W) uint8 or (N, H*W) floats in [0, 1]; drawn in grayscale.
@@ -250,6 +305,7 @@ def plot_confident_mistakes(
         class_names: names indexed by label.
         path: where to write the PNG.
         count: at most this many tiles.
+        title: a first line above the figure's own title (e.g. the run and data set).
 
     Returns:
         The path written.
@@ -264,30 +320,184 @@ def plot_confident_mistakes(
     shown = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
 
     if shown.size == 0:
-        figure = new_figure(5, 1.6)
-        figure.text(
-            0.5,
-            0.5,
-            f"No mistakes: all {y_true.size:,} predictions are correct.",
-            ha="center",
-            va="center",
-            fontsize=12,
-        )
-        return save_figure(figure, path)
+        return _no_mistakes(y_true.size, path, title)
 
     columns = min(shown.size, 8)
     rows = math.ceil(shown.size / columns)
-    figure = new_figure(max(6.5, 1.55 * columns), 1.85 * rows + 0.45)
+    figure = new_figure(max(6.5, 1.55 * columns), 2.0 * rows + 0.7)
     for ax, index in zip(_tile_grid(figure, shown.size, columns), shown, strict=True):
         ax.imshow(images[index], cmap="gray", vmin=0, vmax=white)
         ax.set_title(
-            f"pred {_short(class_names[y_pred[index]])} ({_confidence(confidence[index])})\n"
+            f"pred {_short(class_names[y_pred[index]])}\n"
+            f"p = {_confidence(confidence[index])}\n"
             f"true {_short(class_names[y_true[index]])}",
             fontsize=8,
         )
-    figure.suptitle(
-        f"The {shown.size} most confident mistakes "
-        f"(of {wrong.size:,} mistakes in {y_true.size:,} samples)",
+    fit_title(
+        figure,
+        _title_lines(
+            title,
+            f"The {shown.size} most confident mistakes "
+            f"(of {wrong.size:,} mistakes in {y_true.size:,} samples)",
+        ),
+        fontsize=11,
+    )
+    return save_figure(figure, path)
+
+
+def _title_lines(title: str | None, what: str) -> str:
+    """A figure title: ``title`` (when given) above the line saying what the figure shows."""
+    return f"{title}\n{what}" if title else what
+
+
+def _no_mistakes(samples: int, path: str | PathLike[str], title: str | None) -> Path:
+    """A figure that says that all ``samples`` predictions are correct, as a PNG."""
+    figure = new_figure(8, 1.6)
+    figure.text(
+        0.5,
+        0.4,
+        f"No mistakes: all {samples:,} predictions are correct.",
+        ha="center",
+        va="center",
+        fontsize=12,
+    )
+    if title:
+        fit_title(figure, title, fontsize=11)
+    return save_figure(figure, path)
+
+
+def plot_confused_pairs(
+    images: Any,
+    y_true: Any,
+    y_pred: Any,
+    class_names: Sequence[str],
+    path: str | PathLike[str],
+    pairs: int = 5,
+    examples: int = 6,
+    title: str | None = None,
+) -> Path:
+    """Draw the ``pairs`` most frequent confusions with example images, one row each, as a PNG.
+
+    The (true, predicted) pairs of different classes are ranked by count (ties: in class
+    order). Each row is labelled ``true Shirt → predicted T-shirt/top: 123 (12.3% of Shirt)``
+    and shows the first ``examples`` such images, each titled with its index in the data.
+    With no mistakes, the figure says so.
+
+    Args:
+        images: (N, H, W) uint8 or (N, H*W) floats in [0, 1]; drawn in grayscale.
+        y_true, y_pred: (N,) integer labels in [0, K).
+        class_names: K names, in class order.
+        path: where to write the PNG.
+        pairs: at most this many rows.
+        examples: at most this many images per row.
+        title: a first line above the figure's own title (e.g. the run and data set).
+
+    Returns:
+        The path written.
+    """
+    images, white = _square_images(images)
+    y_true = np.asarray(y_true).ravel()
+    y_pred = np.asarray(y_pred).ravel()
+    if not len(images) == y_true.size == y_pred.size:
+        raise ValueError("images, y_true and y_pred must have the same length")
+    confusion = confusion_matrix(y_true, y_pred, len(class_names))
+    mistakes = confusion - np.diag(np.diag(confusion))
+    ranked = np.argsort(-mistakes, axis=None, kind="stable")[:pairs]
+    ranked = ranked[mistakes.ravel()[ranked] > 0]
+    if ranked.size == 0:
+        return _no_mistakes(y_true.size, path, title)
+
+    columns = max(examples, 1)
+    figure = new_figure(max(8.5, 1.25 * columns), 1.75 * ranked.size + 0.7)
+    rows = figure.subfigures(ranked.size, 1, squeeze=False).ravel()
+    for row, pair in zip(rows, ranked, strict=True):
+        true, predicted = divmod(int(pair), len(class_names))
+        count = int(mistakes[true, predicted])
+        share = 100 * count / int(confusion[true].sum())
+        row.suptitle(
+            f"true {class_names[true]} → predicted {class_names[predicted]}: "
+            f"{count:,} ({share:.1f}% of {class_names[true]})",
+            x=0.01,
+            ha="left",
+            fontsize=10,
+        )
+        shown = np.flatnonzero((y_true == true) & (y_pred == predicted))[:examples]
+        for ax, index in zip(_tile_grid(row, columns, columns), shown):
+            ax.imshow(images[index], cmap="gray", vmin=0, vmax=white)
+            ax.set_title(f"#{index}", fontsize=7)
+    fit_title(
+        figure,
+        _title_lines(
+            title,
+            f"The {ranked.size} most frequent confusions "
+            f"(of {int(mistakes.sum()):,} mistakes in {y_true.size:,} samples)",
+        ),
+        fontsize=11,
+    )
+    return save_figure(figure, path)
+
+
+def plot_per_class_metrics(
+    confusion: np.ndarray,
+    class_names: Sequence[str],
+    path: str | PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """Draw each class's precision, recall and F1 as grouped horizontal bars, as a PNG.
+
+    Classes are sorted by F1, the worst at the top (ties: in class order); each bar is
+    labelled with its percentage and each class with its support.
+
+    Args:
+        confusion: (K, K) counts, rows = true class, columns = predicted class.
+        class_names: K names, in class order.
+        path: where to write the PNG.
+        title: a first line above the figure's own title (e.g. the run and data set).
+
+    Returns:
+        The path written.
+    """
+    confusion = np.asarray(confusion)
+    k = len(class_names)
+    if confusion.shape != (k, k):
+        raise ValueError(f"confusion has shape {confusion.shape}, expected ({k}, {k})")
+    from matplotlib.ticker import PercentFormatter
+
+    metrics = per_class_metrics(confusion)
+    order = np.argsort(metrics["f1"], kind="stable")  # worst first, drawn at the top
+    figure = new_figure(8.0, 0.62 * k + 1.9)
+    ax = figure.subplots()
+    height = 0.26
+    y = np.arange(k)
+    for offset, (key, label, colour) in zip(
+        (-height, 0.0, height),
+        (
+            ("precision", "precision", "tab:blue"),
+            ("recall", "recall", "tab:orange"),
+            ("f1", "F1", "tab:green"),
+        ),
+        strict=True,
+    ):
+        values = metrics[key][order]
+        bars = ax.barh(y + offset, values, height=height, color=colour, label=label)
+        ax.bar_label(
+            bars, labels=[f"{100 * value:.1f}%" for value in values], padding=2, fontsize=7
+        )
+    ax.set_yticks(y, labels=[f"{class_names[c]} (n={int(metrics['support'][c]):,})" for c in order])
+    ax.set_ylim(k - 0.5, -0.5)  # the first class (the worst) at the top
+    ax.set_xlim(0, 1.13)  # room for the labels of bars at 100%
+    ax.set_xticks(np.linspace(0, 1, 6))
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.grid(axis="x", alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    figure.legend(loc="outside lower center", ncols=3, frameon=False)
+    fit_title(
+        figure,
+        _title_lines(
+            title,
+            f"Per-class scores, worst F1 at the top: macro F1 {100 * metrics['macro_f1']:.1f}%, "
+            f"accuracy {100 * metrics['accuracy']:.1f}%",
+        ),
         fontsize=11,
     )
     return save_figure(figure, path)
@@ -335,21 +545,39 @@ def plot_class_samples(
     return save_figure(figure, path)
 
 
-def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | PathLike[str]) -> Path:
+def _loss_label(loss_name: str) -> str:
+    """How a loss of ``fastmlp.nn.losses.LOSSES`` reads on an axis ("cross-entropy")."""
+    from fastmlp.nn.losses import LOSSES
+
+    return LOSSES.get(loss_name).title if loss_name in LOSSES else loss_name.replace("_", " ")
+
+
+def plot_training_curves(
+    history: Sequence[Mapping[str, Any]],
+    path: str | PathLike[str],
+    loss_name: str = "cross_entropy",
+    title: str | None = None,
+) -> Path:
     """Draw loss and accuracy against epoch, training and validation, as a PNG.
+
+    Epoch ticks are whole numbers (one epoch: a single tick). The epoch of the best
+    validation accuracy is ringed, the ring named in the legend.
 
     Args:
         history: one mapping per epoch with ``epoch``, ``train_loss``, ``train_accuracy``
             (in [0, 1]), ``val_loss`` and ``val_accuracy`` (None when not measured); e.g.
             ``[m.to_dict() for m in training_history.epochs]``.
         path: where to write the PNG.
+        loss_name: the run's ``loss`` setting, a canonical name of
+            ``fastmlp.nn.losses.LOSSES``; it names the loss axis.
+        title: the figure's title (e.g. the run's name); none by default.
 
     Returns:
         The path written.
     """
     if not history:
         raise ValueError("history is empty: nothing to plot")
-    figure = new_figure(10, 4)
+    figure = new_figure(10, 4.4 if title else 4)
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
     epochs = np.array([row["epoch"] for row in history], dtype=np.float64)
@@ -367,23 +595,33 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | PathL
             if np.isnan(values).all():
                 continue
             label = "training" if split == "train" else "validation"
-            ax.plot(epochs, values, style, marker=marker, markersize=4, label=label)
+            ax.plot(epochs, values, style, marker=marker, markersize=4, label=label, zorder=2)
             if split == "val" and quantity == "accuracy":
                 best = int(np.nanargmax(values))
+                # A ring around the validation point, drawn over it, so that both stay visible.
                 ax.plot(
                     epochs[best],
                     values[best],
-                    "*",
-                    color="black",
-                    markersize=11,
-                    label=f"best: {100 * values[best]:.2f}% at epoch {epochs[best]:g}",
+                    "o",
+                    markersize=13,
+                    markerfacecolor="none",
+                    markeredgecolor="black",
+                    markeredgewidth=1.5,
+                    zorder=3,
+                    label=f"best validation: {100 * values[best]:.2f}% at epoch {epochs[best]:g}",
                 )
         ax.set_xlabel("epoch")
-        ax.set_title(quantity)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Whole epochs only, with at least half an epoch of room each side (one epoch: one tick).
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        pad = max(0.5, 0.04 * (epochs.max() - epochs.min()))
+        ax.set_xlim(epochs.min() - pad, epochs.max() + pad)
         ax.grid(alpha=0.3)
         ax.legend()
-    ax_loss.set_ylabel("mean loss")
+    ax_loss.set_title(f"loss: {_loss_label(loss_name)}")
+    ax_loss.set_ylabel(f"{_loss_label(loss_name)} (mean over the samples)")
+    ax_accuracy.set_title("accuracy")
     ax_accuracy.set_ylabel("accuracy")
     ax_accuracy.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if title:
+        fit_title(figure, title)
     return save_figure(figure, path)

@@ -20,6 +20,13 @@ from fastmlp.runs.figures import new_figure, save_figure
 # Parameter values shown as tick labels on a numeric parallel-coordinates axis.
 NUMERIC_TICKS = 5
 
+# The parallel-coordinates value labels are drawn above the trials' lines (zorder 2 and 3).
+LABEL_ZORDER = 5
+
+# Time since the first trial is shown in the first of these units that keeps the span
+# below 120 of them (days beyond that).
+TIME_UNITS = (("seconds", 1.0), ("minutes", 60.0), ("hours", 3600.0), ("days", 86400.0))
+
 
 def _label(value: Any) -> str:
     if isinstance(value, float):
@@ -115,6 +122,7 @@ def plot_parallel_coordinates(
     for column, axis_ticks in enumerate(ticks):
         ax.axvline(column, color="0.3", linewidth=0.8, zorder=1)
         for position, label in axis_ticks:
+            # On an opaque white box above every line, so that no line runs through the text.
             ax.text(
                 column - 0.04,
                 position,
@@ -122,11 +130,12 @@ def plot_parallel_coordinates(
                 ha="right",
                 va="center",
                 fontsize=7,
+                zorder=LABEL_ZORDER,
                 bbox={
-                    "boxstyle": "round,pad=0.1",
+                    "boxstyle": "round,pad=0.15",
                     "facecolor": "white",
-                    "alpha": 0.7,
-                    "linewidth": 0,
+                    "edgecolor": "0.6",
+                    "linewidth": 0.5,
                 },
             )
     ax.set_xticks(x, [*names, metric], rotation=20 if len(names) > 6 else 0)
@@ -153,13 +162,21 @@ def plot_metric_vs_time(
 ) -> Path:
     """The metric of every trial against its start time, with the best-so-far line.
 
+    Times are shown as time since the first trial started, in seconds, minutes, hours or
+    days (whichever suits the sweep's span); the axis label gives the unit and that start.
+
     Args:
         started: start time of each trial; values: its metric (None when not measured);
         states: "COMPLETE", "PRUNED" or "FAIL" (failed trials are marked on the time axis).
         metric: the metric's name; goal: "maximize" or "minimize".
         path: where to write the PNG.
     """
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    first = min(started)
+    seconds = [(time - first).total_seconds() for time in started]
+    unit, size = next(
+        (unit, size) for unit, size in TIME_UNITS if max(seconds) < 120 * size or unit == "days"
+    )
+    elapsed = [value / size for value in seconds]
 
     figure = new_figure(9.0, 4.5)
     ax = figure.subplots()
@@ -174,12 +191,12 @@ def plot_metric_vs_time(
     }
     for state, style in styles.items():
         points = [
-            (t, v) for t, v, s in zip(started, values, states) if s == state and v is not None
+            (t, v) for t, v, s in zip(elapsed, values, states) if s == state and v is not None
         ]
         if points:
             times, ys = zip(*points)
             ax.plot(times, ys, linestyle="none", markersize=6, **style)
-    failed = [t for t, s in zip(started, states) if s == "FAIL"]
+    failed = [t for t, s in zip(elapsed, states) if s == "FAIL"]
     if failed:
         ax.plot(
             failed,
@@ -192,28 +209,25 @@ def plot_metric_vs_time(
         )
 
     complete = sorted(
-        (t, v) for t, v, s in zip(started, values, states) if s == "COMPLETE" and v is not None
+        (t, v) for t, v, s in zip(elapsed, values, states) if s == "COMPLETE" and v is not None
     )
     if complete:
         times = [t for t, _ in complete]
         ys = np.array([v for _, v in complete], dtype=np.float64)
         best = np.maximum.accumulate(ys) if goal == "maximize" else np.minimum.accumulate(ys)
         ax.step(
-            [*times, max(started)],
+            [*times, max(elapsed)],
             [*best, best[-1]],
             where="post",
             color="tab:orange",
             linewidth=2,
             label=f"best so far: {best[-1]:.4f}",
         )
-    locator = AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.set_xlabel("trial start time")
+    ax.set_xlabel(f"{unit} since the first trial started ({first:%Y-%m-%d %H:%M})")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} of every trial by start time")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    figure.legend(loc="outside lower center", ncols=4, frameon=False)  # clear of the points
     return save_figure(figure, path)
 
 
