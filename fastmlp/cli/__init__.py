@@ -1,6 +1,7 @@
 """The ``fastmlp`` command and its sub-commands.
 
-``train``, ``evaluate``, ``samples``, ``predict``, ``bench``, ``sweep`` and ``runs``.
+``train``, ``evaluate``, ``samples``, ``predict``, ``bench``, ``sweep``, ``runs`` and
+``report``.
 
 Bad input or a problem of the machine (an unknown choice, a missing or corrupt file, no
 GPU, not enough memory, a full disk: see :func:`fastmlp.errors.is_user_error`) ends with one
@@ -26,6 +27,7 @@ from fastmlp.cli import (
     bench_command,
     evaluate_command,
     predict_command,
+    report_command,
     runs_command,
     samples_command,
     sweep_command,
@@ -144,6 +146,7 @@ def build_parser() -> ArgumentParser:
         ("bench", bench_command, "training speed side by side with PyTorch and scikit-learn"),
         ("sweep", sweep_command, "hyperparameter sweeps (Optuna or W&B) and their report"),
         ("runs", runs_command, "a table of the runs under a folder: status, accuracy, settings"),
+        ("report", report_command, "the assignment's questions Q1-Q10 answered as a web page"),
     ):
         command = commands.add_parser(name, help=summary, description=module.DESCRIPTION)
         module.add_arguments(command)

@@ -99,12 +99,12 @@ def describe_environment(backend: Backend, dtype: str, seed: int | None) -> dict
         "dtype": dtype,
         "seed": seed,
         "machine": platform.machine(),
-        "processor": _processor(),
+        "processor": processor_name(),
         "cpu_count": os.cpu_count(),
     }
 
 
-def _processor() -> str:
+def processor_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -505,6 +505,30 @@ def _publish(staging: Path, files: dict[str, Path], directory: Path) -> dict[str
     return published
 
 
+def _open(
+    sweep_dir: str | PathLike[str], storage: str | None
+) -> tuple[LocalSweep, Any, SweepConfig]:
+    """The local sweep in ``sweep_dir``, its Optuna study and its configuration."""
+    sweep = open_local_sweep(sweep_dir, storage, on_wandb="its analysis is on W&B")
+    study = load_study(sweep.name, sweep.storage)
+    stored = guarded(sweep.name, lambda: study.user_attrs.get("config"))
+    if stored is None:
+        raise SweepError(
+            f"the storage of sweep {sweep.name!r} holds no sweep configuration "
+            "(it was not made by fastmlp sweep, or it is damaged)"
+        )
+    return sweep, study, parse_sweep_config(stored, default_name=sweep.name)
+
+
+def load_trials(
+    sweep_dir: str | PathLike[str], storage: str | None = None
+) -> tuple[SweepConfig, list[TrialRow]]:
+    """The configuration and every started trial of the local sweep in ``sweep_dir``."""
+    require_optuna()
+    _, study, config = _open(sweep_dir, storage)
+    return config, trial_rows(study, config)
+
+
 def write_report(
     sweep_dir: str | PathLike[str], *, storage: str | None = None, wandb_mode: str | None = None
 ) -> Report:
@@ -520,16 +544,7 @@ def write_report(
         wandb_mode: online / offline / disabled; None resolves it as ``fastmlp train`` does.
     """
     require_report_dependencies()
-    sweep = open_local_sweep(sweep_dir, storage, on_wandb="its analysis is on W&B")
-    study = load_study(sweep.name, sweep.storage)
-    stored = guarded(sweep.name, lambda: study.user_attrs.get("config"))
-    if stored is None:
-        raise SweepError(
-            f"the storage of sweep {sweep.name!r} holds no sweep configuration "
-            "(it was not made by fastmlp sweep, or it is damaged)"
-        )
-    config = parse_sweep_config(stored, default_name=sweep.name)
-
+    sweep, study, config = _open(sweep_dir, storage)
     report = Report(directory=sweep.directory.report)
     rows = trial_rows(study, config)
     header, table = _columns(config, rows)
