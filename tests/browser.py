@@ -4,7 +4,8 @@ The protocol runs over a pipe (``--remote-debugging-pipe``: JSON messages separa
 bytes on file descriptors 3 and 4), so no port, websocket library or driver is needed.
 :func:`load_page` opens a file and returns what the tests check: every request the page
 made, console messages and uncaught errors, the images' decoded sizes and rendered boxes,
-the element ids, whether the page is wider than the window, and a PNG screenshot.
+the element ids, whether the page is wider than the window, a PNG screenshot, and the page
+printed to PDF.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class PageLoad:
     ids: list[str] = field(default_factory=list)
     overflows: bool = False
     screenshot: bytes = b""
+    pdf: bytes = b""
 
 
 class _Pipe:
@@ -158,11 +160,13 @@ def _drive(pipe: _Pipe, path: Path, width: int, height: int, mobile: bool) -> Pa
     shot = pipe.send(
         "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False}, session=session
     )
+    printed = pipe.send("Page.printToPDF", {"printBackground": False}, session=session)
     load = PageLoad(
         images=found["images"],
         ids=found["ids"],
         overflows=found["overflows"],
         screenshot=base64.b64decode(shot["data"]),
+        pdf=base64.b64decode(printed["data"]),
     )
     for event in pipe.events:
         method, params = event.get("method"), event.get("params", {})

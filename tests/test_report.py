@@ -116,6 +116,7 @@ def test_a_real_browser_shows_the_whole_page_offline_on_a_laptop_and_a_phone(rep
         pixels = imread(io.BytesIO(page.screenshot), format="png")
         assert pixels.shape[:2] == (height, width)
         assert pixels[..., :3].std() > 0.05, "the screenshot is blank"
+        assert page.pdf.startswith(b"%PDF") and page.pdf.count(b"/Type /Page") > 3
 
 
 def test_running_it_again_reuses_everything(report, fashion_dir, capsys):
@@ -147,6 +148,23 @@ def test_an_interrupted_run_is_resumed(report, fashion_dir, tmp_path, capsys):
     assert printed.count("trained in") == 0
     assert (victim / "summary.json").is_file()
     assert again.numbers["best_val_accuracy"] == report.numbers["best_val_accuracy"]
+
+
+def test_the_command_reports_on_a_given_sweep(report, fashion_dir, tmp_path, capsys):
+    sweep = report.directory / "sweeps" / "report-tiny"
+    out = tmp_path / "from_sweep"
+    argv = ["report", "--sweep", str(sweep), "--out", str(out), "--data_dir", str(fashion_dir)]
+    argv += ["--mnist_dir", str(tmp_path / "none"), "--wandb_mode", "disabled"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "report plan, budget quick" in printed and f"using the finished sweep in {sweep}" in printed
+    )
+    assert "best validation accuracy" in printed and f"wrote {out / 'index.html'}" in printed
+    assert not (out / "sweeps").exists()  # the given sweep is read, not run again
+    numbers = json.loads((out / "report.json").read_text())
+    assert numbers["best_val_accuracy"] == report.numbers["best_val_accuracy"]
+    assert numbers["budget"] == "quick"
 
 
 def test_q10_without_mnist_says_how_to_add_it(report):

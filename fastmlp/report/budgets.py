@@ -115,7 +115,7 @@ for _budget in (
     Budget(
         name="quick",
         summary="a small random sweep of 2- and 3-epoch trials and 5-epoch comparisons "
-        "(about 5 minutes on a 2-core CPU): it shows how the report is made, not what the "
+        "(2-3 minutes on a 2-core CPU): it shows how the report is made, not what the "
         "network can do",
         sweep_trials=40,
         sweep_method="random",
@@ -135,7 +135,7 @@ for _budget in (
     Budget(
         name="standard",
         summary="the classic search space, 200 Bayesian trials with Hyperband, 15-epoch "
-        "comparisons over 3 seeds (about half an hour on a 2-core CPU)",
+        "comparisons over 3 seeds (about 15 minutes on a 2-core CPU)",
         sweep_trials=200,
         sweep_method="bayes",
         sweep_epochs=(5, 10),

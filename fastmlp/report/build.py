@@ -16,6 +16,7 @@ sweep continues from its storage. All runs share one W&B group, ``report-BUDGET`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -87,15 +88,18 @@ class Context:
     wandb_project: str = "fastmlp"
     wandb_entity: str | None = None
     numbers: dict[str, Any] = field(default_factory=dict)
+    finished: list[FinishedRun] = field(default_factory=list)
 
     @property
     def runs_dir(self) -> Path:
         return self.out / "runs"
 
     def run(self, spec: RunSpec, label: str) -> FinishedRun:
-        return ensure_run(
+        finished = ensure_run(
             spec, self.runs_dir, group=self.group, wandb_mode=self.wandb_mode, label=label
         )
+        self.finished.append(finished)
+        return finished
 
     def provenance(self, what: str, seconds: float, seeds: str) -> Paragraph:
         """The "what was run" line every section has."""
@@ -212,6 +216,8 @@ def run_sweep(ctx: Context, sweep_dir: str | None) -> SweepResult:
         directory = Path(sweep_dir)
     config, rows = load_trials(directory)
     report = write_report(directory, wandb_mode="disabled")
+    if config.metric != "val_accuracy":  # the report ranks by validation accuracy
+        rows = [dataclasses.replace(row, value=row.val_accuracy) for row in rows]
     complete = sorted(
         (row for row in rows if row.state == "COMPLETE" and _finite(row.value)),
         key=lambda row: -row.value,
@@ -263,7 +269,6 @@ def section_q2(ctx: Context, sweep: SweepResult) -> Section:
 
     lines, first = inspect.getsourcelines(MLP._build_layers)
     best = sweep.best_config(sweep.best)
-    sizes = best["hidden_size"] * (best["num_layers"] if len(best["hidden_size"]) == 1 else 1)
     return Section("q2", "Q2. A network whose depth and width are one setting each").add(
         Paragraph(
             "The number of hidden layers and their sizes are two settings: `-nhl/--num_layers` "
@@ -278,10 +283,7 @@ def section_q2(ctx: Context, sweep: SweepResult) -> Section:
             "python -c 'import fastmlp; print(fastmlp.MLP(hidden_sizes=(256, 128, 64)))'",
             "Changing the architecture:",
         ),
-        Paragraph(
-            f"The sweep's best network: {len(sizes)} hidden layers of {sizes} "
-            f"{best['activation']} units, {best['weight_init']} initialisation."
-        ),
+        Paragraph(f"The sweep's best network: {_describe(best)}."),
     )
 
 
@@ -378,9 +380,16 @@ def section_q3(ctx: Context, sweep: SweepResult) -> Section:
         ),
         registry,
         Paragraph(
-            "Adding an optimizer such as Eve is one new file in `fastmlp/optim/`; nothing else "
-            "changes. "
+            "Adding an optimizer is one new file in `fastmlp/optim/`; nothing else changes. "
             + (recipe or 'See docs/ARCHITECTURE.md, "How to add ...", in the source tree.')
+        ),
+        Paragraph(
+            "Eve (Koushik and Hayashi, 2016) is Adam with the step divided by a running "
+            "ratio of successive losses. Its per-element update is Adam's with one more "
+            "scalar, so it is such a file, except that the scalar needs each step's loss, "
+            "which `Optimizer.step` does not receive today (the training loop keeps the loss "
+            "on the device, so that a step costs no host sync): Eve also needs the loss "
+            "passed to `step` in `fastmlp/training.py`."
         ),
         Code(example.rstrip(), "fastmlp/optim/adamw.py, a whole optimizer:"),
         Paragraph(
@@ -421,7 +430,8 @@ def section_q4(ctx: Context, sweep: SweepResult, given: bool) -> Section:
     return Section("q4", "Q4. The hyperparameter sweep").add(
         Paragraph(
             f"Sweep {sweep.config.name}: {len(sweep.rows)} trials ({counted}), "
-            f"{sweep.config.method} search maximising {sweep.config.metric} on the 10% "
+            f"{sweep.config.method} search for the {sweep.config.goal[:3]}imum of "
+            f"{sweep.config.metric} on the 10% "
             "validation split. Each trial is a normal run with a name made of the settings "
             "that differ from the defaults, e.g.:"
         ),
@@ -442,7 +452,7 @@ def section_q5(ctx: Context, sweep: SweepResult) -> Section:
     ctx.numbers["best_trial"] = best.number
     section = Section("q5", "Q5. The best validation accuracy").add(
         Paragraph(
-            f"Best {sweep.config.metric}: {_percent(best.value)}, trial {best.number} "
+            f"Best validation accuracy: {_percent(best.value)}, trial {best.number} "
             f"({_describe(sweep.best_config(best))}, {best.values.get('optimizer')}, learning "
             f"rate {best.values.get('learning_rate')}, {best.values.get('epochs')} epochs)."
         )
@@ -452,7 +462,7 @@ def section_q5(ctx: Context, sweep: SweepResult) -> Section:
         section.add(Figure(path, "Validation accuracy of every trial as the sweep went on"))
     section.add(
         Table(
-            ("trial", sweep.config.metric, "optimizer", "activation", "layers", "size", "lr"),
+            ("trial", "val accuracy", "optimizer", "activation", "layers", "size", "lr"),
             tuple(
                 (
                     row.number,
@@ -491,7 +501,7 @@ def section_q6(ctx: Context, sweep: SweepResult) -> Section:
             section.add(Figure(_copy_figure(sweep.files[key], ctx, name), caption))
     section.add(
         Paragraph(f"Observations from the {len(trials)} complete trials:"),
-        Bullets(tuple(observations.observe(trials, 10, sweep.config.metric))),
+        Bullets(tuple(observations.observe(trials, 10, "validation accuracy"))),
     )
     if sweep.notes:
         section.add(Paragraph("Caution: " + "; ".join(sweep.notes) + "."))
@@ -581,6 +591,13 @@ def section_q7(ctx: Context, sweep: SweepResult, dataset: Any) -> Section:
 
 
 LossRuns = dict[tuple[int, str], list[FinishedRun]]
+
+# Said when no configuration shows a difference beyond the seeds' spread.
+NO_DIFFERENCE = (
+    " A uniformly smaller gradient need not mean a smaller step: RMSprop, Adam and NAdam "
+    "divide each step by a running RMS of the gradient, which undoes a rescaling of the "
+    "loss; where the two losses still differ is in how hard they push on mistakes (below)."
+)
 
 
 def _train_loss_runs(ctx: Context, chosen: list[Any], sweep: SweepResult) -> LossRuns:
@@ -693,7 +710,10 @@ def section_q8(ctx: Context, sweep: SweepResult, dataset: Any) -> Section:
         Figure(curves, "Validation accuracy and relative training loss, mean and range over seeds"),
         Figure(spread, "Test accuracy of each seed (dots) and their mean (bar)"),
         table,
-        Paragraph(f"Verdict: {counts} configurations."),
+        Paragraph(
+            f"Verdict: {counts} configurations."
+            + (NO_DIFFERENCE if set(verdicts) == {"no clear difference"} else "")
+        ),
         Paragraph(_gradient_evidence(results[(1, "mean_squared_error")][0], dataset, ctx)),
         ctx.provenance(
             f"{sum(map(len, results.values()))} runs",
@@ -952,6 +972,10 @@ def make_report(
         ctx.numbers["wandb_report_url"] = wandb_page.create_wandb_report(
             sections, project=wandb_project, entity=wandb_entity, group=ctx.group, title=title
         )
+    ctx.numbers["training_seconds"] = {
+        "sweep_trials": round(sweep.seconds, 1),
+        "other_runs": round(sum(run.seconds for run in ctx.finished), 1),
+    }
     result = write_page(ctx, title, sections, time.monotonic() - started)
     if ctx.wandb_mode != "disabled":
         wandb_page.log_page(
@@ -971,12 +995,15 @@ def write_page(
     ctx: Context, title: str, sections: Sequence[Section], seconds: float
 ) -> ReportResult:
     """index.html, report.md and report.json in the report's folder."""
+    trained = ctx.numbers["training_seconds"]
     meta = [
         f"Budget {ctx.budget.name}: {ctx.budget.summary}.",
         *(f"Note: {note}." for note in ctx.budget.notes),
         f"Made {time.strftime('%Y-%m-%d %H:%M %Z')} on {ctx.machine} with fastmlp "
-        f"{fastmlp.__version__} in {format_duration(seconds)} (this invocation); "
-        f"`{ctx.command}` makes it again, reusing finished runs.",
+        f"{fastmlp.__version__}. Training: {format_duration(trained['sweep_trials'])} in the "
+        f"sweep's trials (summed over its workers), {format_duration(trained['other_runs'])} "
+        f"in the {len(ctx.finished)} other runs; this invocation took "
+        f"{format_duration(seconds)}. `{ctx.command}` makes it again, reusing finished runs.",
     ]
     index = atomic_write_text(ctx.out / "index.html", render_html(title, meta, sections))
     markdown = atomic_write_text(
