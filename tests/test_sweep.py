@@ -384,6 +384,24 @@ def test_a_trial_left_running_by_a_killed_worker_is_failed_and_run_again(idx_dir
     assert summary.progress.complete == 2 and summary.progress.interrupted == 1
 
 
+def test_a_trial_whose_worker_was_killed_before_naming_itself_is_failed_and_run_again(
+    idx_dir, tmp_path
+):
+    """A kill between asking for a trial and naming the worker in it (both under the ask
+    locks) leaves a RUNNING trial with no worker: the next worker to ask fails it."""
+    config = sweep_config(method="grid", hidden_size={"values": [8, 16]})
+    run(config, tmp_path, idx_dir, count=1)
+    study = load_study("test", open_storage(SweepDirectory(tmp_path / "test")))
+    study.ask(config.distributions())  # and killed before set_user_attr
+
+    summary = run(config, tmp_path, idx_dir)
+    trials = trials_of(tmp_path, "test")
+    assert trials[1].state.name == "FAIL" and trials[1].user_attrs["interrupted"]
+    assert "before it started the trial" in trials[1].user_attrs["failure"]
+    assert "RUNNING" not in {trial.state.name for trial in trials}
+    assert summary.progress.complete == 2
+
+
 def test_sweep_with_the_same_name_but_other_parameters_is_refused(idx_dir, tmp_path):
     run(sweep_config(hidden_size={"values": [8, 16]}), tmp_path, idx_dir, count=1)
     with pytest.raises(SweepError, match="different configuration"):

@@ -148,6 +148,25 @@ def _record(study: Any, trial: Any, outcome: TrialOutcome) -> None:
             requeue(study, trial)
 
 
+def _ask_lock(directory: SweepDirectory, storage: str | None) -> Any:
+    """The lock that one machine's workers take to count the trials and start one."""
+    from optuna.storages.journal import JournalFileOpenLock
+
+    return JournalFileOpenLock(ask_lock_path(directory, storage), grace_period=LOCK_GRACE_SECONDS)
+
+
+def _fail_stale_trials_locked(study: Any, directory: SweepDirectory, storage: str | None) -> list:
+    """:func:`fail_stale_trials` under the locks that serialise asking for trials."""
+    lock = _ask_lock(directory, storage)
+    with interrupts_deferred():
+        lock.acquire()
+        try:
+            with machines_lock(storage):
+                return fail_stale_trials(study, asking_locked=True)
+        finally:
+            lock.release()
+
+
 def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
     """Start the next trial (parameters sampled), or None when the sweep has all its trials.
 
@@ -160,7 +179,7 @@ def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
             lock.acquire()
             try:
                 with machines_lock(spec.storage):
-                    fail_stale_trials(study)
+                    fail_stale_trials(study, asking_locked=True)
                     if progress(study).counted < spec.count:
                         trial = study.ask(spec.config.distributions())
                         for key, value in this_worker().items():
@@ -228,8 +247,6 @@ def run_worker(spec: WorkerSpec) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    from optuna.storages.journal import JournalFileOpenLock
-
     directory = SweepDirectory(spec.options.sweep_dir)
     study = load_study(
         spec.config.name,
@@ -237,9 +254,7 @@ def run_worker(spec: WorkerSpec) -> None:
         sampler=make_sampler(spec.config),
         pruner=make_pruner(spec.config),
     )
-    lock = JournalFileOpenLock(
-        ask_lock_path(directory, spec.storage), grace_period=LOCK_GRACE_SECONDS
-    )
+    lock = _ask_lock(directory, spec.storage)
     while (trial := _next_trial(study, spec, lock)) is not None:
         started = time.perf_counter()
         try:
@@ -312,7 +327,7 @@ def run_local_sweep(
     directory.update_info(
         name=config.name, engine="local", storage=storage_label(storage), config=config.raw
     )
-    stale = fail_stale_trials(study)
+    stale = _fail_stale_trials_locked(study, directory, storage)
     if stale:
         print(
             f"trials {', '.join(map(str, stale))} were left running by a stopped worker: "

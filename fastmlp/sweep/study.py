@@ -286,13 +286,18 @@ def requeue(study: Any, trial: Any) -> None:
         study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
 
 
-def fail_stale_trials(study: Any) -> list[int]:
+def fail_stale_trials(study: Any, asking_locked: bool = False) -> list[int]:
     """Mark RUNNING trials whose worker process on this machine is gone as failed.
 
     A worker that was killed (``kill -9``, a crash, the machine's OOM killer) leaves its trial
     RUNNING. Such a trial is recorded as FAIL with ``interrupted=True`` and its configuration
     is queued again. Trials of workers on other machines are left alone: a worker on that
     machine clears them when it starts.
+
+    A worker names itself in a trial right after asking for it, both under the locks that
+    serialise asking (``_next_trial``). So with ``asking_locked`` (the caller holds them), a
+    RUNNING trial that names no worker was left by one killed between the two, on any
+    machine, and is marked too.
 
     Returns:
         The numbers of the trials marked.
@@ -303,21 +308,18 @@ def fail_stale_trials(study: Any) -> list[int]:
     marked = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, worker_pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
-        if (
+        if worker_pid is None and asking_locked:
+            failure = "its worker stopped before it started the trial"
+        elif (
             worker_host != host
             or worker_pid is None
             or worker_pid == pid
             or _process_alive(worker_pid)
         ):
             continue
-        set_trial_attributes(
-            study,
-            trial,
-            {
-                "failure": f"its worker (pid {worker_pid}) stopped before the trial finished",
-                "interrupted": True,
-            },
-        )
+        else:
+            failure = f"its worker (pid {worker_pid}) stopped before the trial finished"
+        set_trial_attributes(study, trial, {"failure": failure, "interrupted": True})
         study.tell(trial.number, state=TrialState.FAIL)
         requeue(study, trial)
         marked.append(trial.number)
