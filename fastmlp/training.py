@@ -222,9 +222,12 @@ def train(
             started = time.perf_counter()
             data.snapshot[...] = model.params
             bar = _progress_bar(data.steps_per_epoch, epoch, last_epoch, progress)
-            train_loss, train_accuracy = _train_epoch(
-                model, optimizer, data, seed, epoch, bar, schedule, clip_grad_norm
-            )
+            _train_epoch(model, optimizer, data, seed, epoch, bar, schedule, clip_grad_norm)
+            if data.has_validation:  # evaluation never drops units
+                model._evaluation_sums_(data.x_val, data.y_val, data.totals[2:])
+            # the epoch's one host sync: training and validation numbers together
+            loss_sum, correct, val_loss_sum, val_correct = model.backend.to_numpy(data.totals)
+            train_loss, train_accuracy = float(loss_sum) / data.n, int(correct) / data.n
             train_seconds = time.perf_counter() - started
             if bar is not None:
                 bar.close()
@@ -236,7 +239,8 @@ def train(
                 break
             val_loss = val_accuracy = None
             if data.has_validation:
-                val_loss, val_accuracy = model.evaluate(data.x_val, data.y_val)
+                n_val = data.x_val.shape[0]
+                val_loss, val_accuracy = float(val_loss_sum) / n_val, int(val_correct) / n_val
             metrics = EpochMetrics(
                 epoch=epoch,
                 train_loss=train_loss,
@@ -322,6 +326,9 @@ class _DeviceData:
         self.batch_x = backend.empty((self.batch_size, self.x.shape[1]), dtype=model.dtype)
         self.batch_y = backend.empty((self.batch_size,), dtype="int64")
         self.snapshot = backend.empty(model.params.shape, dtype=model.dtype)
+        # an epoch's numbers, read by the host in one transfer: the training loss sum and
+        # number correct, then the validation set's
+        self.totals = backend.zeros((4,), dtype="float64")
 
 
 def _train_epoch(
@@ -333,9 +340,9 @@ def _train_epoch(
     bar: Any,
     schedule: Schedule | None = None,
     clip_grad_norm: float | None = None,
-) -> tuple[float, float]:
-    """One pass over the shuffled training set, a step per batch; returns the mean training
-    loss and accuracy (the epoch's one host sync)."""
+) -> None:
+    """One pass over the shuffled training set, a step per batch; leaves the training loss
+    sum and the number classified correctly in ``data.totals[:2]`` (no host sync)."""
     backend = model.backend
     order = backend.rng(epoch_seed(seed, epoch)).permutation(data.n)
     model.reseed(epoch_seed(seed, epoch, DROPOUT))
@@ -361,7 +368,8 @@ def _train_epoch(
             optimizer.step(model.params, model.grads, backend)
             if bar is not None:
                 bar.update(1)
-    return float(total_loss) / data.n, int(correct) / data.n
+    data.totals[0] = total_loss
+    data.totals[1] = correct
 
 
 def _diverged_message(epoch: int, train_loss: float) -> str:

@@ -438,14 +438,23 @@ class MLP:
         n = x.shape[0]
         if n == 0:
             raise ValueError("cannot evaluate on an empty dataset")
+        sums = self.backend.empty((2,), dtype="float64")
+        self._evaluation_sums_(x, y, sums)
+        total_loss, correct = self.backend.to_numpy(sums)  # the one host sync
+        return float(total_loss) / n, int(correct) / n
+
+    def _evaluation_sums_(self, x: Any, y: Any, out: Any) -> None:
+        """``out = [sum_n loss_n, number correct]`` over checked inputs x (N, input_size) and
+        labels y (N,), in a (2,) float64 device array; no host sync."""
         total_loss = self.backend.zeros((), dtype="float64")
         correct = self.backend.zeros((), dtype="int64")
-        for start in range(0, n, EVAL_CHUNK):
+        for start in range(0, x.shape[0], EVAL_CHUNK):
             labels = y[start : start + EVAL_CHUNK]
             logits = self._forward_logits(x[start : start + EVAL_CHUNK])
             correct += (logits.argmax(axis=1) == labels).sum()
             total_loss += self._loss_kernel(logits, labels) * labels.shape[0]
-        return float(total_loss) / n, int(correct) / n
+        out[0] = total_loss
+        out[1] = correct
 
     # ----------------------------------------------------------- persistence
 
