@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -45,6 +46,75 @@ def test_comparison_interleaves_contenders_and_reports_median_ratios(idx_dir, tm
     assert report["machine"]["versions"]["numpy"] and report["machine"]["cores"]
     assert report["results"][0]["median_ratio"]
     assert table in markdown_path.read_text()
+
+
+def test_every_contender_runs_in_its_own_process_with_the_floor_as_a_row(idx_dir, tmp_path):
+    results, _ = compare(
+        [64],
+        rounds=2,
+        samples=256,
+        competitors=("careful-numpy", "fastmlp-numpy", "fastmlp-float64", "floor"),
+        data_dir=str(idx_dir),
+        log=lambda line: None,
+    )
+    (result,) = results
+    names = list(result.samples_per_second)
+    assert names == [
+        names[0],
+        "fastmlp (numpy, numpy)",
+        "fastmlp (" + names[0].split("(")[1].split(",")[0] + ", cpu, float64)",
+        "careful NumPy",
+        "matmul floor",
+    ]
+    assert all(len(rates) == 2 and min(rates) > 0 for rates in result.samples_per_second.values())
+    assert result.floor == "matmul floor" and result.share_of_floor(names[0]) > 0
+    assert set(result.reruns) == set(names) and all(count >= 0 for count in result.reruns.values())
+    table = markdown_table(results)
+    assert "(share of floor)" in table and re.search(r"^\| 64 \| [\d,]+ \(\d+%\) \|", table, re.M)
+    json_path, _ = write_report(results, "Fashion-MNIST", "cpu", tmp_path / "out")
+    assert json.loads(json_path.read_text())["results"][0]["share_of_floor"]["matmul floor"] == 1
+
+
+def test_a_contender_that_cannot_run_is_reported_not_fatal(idx_dir):
+    results, _ = compare(
+        [32], device="cpu", rounds=1, samples=128, competitors=("floor",),
+        data_dir=str(idx_dir), log=lambda line: None,
+    )  # fmt: skip
+    assert list(results[0].samples_per_second)[1] == "matmul floor"
+    from fastmlp.bench.competitors import make_contender
+
+    with pytest.raises(ValueError, match="CPU only"):
+        make_contender("floor", None, None, 32, "cuda")
+
+
+def test_careful_numpy_trains_the_reference_network():
+    import numpy as np
+
+    from fastmlp.bench.careful_numpy import CarefulNumpy
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, size=2048)
+    x = rng.random((2048, 784), dtype=np.float32) * 0.1
+    x[np.arange(2048), y * 70] = 1.0  # a learnable pixel per class
+    trainer = CarefulNumpy(x, y, 64)
+    for _ in range(3):
+        trainer.epoch()
+    a = x
+    for index, (weight, bias) in enumerate(zip(trainer.weights, trainer.biases, strict=True)):
+        a = a @ weight + bias
+        if index < 3:
+            a = np.maximum(a, 0)
+    assert (a.argmax(axis=1) == y).mean() > 0.9
+
+
+def test_the_profile_adds_up_to_the_step(idx_dir):
+    from fastmlp.bench.profile import ORDER, profile, profile_table
+
+    (row,) = profile([32], samples=256, data_dir=str(idx_dir))
+    assert list(row.seconds) == list(ORDER) and row.steps == 8
+    assert all(seconds >= 0 for seconds in row.seconds.values())
+    assert row.seconds["matmul"] > 0 and row.seconds["optimizer"] > 0
+    assert "| 32 |" in profile_table([row])
 
 
 def test_time_to_accuracy_stops_at_the_first_epoch_reaching_the_target(idx_dir):

@@ -32,12 +32,15 @@ class Contender:
 class FastMLP(Contender):
     """fastmlp's own ``train`` loop (the path ``fastmlp train`` takes)."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, device: str) -> None:
-        self.model = fastmlp.MLP(784, HIDDEN, 10, device=device, seed=0)
-        self.name = f"fastmlp ({self.model.backend.name}, {device})"
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int, device: str, dtype: str = "float32"
+    ) -> None:
+        self.model = fastmlp.MLP(784, HIDDEN, 10, device=device, seed=0, dtype=dtype)
+        precision = "" if dtype == "float32" else f", {dtype}"
+        self.name = f"fastmlp ({self.model.backend.name}, {device}{precision})"
         self.optimizer = fastmlp.optim.Adam(lr=LEARNING_RATE)
         backend = self.model.backend
-        self.x = backend.asarray(x)
+        self.x = backend.asarray(x, dtype=dtype)
         self.y = backend.asarray(y.astype(np.int64))
         self.batch_size = batch_size
         self.epochs = 0
@@ -137,24 +140,45 @@ class ScikitLearn(Contender):
         return time.perf_counter() - started
 
 
-def available_contenders(
-    x: np.ndarray, y: np.ndarray, batch_size: int, device: str, include: tuple[str, ...]
-) -> list[Contender]:
-    """fastmlp first, then every competitor in ``include`` that is installed and fits ``device``."""
-    contenders: list[Contender] = [FastMLP(x, y, batch_size, device)]
+def make_contender(
+    name: str, x: np.ndarray, y: np.ndarray, batch_size: int, device: str
+) -> Contender:
+    """The contender ``name`` of :data:`CONTENDERS` on ``device``; ImportError when its
+    library is missing, ValueError when it does not run on ``device``."""
+    from fastmlp.bench.careful_numpy import CarefulNumpy, MatmulFloor
+
     on_gpu = device.startswith("cuda")
-    try:
+    if name in ("fastmlp-numpy", "careful-numpy", "floor", "sklearn") and on_gpu:
+        raise ValueError(f"{name} runs on the CPU only")
+    if name == "fastmlp":
+        return FastMLP(x, y, batch_size, device)
+    if name == "fastmlp-numpy":
+        return FastMLP(x, y, batch_size, "numpy")
+    if name == "fastmlp-float64":
+        return FastMLP(x, y, batch_size, device, dtype="float64")
+    if name in ("torch", "torch-fused"):
         import torch
-    except ImportError:
-        torch = None
-    if torch is not None and (not on_gpu or torch.cuda.is_available()):
-        if "torch" in include:
-            contenders.append(TorchEager(x, y, batch_size, device, fused=False))
-        if "torch-fused" in include:
-            contenders.append(TorchEager(x, y, batch_size, device, fused=True))
-    if "sklearn" in include and not on_gpu:
-        try:
-            contenders.append(ScikitLearn(x, y, batch_size))
-        except ImportError:
-            pass
-    return contenders
+
+        if on_gpu and not torch.cuda.is_available():
+            raise ValueError("this PyTorch has no CUDA")
+        return TorchEager(x, y, batch_size, device, fused=name == "torch-fused")
+    if name == "sklearn":
+        return ScikitLearn(x, y, batch_size)
+    if name == "careful-numpy":
+        return CarefulNumpy(x, y, batch_size)
+    if name == "floor":
+        return MatmulFloor(x, y, batch_size)
+    raise ValueError(f"unknown contender {name!r}")
+
+
+# Every contender by name, and what it is; fastmlp's own come first, the floor last.
+CONTENDERS = {
+    "fastmlp": "fastmlp on the device asked for (the default CPU path is Numba's)",
+    "fastmlp-numpy": "fastmlp's plain NumPy path, what the core install runs (CPU)",
+    "fastmlp-float64": "fastmlp in float64 on the device asked for",
+    "torch": "PyTorch eager, torch.optim.Adam",
+    "torch-fused": "PyTorch eager, torch.optim.Adam(fused=True)",
+    "sklearn": "scikit-learn MLPClassifier.partial_fit (CPU)",
+    "careful-numpy": "a careful hand-written NumPy trainer (fastmlp/bench/careful_numpy.py, CPU)",
+    "floor": "only the step's matrix products, into preallocated outputs (CPU)",
+}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fastmlp.bench.compare import COMPETITORS
+from fastmlp.bench.competitors import CONTENDERS
 from fastmlp.cli.parsing import UsageError, positive_int
 
 DESCRIPTION = (
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         nargs="+",
         metavar="B",
-        help="batch sizes (default: 32 64 256 1024 on cpu, 64 4096 on cuda)",
+        help="batch sizes (default: 32 64 256 1024 on cpu, 64 1024 4096 on cuda)",
     )
     parser.add_argument(
         "--rounds", type=positive_int, default=5, help="interleaved rounds (default: 5)"
@@ -33,9 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--competitors",
         nargs="+",
-        choices=("torch", "torch-fused", "sklearn"),
-        default=["torch", "torch-fused", "sklearn"],
-        help="whom to compare with (default: all)",
+        choices=[name for name in CONTENDERS if name != "fastmlp"],
+        default=list(COMPETITORS),
+        metavar="NAME",
+        help="whom to compare with: "
+        + "; ".join(f"{name}: {what}" for name, what in CONTENDERS.items() if name != "fastmlp")
+        + f" (default: {' '.join(COMPETITORS)})",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead: where a fastmlp training step spends its time at each batch size "
+        "(matrix products, elementwise kernels, reductions, loss, optimizer, gather, Python)",
     )
     parser.add_argument("--data_dir", metavar="DIR", help="look for Fashion-MNIST here first")
     parser.add_argument(
@@ -72,8 +83,14 @@ def run(args: argparse.Namespace) -> int:
     if args.time_to_accuracy is not None:
         return _time_to_accuracy(args.time_to_accuracy, device, args.data_dir)
     batch_sizes = args.batch_sizes or (
-        [64, 4096] if device.startswith("cuda") else [32, 64, 256, 1024]
+        [64, 1024, 4096] if device.startswith("cuda") else [32, 64, 256, 1024]
     )
+    if args.profile:
+        from fastmlp.bench.profile import profile, profile_table
+
+        profiles = profile(batch_sizes, device=device, samples=args.samples, data_dir=args.data_dir)
+        print(profile_table(profiles))
+        return 0
     results, source = compare(
         batch_sizes,
         device=device,
