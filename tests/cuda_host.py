@@ -33,7 +33,15 @@ C_TYPES = {
     np.dtype("int64"): ("long long", ctypes.c_longlong),
     np.dtype("uint64"): ("unsigned long long", ctypes.c_ulonglong),
 }
-C_PRELUDE = "#include <cmath>\n#include <cstddef>\nusing std::exp, std::fabs, std::log;\n"
+# CUDA overloads its math functions for float; std:: has the same overloads (the global
+# C functions would compute a float kernel's exp or erf in double)
+C_PRELUDE = (
+    "#include <cmath>\n#include <cstddef>\n"
+    "using std::erf, std::exp, std::expm1, std::fabs, std::log, std::log1p, std::sqrt,"
+    " std::tanh;\n"
+)
+# as written: no contraction of a * b + c into a fused multiply-add (where the CPU has one)
+CXX_FLAGS = ("-std=c++17", "-O1", "-ffp-contract=off", "-shared", "-fPIC")
 
 
 class HostKernel:
@@ -61,7 +69,7 @@ class HostKernel:
         if source not in self.functions:
             stem = self.directory / hashlib.sha256(source.encode()).hexdigest()[:16]
             stem.with_suffix(".cpp").write_text(source)
-            command = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", f"{stem}.so"]
+            command = [CXX, *CXX_FLAGS, "-o", f"{stem}.so"]
             subprocess.run([*command, f"{stem}.cpp"], check=True)
             self.functions[source] = ctypes.CDLL(f"{stem}.so").kernel
         self.functions[source](*arguments)
@@ -69,8 +77,9 @@ class HostKernel:
 
 class HostElementwiseKernel(HostKernel):
     """``cupy.ElementwiseKernel``: the body runs for each index i of the output; a raw array
-    is a pointer, any other array its element i (all of one size), a scalar its value.
-    Outputs not given are allocated, as CuPy does."""
+    is a pointer, any other array its element i, a scalar its value. Inputs are broadcast
+    to the outputs' shape (a row vector over the rows, as CuPy indexes it), outputs must
+    have it; outputs not given are allocated, as CuPy does."""
 
     def __call__(self, *args):
         declared = self.inputs + self.outputs
@@ -87,8 +96,10 @@ class HostElementwiseKernel(HostKernel):
                 values[index] = np.empty(shape, dtype=dtype)
             value, (c_type, c_scalar) = values[index], C_TYPES[dtype]
             if isinstance(value, np.ndarray) and (raw or value.ndim > 0):
+                if not raw and value.shape != shape:
+                    assert index < len(self.inputs), f"{name}: CuPy broadcasts no output"
+                    value = values[index] = np.ascontiguousarray(np.broadcast_to(value, shape))
                 assert value.flags.c_contiguous and value.dtype == dtype, name
-                assert raw or value.size == size, f"{name}: CuPy would broadcast it"
                 parameters.append(f"{c_type}* {name}_")
                 locals_.append(f"{c_type}* {name} = {name}_;" if raw
                                else f"{c_type}& {name} = {name}_[i];")  # fmt: skip

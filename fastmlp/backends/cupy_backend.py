@@ -45,9 +45,9 @@ _FLUSH_SUBNORMALS = cupy.ElementwiseKernel(
 )
 
 _ROW_SUM_EXP = cupy.ReductionKernel(
-    "T z, T row_max",
+    "T z",
     "T total",
-    "exp(z - row_max)",
+    "exp(z)",
     "a + b",
     "total = a",
     "0",
@@ -176,9 +176,11 @@ class CupyBackend(Backend):
         if y.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {tuple(y.shape)}")
         onehot_weight, uniform = smoothing_weights(label_smoothing, classes)
-        row_max = z.max(axis=1, keepdims=True)
-        # log_normalizer = max_k z_k + log sum_k exp(z_k - max_k z_k)
-        log_normalizer = cupy.log(_ROW_SUM_EXP(z, row_max, axis=1)) + row_max[:, 0]
+        # z = z - max_k z_k first (the loss and its gradient do not change), so that
+        # log_normalizer is not rounded to the precision of a huge max_k z_k
+        z -= z.max(axis=1, keepdims=True)
+        # log_normalizer = log sum_k exp(z_k)
+        log_normalizer = cupy.log(_ROW_SUM_EXP(z, axis=1))
         flat = z.reshape(-1)
         if label_smoothing:
             # loss = mean_n [ log_normalizer_n - (1 - eps) z_n,y_n - (eps / K) sum_k z_nk ]
