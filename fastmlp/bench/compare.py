@@ -7,7 +7,8 @@ same data and answers "run one epoch" with its seconds; only one runs at a time.
 machines drift (up to ~1.8x within minutes here), so absolute times mean little: the
 contenders run interleaved -- A B C, B C A, C A B, ... -- and the report gives, for each
 competitor, the median over rounds of the per-round ratio ``fastmlp samples/s /
-competitor samples/s``, both sides measured seconds apart. An epoch slower than
+competitor samples/s``, both sides measured seconds apart. The workers warm up side by
+side, so one untimed round follows before the rounds that count. An epoch slower than
 ``DISTURBED`` times the contender's best so far was disturbed by other load and is run
 again (up to ``RETRIES`` times; the count is reported).
 """
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +37,9 @@ COMPETITORS = ("torch", "torch-fused", "sklearn", "careful-numpy", "fastmlp-nump
 DISTURBED = 1.3
 # ... at most this many times.
 RETRIES = 2
+# Seconds between two contenders' epochs: the threads of the one that just ran (OpenMP,
+# OpenBLAS) spin for a while after their last task, taking cores from the next one.
+PAUSE = 0.5
 
 
 @dataclass
@@ -146,6 +151,7 @@ class _Worker:
         self.key = self.label = name  # the label becomes the contender's own name
 
     def epoch(self) -> float:
+        time.sleep(PAUSE)
         self.connection.send("epoch")
         return self.connection.recv()
 
@@ -190,6 +196,8 @@ def compare(
                 result.samples_per_second[label] = []
                 result.reruns[label] = 0
                 ready.append(worker)
+            for worker in ready:  # one settling round, after every warm-up has ended
+                worker.epoch()
             for round_index in range(rounds):
                 turn = round_index % len(ready)
                 for worker in ready[turn:] + ready[:turn]:  # each round starts elsewhere

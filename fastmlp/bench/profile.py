@@ -2,8 +2,9 @@
 
 One epoch of R (784-128-128-128-10 ReLU, Adam, float32) with every backend call timed by
 what it does. Times are exclusive (a kernel called inside the optimizer step counts as the
-optimizer's), so the categories add up to the epoch, and "Python and the rest" is what is
-left: the training loop, the layers' dispatch, argument checks. On a GPU the calls are
+optimizer's, not as an elementwise kernel), so the categories add up to the epoch, and
+"Python and the rest" is what is left: the training loop, the layers' dispatch, argument
+checks. On a GPU the calls are
 asynchronous, so there each category is the host time of its launches, not device time.
 """
 
@@ -52,23 +53,29 @@ class StepProfile:
 
 
 class _Timer:
-    """Exclusive time by category: a call inside a timed call is subtracted from it."""
+    """Exclusive time by category: a call inside a timed call is subtracted from it, except
+    inside an ``OWNING`` category (the optimizer's kernels are the optimizer's time)."""
+
+    OWNING = frozenset({"optimizer"})
 
     def __init__(self) -> None:
         self.exclusive: dict[str, float] = {}
-        self.stack: list[list[float]] = []  # [started, time of timed calls inside]
+        self.stack: list[list[Any]] = []  # [category, started, time of timed calls inside]
 
     @contextmanager
     def timing(self, category: str) -> Iterator[None]:
-        self.stack.append([time.perf_counter(), 0.0])
+        if self.stack and self.stack[-1][0] in self.OWNING:
+            yield
+            return
+        self.stack.append([category, time.perf_counter(), 0.0])
         try:
             yield
         finally:
-            started, inner = self.stack.pop()
+            _, started, inner = self.stack.pop()
             elapsed = time.perf_counter() - started
             self.exclusive[category] = self.exclusive.get(category, 0.0) + elapsed - inner
             if self.stack:
-                self.stack[-1][1] += elapsed
+                self.stack[-1][2] += elapsed
 
     def wrap(self, function: Callable[..., Any], category: str) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
