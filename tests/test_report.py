@@ -18,7 +18,7 @@ from fastmlp.cli import main
 from fastmlp.report import BUDGETS, Budget, make_report
 from fastmlp.report import observations as obs
 from fastmlp.report.budgets import CLASSIC_PARAMETERS
-from fastmlp.report.build import settings_key
+from fastmlp.report.context import settings_key
 from fastmlp.report.loss_gradients import gradient_norms, logit_gradients
 from fastmlp.sweep import parse_sweep_config
 from tests.browser import find_browser, load_page

@@ -103,6 +103,15 @@ def fit_title(figure: Any, text: str, fontsize: float = 12.0) -> Any:
     return title
 
 
+def _checked_confusion(confusion: Any, class_names: Sequence[str]) -> tuple[np.ndarray, int]:
+    """``confusion`` as a (K, K) array for K class names, and K; a ValueError otherwise."""
+    confusion = np.asarray(confusion)
+    k = len(class_names)
+    if confusion.shape != (k, k):
+        raise ValueError(f"confusion has shape {confusion.shape}, expected ({k}, {k})")
+    return confusion, k
+
+
 def _text_colour(rgba: Sequence[float]) -> str:
     """Black on light colours, white on dark ones (relative luminance of the sRGB colour)."""
     red, green, blue = rgba[:3]
@@ -142,10 +151,7 @@ def plot_confusion_matrix(
     Returns:
         The path written.
     """
-    confusion = np.asarray(confusion)
-    k = len(class_names)
-    if confusion.shape != (k, k):
-        raise ValueError(f"confusion has shape {confusion.shape}, expected ({k}, {k})")
+    confusion, k = _checked_confusion(confusion, class_names)
     metrics = per_class_metrics(confusion)
     fractions = ratio(confusion, confusion.sum(axis=1, keepdims=True))
     side = max(4.0, (0.62 if k <= 20 else 0.4) * k)  # inches
@@ -457,10 +463,7 @@ def plot_per_class_metrics(
     Returns:
         The path written.
     """
-    confusion = np.asarray(confusion)
-    k = len(class_names)
-    if confusion.shape != (k, k):
-        raise ValueError(f"confusion has shape {confusion.shape}, expected ({k}, {k})")
+    confusion, k = _checked_confusion(confusion, class_names)
     from matplotlib.ticker import PercentFormatter
 
     metrics = per_class_metrics(confusion)
