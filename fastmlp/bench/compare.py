@@ -21,6 +21,7 @@ import os
 import platform
 import statistics
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 
 import fastmlp
 from fastmlp.bench.competitors import CONTENDERS, make_contender
+from fastmlp.errors import UserError
 
 COMPETITORS = ("torch", "torch-fused", "sklearn", "careful-numpy", "fastmlp-numpy", "floor")
 
@@ -135,6 +137,9 @@ def _serve(connection: Any, name: str, batch_size: int, device: str, samples: in
     except (ImportError, ValueError) as error:
         connection.send(("unavailable", str(error)))
         return
+    except Exception:  # a bug: its traceback goes to the parent, which raises it
+        connection.send(("failed", traceback.format_exc()))
+        return
     connection.send(("ready", contender.name, source, len(x)))
     while connection.recv() == "epoch":
         connection.send(contender.epoch())
@@ -180,7 +185,8 @@ def compare(
 
     context = multiprocessing.get_context("spawn")
     names = ["fastmlp", *(name for name in CONTENDERS if name in competitors)]
-    results, source = [], ""
+    _, _, source = benchmark_data(samples, data_dir)  # missing or broken data: said here, once
+    results = []
     for batch_size in batch_sizes:
         result = BatchResult(batch_size=batch_size, samples=samples, rounds=rounds)
         workers = [_Worker(context, name, batch_size, device, samples, data_dir) for name in names]
@@ -188,7 +194,11 @@ def compare(
             ready = []
             for worker in workers:
                 answer = worker.connection.recv()
+                if answer[0] == "failed":
+                    raise RuntimeError(f"bench contender {worker.key} failed:\n{answer[1]}")
                 if answer[0] == "unavailable":
+                    if worker.key == "fastmlp":  # nothing to compare with
+                        raise UserError(f"fastmlp cannot run on {device}: {answer[1]}")
                     result.unavailable[worker.key] = answer[1]
                     continue
                 _, label, source, result.samples = answer
