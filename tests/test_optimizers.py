@@ -635,6 +635,25 @@ def test_flush_zeroes_exactly_the_entries_below_the_threshold(dtype):
     np.testing.assert_array_equal(x, np.array([0, 0, threshold, -threshold * 3, 1, 0], dtype=dtype))
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam", "nadam"])
+def test_parameters_decayed_below_the_threshold_are_zeroed_every_flush_period(name):
+    """Under a strong L2 weight decay whole layers decay geometrically into subnormal floats
+    (x86 computes with those ~100x slower): every PARAMETER_FLUSH_PERIOD steps the
+    parameters below the flush threshold become exactly 0; the others are untouched by it."""
+    from fastmlp.optim.optimizer import PARAMETER_FLUSH_PERIOD
+
+    threshold = flush_threshold(np.float32)
+    params = np.array([threshold / 8, -float(np.finfo(np.float32).tiny) / 4, 1.0, -0.5, 0.0])
+    params = params.astype(np.float32)
+    zeros = np.zeros_like(params)
+    optimizer = optim.create(name, lr=1e-3)
+    for _ in range(PARAMETER_FLUSH_PERIOD - 1):
+        optimizer.step(params, zeros)
+    assert params[0] != 0 and params[1] != 0, "not before the period ends"
+    optimizer.step(params, zeros)
+    np.testing.assert_array_equal(params, np.array([0, 0, 1.0, -0.5, 0], dtype=np.float32))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["adam", "nadam"])
 def test_flush_keeps_state_normal_with_default_betas(name):
