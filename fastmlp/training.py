@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from fastmlp.backends.denormals import denormals_are_zero
 from fastmlp.monitor import Monitor
 from fastmlp.nn.inputs import to_device_inputs, to_device_labels
 from fastmlp.nn.mlp import MLP, check_max_grad_norm
@@ -218,58 +219,60 @@ def train(
     was_training = model.training
     model.train()
     try:
-        for epoch in range(start_epoch + 1, last_epoch + 1):
-            started = time.perf_counter()
-            data.snapshot[...] = model.params
-            bar = _progress_bar(data.steps_per_epoch, epoch, last_epoch, progress)
-            _train_epoch(model, optimizer, data, seed, epoch, bar, schedule, clip_grad_norm)
-            if data.has_validation:  # evaluation never drops units
-                model._evaluation_sums_(data.x_val, data.y_val, data.totals[2:])
-            # the epoch's one host sync: training and validation numbers together
-            loss_sum, correct, val_loss_sum, val_correct = model.backend.to_numpy(data.totals)
-            train_loss, train_accuracy = float(loss_sum) / data.n, int(correct) / data.n
-            train_seconds = time.perf_counter() - started
-            if bar is not None:
-                bar.close()
-            if not math.isfinite(train_loss):
-                model.params[...] = data.snapshot
-                history.diverged_at = epoch
+        # subnormal floats computed as zero while training (fastmlp/backends/denormals.py)
+        with denormals_are_zero():
+            for epoch in range(start_epoch + 1, last_epoch + 1):
+                started = time.perf_counter()
+                data.snapshot[...] = model.params
+                bar = _progress_bar(data.steps_per_epoch, epoch, last_epoch, progress)
+                _train_epoch(model, optimizer, data, seed, epoch, bar, schedule, clip_grad_norm)
+                if data.has_validation:  # evaluation never drops units
+                    model._evaluation_sums_(data.x_val, data.y_val, data.totals[2:])
+                # the epoch's one host sync: training and validation numbers together
+                loss_sum, correct, val_loss_sum, val_correct = model.backend.to_numpy(data.totals)
+                train_loss, train_accuracy = float(loss_sum) / data.n, int(correct) / data.n
+                train_seconds = time.perf_counter() - started
+                if bar is not None:
+                    bar.close()
+                if not math.isfinite(train_loss):
+                    model.params[...] = data.snapshot
+                    history.diverged_at = epoch
+                    if verbose:
+                        print(_diverged_message(epoch, train_loss), flush=True)
+                    break
+                val_loss = val_accuracy = None
+                if data.has_validation:
+                    n_val = data.x_val.shape[0]
+                    val_loss, val_accuracy = float(val_loss_sum) / n_val, int(val_correct) / n_val
+                metrics = EpochMetrics(
+                    epoch=epoch,
+                    train_loss=train_loss,
+                    train_accuracy=train_accuracy,
+                    val_loss=val_loss,
+                    val_accuracy=val_accuracy,
+                    seconds=time.perf_counter() - started,
+                    samples_per_second=data.n / train_seconds,
+                    learning_rate=getattr(optimizer, "lr", None),
+                )
+                if tracker.update(epoch, metrics.to_dict()):
+                    history.best_epoch, history.best_value = tracker.best_epoch, tracker.best
+                    if best_params is not None:
+                        best_params[...] = model.params
+                        best_in_memory = True
+                if schedule is not None:
+                    schedule.epoch_ended(epoch - 1, getattr(metrics, tracker.monitor))
+                history.epochs.append(metrics)
                 if verbose:
-                    print(_diverged_message(epoch, train_loss), flush=True)
-                break
-            val_loss = val_accuracy = None
-            if data.has_validation:
-                n_val = data.x_val.shape[0]
-                val_loss, val_accuracy = float(val_loss_sum) / n_val, int(val_correct) / n_val
-            metrics = EpochMetrics(
-                epoch=epoch,
-                train_loss=train_loss,
-                train_accuracy=train_accuracy,
-                val_loss=val_loss,
-                val_accuracy=val_accuracy,
-                seconds=time.perf_counter() - started,
-                samples_per_second=data.n / train_seconds,
-                learning_rate=getattr(optimizer, "lr", None),
-            )
-            if tracker.update(epoch, metrics.to_dict()):
-                history.best_epoch, history.best_value = tracker.best_epoch, tracker.best
-                if best_params is not None:
-                    best_params[...] = model.params
-                    best_in_memory = True
-            if schedule is not None:
-                schedule.epoch_ended(epoch - 1, getattr(metrics, tracker.monitor))
-            history.epochs.append(metrics)
-            if verbose:
-                print(format_epoch(metrics, last_epoch), flush=True)
-            history.stopped = _run_callbacks(callbacks, metrics)
-            if history.stopped is None and tracker.should_stop:
-                history.stopped = StopTraining("early_stopped", tracker.stop_reason())
-            if history.stopped is not None:
-                break
-        last = history.epochs[-1].epoch if history.epochs else None
-        if best_in_memory and history.best_epoch != last:
-            model.params[...] = best_params
-        history.restored_best = best_in_memory
+                    print(format_epoch(metrics, last_epoch), flush=True)
+                history.stopped = _run_callbacks(callbacks, metrics)
+                if history.stopped is None and tracker.should_stop:
+                    history.stopped = StopTraining("early_stopped", tracker.stop_reason())
+                if history.stopped is not None:
+                    break
+            last = history.epochs[-1].epoch if history.epochs else None
+            if best_in_memory and history.best_epoch != last:
+                model.params[...] = best_params
+            history.restored_best = best_in_memory
     finally:
         model.train(was_training)
     return history

@@ -268,3 +268,31 @@ def test_adamw_runs_decay_weights_only_and_leave_no_l2_term(idx_dir, tmp_path):
     assert [group.name for group in groups] == ["weights", "biases"]
     assert groups[1].options == {"weight_decay": 0.0}
     assert checkpoint.optimizer.weight_decay == 0.1
+
+
+def test_subnormal_floats_are_zero_while_training_and_only_then():
+    """x86 computes with subnormal floats ~100x slower: train() runs with FTZ and DAZ set
+    (fastmlp/backends/denormals.py) and restores the register after, also after an error."""
+    from fastmlp.backends import denormals
+
+    if not denormals.supported():
+        pytest.skip("FTZ/DAZ is set on Linux with glibc on x86-64 only")
+    subnormal = np.array([1e-39], dtype=np.float32)
+    assert (subnormal * np.float32(1))[0] != 0
+    with denormals.denormals_are_zero():
+        assert (subnormal * np.float32(1))[0] == 0  # DAZ: read as zero
+        assert (np.array([1e-30], dtype=np.float32) * np.float32(1e-10))[0] == 0  # FTZ
+    assert (subnormal * np.float32(1))[0] != 0
+    seen = []
+    model = fastmlp.MLP(4, (3,), 2, seed=0)
+    x, y = np.ones((8, 4), np.float32), np.zeros(8, np.int64)
+
+    def look(metrics):
+        seen.append((subnormal * np.float32(1))[0])
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        fastmlp.train(model, fastmlp.optim.create("sgd"), x, y, epochs=1, batch_size=4,
+                      progress=False, verbose=False, callbacks=[look])  # fmt: skip
+    assert seen == [0]
+    assert (subnormal * np.float32(1))[0] != 0
