@@ -8,7 +8,7 @@
 #   # device run, carry [".data"], command: bash scripts/gpu_check.sh
 #
 # Fashion-MNIST is read from $FASTMLP_DATA_DIR (default .data/fashion-mnist, git-ignored).
-# Everything it measures goes to $OUT (default gpu-check/), at most 8 files, 2 folders deep:
+# Everything it measures goes to $OUT (default gpu-check/), a few files 2 folders deep:
 #   environment.txt  the GPU, driver, CUDA, CuPy, NumPy and Python that ran it
 #   gpu_tests.log    pytest -m gpu (CuPy against NumPy, kernels, training), its summary
 #   gpu_tests.xml    the same as JUnit XML
@@ -16,7 +16,9 @@
 #   runs/            that run's directory (summary.json holds the training time)
 #   bench.log        fastmlp bench --device cuda (fastmlp vs PyTorch eager on the GPU)
 #   bench/           its JSON and markdown tables
-# Each step has its own time limit, so that the whole fits one 10-minute call; a failed step
+#   probes.log, probes.json  the fused Adam step's memory bandwidth against the peak, and
+#                    whether a training step can be captured as a CUDA graph
+# Each step has its own time limit (475 s in all, within 8 minutes); a failed step
 # is reported and the next one still runs. The exit status is the number of failed steps;
 # on a machine without CuPy or a CUDA GPU it says so and exits 0 without running anything.
 set -uo pipefail
@@ -48,7 +50,7 @@ step() {  # step NAME SECONDS LOG COMMAND...: run COMMAND under a time limit, ou
     fi
 }
 
-step environment 60 "$OUT/environment.txt" bash -c '
+step environment 20 "$OUT/environment.txt" bash -c '
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     python -c "
 import platform, numpy, cupy
@@ -58,11 +60,12 @@ print(\"device 0:\", cupy.cuda.runtime.getDeviceProperties(0)[\"name\"].decode()
 "'
 # Collection errors (a test module importing wandb or optuna, absent on the image) do not
 # stop the GPU tests of the other modules.
-step gpu_tests 300 "$OUT/gpu_tests.log" python -m pytest -m gpu -q -p no:cacheprovider \
+step gpu_tests 200 "$OUT/gpu_tests.log" python -m pytest -m gpu -q -p no:cacheprovider \
     --continue-on-collection-errors --junitxml="$OUT/gpu_tests.xml"
-step train 120 "$OUT/train.log" python -m fastmlp train --device cuda -e 3 \
+step train 45 "$OUT/train.log" python -m fastmlp train --device cuda -e 3 \
     --wandb_mode disabled --out "$OUT/runs"
-step bench 200 "$OUT/bench.log" python -m fastmlp bench --device cuda --rounds 3 \
+step bench 150 "$OUT/bench.log" python -m fastmlp bench --device cuda --rounds 3 \
     --competitors torch torch-fused --out "$OUT/bench"
+step probes 60 "$OUT/probes.log" python scripts/gpu_probes.py "$OUT"
 echo "gpu check: $failed failed step(s); results in $OUT"
 exit "$failed"

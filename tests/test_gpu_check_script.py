@@ -55,3 +55,14 @@ def test_without_a_gpu_the_check_says_so_and_exits_0(tmp_path):
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert "no CUDA GPU" in finished.stdout and "gpu check: skipped" in finished.stdout
     assert "no CUDA GPU" in (tmp_path / "environment.txt").read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="with CuPy it probes")
+def test_without_a_gpu_the_probes_say_so_and_exit_0(tmp_path):
+    script = SCRIPT.with_name("gpu_probes.py")
+    finished = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=SCRIPT.parents[1],
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr
+    assert "no CUDA GPU" in finished.stdout
