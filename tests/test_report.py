@@ -342,3 +342,18 @@ def test_the_page_is_logged_to_wandb_offline(report, tmp_path, monkeypatch):
     assert "page" in history
     run_record = next(r["run"] for r in records if r["type"] == "run")
     assert run_record["run_group"] == "report-tiny" and run_record["job_type"] == "report"
+
+
+def test_a_device_that_cannot_be_used_is_one_line_before_anything_is_written(
+    fashion_dir, tmp_path, capsys
+):
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("with CuPy the device may well be usable")
+    out = tmp_path / "report"
+    argv = ["report", "--device", "cuda", "--out", str(out), "--data_dir", str(fashion_dir)]
+    assert main([*argv, "--wandb_mode", "disabled"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "CuPy" in error[0]
+    assert not out.exists()

@@ -101,7 +101,6 @@ def make_report(
         raise ReportError(f"--out {out} is a file; give a folder for the report")
     dataset = datasets.load("fashion_mnist", data_dir=data_dir, val_fraction=0.1)
     figures_dir = out / "figures"
-    figures_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(
         budget=budget,
         out=out,
@@ -115,7 +114,8 @@ def make_report(
         wandb_project=wandb_project,
         wandb_entity=wandb_entity,
     )
-    epoch_seconds = seconds_per_epoch(dataset, device)
+    epoch_seconds = seconds_per_epoch(dataset, device)  # also: is the device usable?
+    figures_dir.mkdir(parents=True, exist_ok=True)
     workers = 1 if (device or "").startswith("cuda") else min(2, os.cpu_count() or 1)
     steps = plan_steps(budget, epoch_seconds, workers, sweep_dir is not None)
     print(describe_plan(budget, steps, epoch_seconds, str(sweep_dir or "")), flush=True)
