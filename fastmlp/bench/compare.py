@@ -32,6 +32,7 @@ import numpy as np
 import fastmlp
 from fastmlp.bench.competitors import CONTENDERS, make_contender
 from fastmlp.errors import UserError
+from fastmlp.runs.environment import blas_library
 
 COMPETITORS = ("torch", "torch-fused", "sklearn", "careful-numpy", "fastmlp-numpy", "floor")
 
@@ -107,6 +108,7 @@ def machine_description() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "gpu": gpu,
         "platform": platform.platform(),
+        "blas": blas_library(),
         "versions": versions,
     }
 
@@ -286,6 +288,10 @@ def write_report(
     json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     versions = ", ".join(f"{key} {value}" for key, value in machine["versions"].items())
+    blas = machine["blas"]
+    versions += f"; BLAS {blas['name']} {blas['version'] or ''}".rstrip()
+    if blas["threads"]:
+        versions += f" ({blas['threads']} threads)"
     markdown = (
         f"Training throughput of the reference network (784-128-128-128-10, ReLU, Adam, float32) "
         f"on {source}, {results[0].samples} samples per epoch, {results[0].rounds} interleaved "
