@@ -13,7 +13,9 @@ makes it (an optimizer's module in ``fastmlp/optim/``, an activation's in
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
+import pkgutil
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -25,6 +27,14 @@ Entry = TypeVar("Entry")
 # The largest whole-number setting accepted (epochs, patience...): far beyond any real run,
 # and small enough for every integer type a kernel or a file format may store it in.
 LARGEST_INTEGER = 2**31 - 1
+
+
+def import_entry_modules(package: str, path: Iterable[str], first: Iterable[str]) -> None:
+    """Import every module of ``package`` (its ``__path__``) so that each registers its
+    entry: the ``first`` ones in that order (the command line's order of choices), then
+    every other file by name. A module that declares no entry may be among them."""
+    for name in (*first, *sorted(m.name for m in pkgutil.iter_modules(path))):
+        importlib.import_module(f"{package}.{name}")
 
 
 class UnknownChoiceError(UserError):

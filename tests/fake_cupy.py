@@ -222,28 +222,7 @@ class _Counted:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         LEDGER.launch(self.name)
-        return device(self.kernel(*host(self._broadcast(args)), **kwargs))
-
-    def _broadcast(self, args: tuple[Any, ...]) -> list[Any]:
-        """Read-only element-wise inputs broadcast to the launch's shape, as CuPy does (a
-        bias row against a batch); raw arguments and outputs are passed as they are."""
-        if not isinstance(self.kernel, HostElementwiseKernel):
-            return list(args)
-        declared = self.kernel.inputs
-        elementwise = [
-            a for (*raw, _type, _name), a in zip(self.kernel.inputs + self.kernel.outputs, args)
-            if not raw and isinstance(a, np.ndarray) and a.ndim > 0
-        ]  # fmt: skip
-        if not elementwise:
-            return list(args)
-        shape = np.broadcast_shapes(*(a.shape for a in elementwise))
-        return [
-            np.ascontiguousarray(np.broadcast_to(host(a), shape))
-            if index < len(declared) and not declared[index][:-2] and isinstance(a, np.ndarray)
-            and a.ndim > 0 and a.shape != shape
-            else a
-            for index, a in enumerate(args)
-        ]  # fmt: skip
+        return device(self.kernel(*host(args), **kwargs))  # it broadcasts as CuPy does
 
 
 def _kernel_name(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

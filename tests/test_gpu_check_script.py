@@ -20,20 +20,22 @@ def test_the_gpu_check_is_valid_bash():
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
 
 
-def test_the_bench_flags_of_the_gpu_check_exist():
+def parsed_command(command: str):
+    """The arguments the GPU check passes to ``fastmlp COMMAND``, as fastmlp parses them."""
     text = SCRIPT.read_text().replace("\\\n", " ")
-    (line,) = re.findall(r"python -m fastmlp bench ([^\n]*)", text)
+    (line,) = re.findall(rf"python -m fastmlp {command} ([^\n]*)", text)
     arguments = ["out" if "$OUT" in word else word for word in shlex.split(line, posix=False)]
-    parsed = build_parser().parse_args(["bench", *arguments])
+    return build_parser().parse_args([command, *arguments])
+
+
+def test_the_bench_flags_of_the_gpu_check_exist():
+    parsed = parsed_command("bench")
     assert parsed.device == "cuda" and parsed.rounds == 3
     assert parsed.competitors == ["torch", "torch-fused"]
 
 
 def test_the_train_flags_of_the_gpu_check_exist():
-    text = SCRIPT.read_text().replace("\\\n", " ")
-    (line,) = re.findall(r"python -m fastmlp train ([^\n]*)", text)
-    arguments = ["out" if "$OUT" in word else word for word in shlex.split(line, posix=False)]
-    parsed = build_parser().parse_args(["train", *arguments])
+    parsed = parsed_command("train")
     assert parsed.device == "cuda" and parsed.epochs == 3
 
 

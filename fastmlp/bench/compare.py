@@ -32,7 +32,7 @@ import numpy as np
 import fastmlp
 from fastmlp.bench.competitors import CONTENDERS, make_contender
 from fastmlp.errors import UserError
-from fastmlp.runs.environment import blas_library
+from fastmlp.runs.environment import blas_library, processor_name
 
 COMPETITORS = ("torch", "torch-fused", "sklearn", "careful-numpy", "fastmlp-numpy", "floor")
 
@@ -79,14 +79,7 @@ class BatchResult:
 
 def machine_description() -> dict[str, Any]:
     """Where and with what the numbers were measured."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = processor_name() or platform.machine()
     versions = {
         "fastmlp": fastmlp.__version__,
         "numpy": np.__version__,

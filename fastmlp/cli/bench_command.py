@@ -14,7 +14,7 @@ DESCRIPTION = (
     "eager (default and fused Adam), scikit-learn, a careful hand-written NumPy trainer and "
     "fastmlp's other paths on the same Fashion-MNIST data, each in its own process, "
     "interleaved, and report samples/s, median per-round ratios and each rate's share of "
-    "the matrix-product floor. scikit-learn: pip install \"fastmlp[bench]\"; PyTorch (CPU "
+    'the matrix-product floor. scikit-learn: pip install "fastmlp[bench]"; PyTorch (CPU '
     "build): pip install torch --index-url https://download.pytorch.org/whl/cpu. A "
     "competitor that is not installed is left out, saying so."
 )

@@ -8,17 +8,14 @@ train -o adamw``, sweeps and ``--config`` files know it at once.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
 from fastmlp.optim.optimizer import OPTIMIZERS, Optimizer, ParamGroup
-from fastmlp.registry import own_values
+from fastmlp.registry import import_entry_modules, own_values
 
 # The classic six first (the order of the command line's choices), then every other file.
 _FIRST = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "adamw")
-for _name in (*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
-    importlib.import_module(f"{__name__}.{_name}")
+import_entry_modules(__name__, __path__, _FIRST)
 
 from fastmlp.optim.adam import Adam  # noqa: E402
 from fastmlp.optim.adamw import AdamW  # noqa: E402

@@ -16,7 +16,6 @@ sweep continues from its storage. All runs share one W&B group, ``report-BUDGET`
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from collections.abc import Sequence
@@ -44,7 +43,7 @@ from fastmlp.report.sections import (
     section_q7,
     section_q9,
 )
-from fastmlp.report.sweep_results import run_sweep
+from fastmlp.report.sweep_results import run_sweep, sweep_workers
 from fastmlp.runs import resolve_wandb_mode
 
 
@@ -116,8 +115,7 @@ def make_report(
     )
     epoch_seconds = seconds_per_epoch(dataset, device)  # also: is the device usable?
     figures_dir.mkdir(parents=True, exist_ok=True)
-    workers = 1 if (device or "").startswith("cuda") else min(2, os.cpu_count() or 1)
-    steps = plan_steps(budget, epoch_seconds, workers, sweep_dir is not None)
+    steps = plan_steps(budget, epoch_seconds, sweep_workers(device) or 1, sweep_dir is not None)
     print(describe_plan(budget, steps, epoch_seconds, str(sweep_dir or "")), flush=True)
 
     sweep = run_sweep(ctx, None if sweep_dir is None else str(sweep_dir))

@@ -38,6 +38,12 @@ class SweepResult:
         return self.directory / row.run_dir
 
 
+def sweep_workers(device: str | None) -> int | None:
+    """Trials run side by side: two on a CPU with two cores or more (each with one BLAS
+    thread); None on a CUDA device, where ``fastmlp.sweep.placement`` puts one per GPU."""
+    return None if (device or "").startswith("cuda") else min(2, os.cpu_count() or 1)
+
+
 def run_sweep(ctx: Context, sweep_dir: str | None) -> SweepResult:
     """Run (or continue) the budget's sweep, or read the given one; then its report."""
     from fastmlp.sweep import parse_sweep_config, run_local_sweep
@@ -46,13 +52,12 @@ def run_sweep(ctx: Context, sweep_dir: str | None) -> SweepResult:
     require_report_dependencies()
     if sweep_dir is None:
         config = parse_sweep_config(ctx.budget.sweep_config())
-        workers = None if (ctx.device or "").startswith("cuda") else min(2, os.cpu_count() or 1)
         print(f"[sweep] {config.name}: {ctx.budget.sweep_trials} trials", flush=True)
         run_local_sweep(
             config,
             out=ctx.out / "sweeps",
             count=ctx.budget.sweep_trials,
-            workers=workers,
+            workers=sweep_workers(ctx.device),
             data_dir=ctx.data_dir,
             wandb_mode=ctx.wandb_mode,
             device=ctx.device,

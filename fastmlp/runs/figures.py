@@ -280,6 +280,16 @@ def _square_images(images: Any) -> tuple[np.ndarray, float]:
     return images, 255.0 if images.dtype == np.uint8 else 1.0
 
 
+def _same_length(images: np.ndarray, **columns: Any) -> list[np.ndarray]:
+    """The per-image ``columns`` as flat arrays, each with one entry per image; a
+    ValueError naming them all otherwise."""
+    flat = [np.asarray(column).ravel() for column in columns.values()]
+    if any(column.size != len(images) for column in flat):
+        *most, last = ["images", *columns]
+        raise ValueError(f"{', '.join(most)} and {last} must have the same length")
+    return flat
+
+
 def _tile_grid(figure: Any, count: int, columns: int) -> list[Any]:
     """``count`` axes without ticks in a grid of ``columns`` columns."""
     rows = math.ceil(count / columns)
@@ -317,11 +327,9 @@ def plot_confident_mistakes(
         The path written.
     """
     images, white = _square_images(images)
-    y_true = np.asarray(y_true).ravel()
-    y_pred = np.asarray(y_pred).ravel()
-    confidence = np.asarray(confidence, dtype=np.float64).ravel()
-    if not len(images) == y_true.size == y_pred.size == confidence.size:
-        raise ValueError("images, y_true, y_pred and confidence must have the same length")
+    y_true, y_pred, confidence = _same_length(
+        images, y_true=y_true, y_pred=y_pred, confidence=np.asarray(confidence, np.float64)
+    )
     wrong = np.flatnonzero(y_true != y_pred)
     shown = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
 
@@ -402,10 +410,7 @@ def plot_confused_pairs(
         The path written.
     """
     images, white = _square_images(images)
-    y_true = np.asarray(y_true).ravel()
-    y_pred = np.asarray(y_pred).ravel()
-    if not len(images) == y_true.size == y_pred.size:
-        raise ValueError("images, y_true and y_pred must have the same length")
+    y_true, y_pred = _same_length(images, y_true=y_true, y_pred=y_pred)
     confusion = confusion_matrix(y_true, y_pred, len(class_names))
     mistakes = confusion - np.diag(np.diag(confusion))
     ranked = np.argsort(-mistakes, axis=None, kind="stable")[:pairs]

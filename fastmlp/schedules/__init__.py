@@ -7,17 +7,14 @@ schedule=...)`` and ``fastmlp train --lr_schedule NAME`` use it. See
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
-from fastmlp.registry import own_values
+from fastmlp.registry import import_entry_modules, own_values
 from fastmlp.schedules.schedule import SCHEDULES, Schedule
 
 # The order of the command line's choices, then every other file.
 _FIRST = ("constant", "step", "exponential", "cosine", "one_cycle", "plateau")
-for _name in (*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
-    importlib.import_module(f"{__name__}.{_name}")
+import_entry_modules(__name__, __path__, _FIRST)
 
 from fastmlp.schedules.constant import Constant  # noqa: E402
 from fastmlp.schedules.cosine import Cosine  # noqa: E402

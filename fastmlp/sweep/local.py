@@ -20,6 +20,8 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
@@ -155,16 +157,23 @@ def _ask_lock(directory: SweepDirectory, storage: str | None) -> Any:
     return JournalFileOpenLock(ask_lock_path(directory, storage), grace_period=LOCK_GRACE_SECONDS)
 
 
-def _fail_stale_trials_locked(study: Any, directory: SweepDirectory, storage: str | None) -> list:
-    """:func:`fail_stale_trials` under the locks that serialise asking for trials."""
-    lock = _ask_lock(directory, storage)
+@contextmanager
+def _asking(lock: Any, storage: str | None) -> Iterator[None]:
+    """Hold the locks that serialise "count the trials, then start one": this machine's
+    ask lock, then the database's advisory lock; Ctrl-C waits until both are released."""
     with interrupts_deferred():
         lock.acquire()
         try:
             with machines_lock(storage):
-                return fail_stale_trials(study, asking_locked=True)
+                yield
         finally:
             lock.release()
+
+
+def _fail_stale_trials_locked(study: Any, directory: SweepDirectory, storage: str | None) -> list:
+    """:func:`fail_stale_trials` under the locks that serialise asking for trials."""
+    with _asking(_ask_lock(directory, storage), storage):
+        return fail_stale_trials(study, asking_locked=True)
 
 
 def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
@@ -175,17 +184,12 @@ def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
     """
     trial = None
     try:
-        with interrupts_deferred():
-            lock.acquire()
-            try:
-                with machines_lock(spec.storage):
-                    fail_stale_trials(study, asking_locked=True)
-                    if progress(study).counted < spec.count:
-                        trial = study.ask(spec.config.distributions())
-                        for key, value in this_worker().items():
-                            trial.set_user_attr(key, value)
-            finally:
-                lock.release()
+        with _asking(lock, spec.storage):
+            fail_stale_trials(study, asking_locked=True)
+            if progress(study).counted < spec.count:
+                trial = study.ask(spec.config.distributions())
+                for key, value in this_worker().items():
+                    trial.set_user_attr(key, value)
     except KeyboardInterrupt:
         if trial is not None:
             _record(study, trial, interrupted())

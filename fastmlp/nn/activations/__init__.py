@@ -19,9 +19,6 @@ Adding one is a new file here declaring an :class:`Activation` and calling
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from fastmlp.nn.activations.activation import (
     ACTIVATIONS,
     Activation,
@@ -30,12 +27,11 @@ from fastmlp.nn.activations.activation import (
     create,
     register,
 )
+from fastmlp.registry import import_entry_modules
 
 # The classic four first (the order of the command line's choices), then every other file.
 _FIRST = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu")
-for _name in (*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
-    if _name != "activation":
-        importlib.import_module(f"{__name__}.{_name}")
+import_entry_modules(__name__, __path__, _FIRST)  # activation.py, imported above, too
 
 __all__ = [
     "ACTIVATIONS",
