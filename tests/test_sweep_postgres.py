@@ -8,6 +8,7 @@ Each "machine" is a ``fastmlp sweep`` process of its own in a working directory 
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import signal
 import subprocess
@@ -135,20 +136,42 @@ def processes_of(session: int) -> set[int]:
     return found
 
 
-def kill_machine(machine: subprocess.Popen) -> None:
-    """SIGKILL every process of a machine at once, as when it loses power."""
-    for pid in processes_of(machine.pid):
+def signal_machine(machine: subprocess.Popen, signal_number: int) -> set[int]:
+    """Send ``signal_number`` to every process of a machine; returns those processes."""
+    processes = processes_of(machine.pid)
+    for pid in processes:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal_number)
         except ProcessLookupError:
             continue
+    return processes
+
+
+def freeze_machine(machine: subprocess.Popen) -> set[int]:
+    """SIGSTOP every process of a machine, including any it started while being frozen."""
+    frozen: set[int] = set()
+    while processes_of(machine.pid) - frozen:
+        frozen |= signal_machine(machine, signal.SIGSTOP)
+    return frozen
+
+
+def kill_machine(machine: subprocess.Popen) -> None:
+    """SIGKILL every process of a machine at once, as when it loses power."""
+    signal_machine(machine, signal.SIGKILL)
     machine.communicate(timeout=30)
+
+
+@functools.cache
+def storage(url: str):
+    """One storage per database for the whole module: polling opens no connection each time
+    (the machines' own connections and start-up lock are left to them)."""
+    return open_storage(SweepDirectory("."), url)
 
 
 def trials(url: str) -> list:
     """The trials of sweep ``shared`` (none while no machine has created it yet)."""
     try:
-        study = load_study("shared", open_storage(SweepDirectory("."), url))
+        study = load_study("shared", storage(url))
     except SweepError:
         return []
     return study.get_trials(deepcopy=False)
@@ -205,6 +228,17 @@ def test_a_machine_waits_for_the_start_up_lock_and_says_so_if_it_is_never_releas
     open_storage(SweepDirectory(tmp_path), url)  # released with the holder's connection
 
 
+def first_machine_states(machine, url: str, processes: set[int] | None = None) -> list[str]:
+    """The states of the trials that ``machine``'s processes (or ``processes``) ran."""
+    processes = processes_of(machine.pid) if processes is None else processes
+    return [trial.state.name for trial in trials(url) if trial.user_attrs.get("pid") in processes]
+
+
+def killable(states: list[str]) -> bool:
+    """Whether a machine has finished a trial and is running another."""
+    return "COMPLETE" in states and "RUNNING" in states
+
+
 def test_two_machines_share_one_sweep_and_one_finishes_it_when_the_other_is_killed(
     postgres, setup, tmp_path
 ):
@@ -216,15 +250,18 @@ def test_two_machines_share_one_sweep_and_one_finishes_it_when_the_other_is_kill
     second = start_machine(tmp_path / "second", command, env)
     try:
         # Kill the first machine outright once it has finished a trial and is running others.
+        # Its trials last well under a second, so once it looks so it is frozen (SIGSTOP) and
+        # looked at again: a trial seen running then cannot finish before the kill lands.
         deadline = time.monotonic() + 60
         while True:
             assert time.monotonic() < deadline, "the first machine never finished a trial"
             assert first.poll() is None, first.communicate()
-            processes = processes_of(first.pid)
-            mine = [trial for trial in trials(url) if trial.user_attrs.get("pid") in processes]
-            states = [trial.state.name for trial in mine]
-            if "COMPLETE" in states and "RUNNING" in states:
-                break
+            if killable(first_machine_states(first, url)):
+                processes = freeze_machine(first)
+                time.sleep(0.2)  # a commit already on its way reaches the database
+                if killable(first_machine_states(first, url, processes)):
+                    break
+                signal_machine(first, signal.SIGCONT)
             time.sleep(0.05)
         kill_machine(first)
         _, stderr = second.communicate(timeout=90)
