@@ -188,7 +188,21 @@ def train(
     Returns:
         The history. If the loss became NaN or infinite in epoch k, training stops,
         ``history.diverged_at == k`` and the weights are those from before epoch k.
+
+    A stack of models (``MLP(n_models=K)``) trains all K on the same batches: see
+    :func:`fastmlp.stack_training.train_stack`, which takes the same arguments and
+    returns a :class:`~fastmlp.stack_training.StackHistory`.
     """
+    if model.n_models > 1:
+        from fastmlp.stack_training import train_stack
+
+        return train_stack(  # type: ignore[return-value]
+            model, optimizer, x_train, y_train, epochs=epochs, batch_size=batch_size,
+            x_val=x_val, y_val=y_val, seed=seed, progress=progress, verbose=verbose,
+            callbacks=callbacks, start_epoch=start_epoch, schedule=schedule, monitor=monitor,
+            early_stopping=early_stopping, min_delta=min_delta, restore_best=restore_best,
+            clip_grad_norm=clip_grad_norm,
+        )  # fmt: skip
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs}")
     if int(batch_size) != batch_size or batch_size < 1:
@@ -330,8 +344,9 @@ class _DeviceData:
         self.batch_y = backend.empty((self.batch_size,), dtype="int64")
         self.snapshot = backend.empty(model.params.shape, dtype=model.dtype)
         # an epoch's numbers, read by the host in one transfer: the training loss sum and
-        # number correct, then the validation set's
-        self.totals = backend.zeros((4,), dtype="float64")
+        # number correct, then the validation set's (a stack's: one column per model)
+        self.per_model = () if model.n_models == 1 else (model.n_models,)
+        self.totals = backend.zeros((4, *self.per_model), dtype="float64")
 
 
 def _train_epoch(
@@ -349,8 +364,8 @@ def _train_epoch(
     backend = model.backend
     order = backend.rng(epoch_seed(seed, epoch)).permutation(data.n)
     model.reseed(epoch_seed(seed, epoch, DROPOUT))
-    total_loss = backend.zeros((), dtype="float64")
-    correct = backend.zeros((), dtype="int64")
+    total_loss = backend.zeros(data.per_model, dtype="float64")
+    correct = backend.zeros(data.per_model, dtype="int64")
     first_step = (epoch - 1) * data.steps_per_epoch
     per_step = schedule is not None and schedule.changes_every_step(epoch - 1)
     if schedule is not None:

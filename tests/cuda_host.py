@@ -90,6 +90,7 @@ class HostElementwiseKernel(HostKernel):
         shape = np.broadcast_shapes(*(v.shape for v in elements))
         size = int(np.prod(shape))
         parameters, locals_, arguments = ["ptrdiff_t size"], [], [ctypes.c_ssize_t(size)]
+        strided = {}  # outputs given as strided views (CuPy indexes any strides): their copies
         for index, (*raw, type_name, name) in enumerate(declared):
             dtype = bound[type_name] if type_name in bound else np.dtype(type_name)
             if values[index] is None:
@@ -99,6 +100,10 @@ class HostElementwiseKernel(HostKernel):
                 if not raw and value.shape != shape:
                     assert index < len(self.inputs), f"{name}: CuPy broadcasts no output"
                     value = values[index] = np.ascontiguousarray(np.broadcast_to(value, shape))
+                if not raw and not value.flags.c_contiguous:
+                    if index >= len(self.inputs):
+                        strided[index] = value
+                    value = values[index] = np.ascontiguousarray(value)  # kept until the run
                 assert value.flags.c_contiguous and value.dtype == dtype, name
                 parameters.append(f"{c_type}* {name}_")
                 locals_.append(f"{c_type}* {name} = {name}_;" if raw
@@ -109,6 +114,9 @@ class HostElementwiseKernel(HostKernel):
                 arguments.append(c_scalar(value))
         body = "for (ptrdiff_t i = 0; i < size; ++i) {\n" + "\n".join(locals_)
         self.run(body + "\n" + self.code[0] + "\n}", parameters, arguments, bound)
+        for index, view in strided.items():
+            view[...] = values[index]
+            values[index] = view
         outputs = values[len(self.inputs) :]
         return outputs[0] if len(outputs) == 1 else outputs
 

@@ -36,10 +36,10 @@ import fastmlp.nn.layers
 from fastmlp import optim
 from fastmlp.backends import NumpyBackend
 from fastmlp.backends.base import backward_kernel, forward_kernel
-from fastmlp.backends.formulas import Formula
+from fastmlp.backends.formulas import Formula, scalars_as_arrays
 from fastmlp.errors import UserError
 from fastmlp.nn.activations import ACTIVATIONS, create
-from fastmlp.nn.layers import dropout
+from fastmlp.nn.layers import dense, dropout
 from fastmlp.optim.optimizer import flush_threshold
 from tests.cuda_host import CUPY_BACKEND_SOURCE, CXX, import_cupy_backend, kernel_stand_in
 
@@ -395,9 +395,53 @@ def dropout_runs(attribute: str) -> Callable:
     return runs
 
 
+def weight_decay_runs(rng, dtype):
+    """The per-column L2 term of a stack's layer, dW = dW + w_k W, as the layer runs it."""
+    shape = (special_values(dtype).size ** 2 // 24 + 10, 24)
+    decay = np.repeat([0.0, 5e-4, 0.5], 8).astype(dtype)
+
+    def call(backend, arrays):
+        backend.run_formula_(dense.DECAYED_GRADIENT, arrays, {}, row_vectors=("weight_decay",))
+
+    arrays = [*with_grid([rng.normal(size=shape).astype(dtype) for _ in range(2)], rng), decay]
+    yield Run("per-model weight decay", arrays, call)
+
+
+def per_model_optimizer_runs(name: str) -> Callable:
+    """The optimizer's update for a stack of 3 models: each scalar a row vector of three
+    models' values (defaults, other values, defaults again), as a stacked step runs it."""
+    optimizer_class = optim.optimizer_class(name)
+    declared = optimizer_class.formula
+    per_column = scalars_as_arrays(declared)
+
+    def runs(rng, dtype):
+        width = 16
+        values = [{}, other_values(optimizer_class.hyperparameters), {}]
+        members = [optim.create(name, **one) for one in values]
+        for member in members:
+            member.steps = 4
+            member.advance()
+        scalars = [member.scalars(member.hyperparameter_values()) for member in members]
+        rows = special_values(dtype).size ** 2 // (3 * width) + 10
+        shape = (rows, 3 * width)
+        arrays = with_grid([rng.normal(size=shape).astype(dtype) for _ in declared.arrays], rng)
+        vectors = [
+            np.repeat([one[scalar] for one in scalars], width).astype(dtype)
+            for scalar in declared.scalars
+        ]
+
+        def call(backend, given):
+            backend.run_formula_(per_column, given, {}, row_vectors=declared.scalars)
+
+        yield Run(f"{name} for a stack of 3", [*arrays, *vectors], call)
+
+    return runs
+
+
 # The formulas that layers declare at module level (fastmlp/nn/layers/*.py), by module and
 # name, with how to drive each; one missing here fails its case and the coverage test.
 LAYER_FORMULA_RUNS = {
+    "dense.DECAYED_GRADIENT": weight_decay_runs,
     "dropout.KEEP_SCALE": dropout_runs("KEEP_SCALE"),
     "dropout.MASKED": dropout_runs("MASKED"),
     "dropout.MASK_IN_PLACE": dropout_runs("MASK_IN_PLACE"),
@@ -423,6 +467,8 @@ def formula_cases() -> list[FormulaCase]:
     for name in optim.names():
         formula = optim.optimizer_class(name).formula
         cases.append(FormulaCase(f"{name}-update", formula, optimizer_runs(name)))
+        per_model = per_model_optimizer_runs(name)
+        cases.append(FormulaCase(f"{name}-update-per-model", scalars_as_arrays(formula), per_model))
     for name in ACTIVATIONS.names():
         declaration = ACTIVATIONS.get(name)
         for kind, formula in (("forward", forward_kernel(declaration, False)),
@@ -665,16 +711,17 @@ def test_every_kernel_of_a_formula_has_a_case(imported):
 # then a line here. The backends' own run_formula_ / bind_formula calls run the formulas
 # of their callers.
 FORMULA_SOURCES = {
-    "optim/optimizer.py:Optimizer": "each registered optimizer's update (optim.names())",
+    "optim/optimizer.py:Optimizer": "each registered optimizer's update, one model's and a stack's",
     "nn/activations/activation.py:Activation": "each registered activation's formulas",
     "backends/base.py:forward_kernel": "the fused bias forward of each activation",
     "backends/base.py:backward_kernel": "the in-place gradient of each activation",
     "nn/layers/activation.py:Activation": "forward_kernel, backward_kernel of activations",
     "nn/layers/dense.py:Dense": "forward_kernel of the identity (the unfused bias add)",
+    "nn/layers/dense.py:<module>": "the per-model weight decay (layer_formulas)",
     "nn/layers/dropout.py:<module>": "module-level formulas of the layers (layer_formulas)",
     "nn/layers/dropout.py:Dropout": "bind_formula of those",
 }
-MAKES_FORMULAS = {"formula", "Formula", "with_bias", "in_place"}
+MAKES_FORMULAS = {"formula", "Formula", "with_bias", "in_place", "scalars_as_arrays"}
 RUNS_FORMULAS = {"run_formula_", "bind_formula", "forward_kernel", "backward_kernel"}
 
 

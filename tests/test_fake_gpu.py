@@ -174,3 +174,31 @@ def test_evaluate_reads_the_device_once(fake_gpu):
     assert LEDGER.to_host == 0
     model.evaluate(x_device, labels)
     assert LEDGER.to_host == 1 + 2  # the sums, and the label range check of labels given
+
+
+def trained_stack(backend, optimizer_name):
+    """A stack of 3 small models (per-model rates, weight decays and dropout) trained for
+    two epochs with validation in float64."""
+    x, y = images(64 * 3, 0)
+    x_val, y_val = images(100, 1)
+    model = fastmlp.MLP(
+        784, (32, 16), 10, device=backend, dtype="float64", seed=[1, 2, 3],
+        n_models=3, weight_decay=[0.0, 5e-4, 0.0], dropout=[0.0, 0.2, 0.4],
+    )  # fmt: skip
+    optimizer = optim.create(optimizer_name, model.param_groups(), lr=[1e-3, 3e-3, 1e-2])
+    history = fastmlp.train(model, optimizer, x, y, epochs=2, batch_size=64, x_val=x_val,
+                            y_val=y_val, seed=0, progress=False, verbose=False)  # fmt: skip
+    return model, history
+
+
+@pytest.mark.parametrize("optimizer_name", ["adam", "nadam", "momentum"])
+def test_a_stack_on_the_fake_gpu_computes_what_numpy_computes(fake_gpu, optimizer_name):
+    """The stack's batched products, per-model loss blocks, per-model dropout and the
+    optimizer's per-model row vectors through the CuPy backend's code."""
+    on_gpu, gpu_history = trained_stack(fake_gpu, optimizer_name)
+    on_cpu, cpu_history = trained_stack(fastmlp.get_backend("numpy"), optimizer_name)
+    with LEDGER.paused():
+        np.testing.assert_allclose(np.asarray(on_gpu.params), on_cpu.params, rtol=1e-9, atol=1e-12)
+    for gpu_model, cpu_model in zip(gpu_history, cpu_history, strict=True):
+        for gpu_epoch, cpu_epoch in zip(gpu_model.epochs, cpu_model.epochs, strict=True):
+            assert gpu_epoch.val_loss == pytest.approx(cpu_epoch.val_loss, rel=1e-9)

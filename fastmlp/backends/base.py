@@ -334,6 +334,13 @@ class Backend:
         return valid, self.xp.where(valid, y, 0)
 
 
+def require_c_contiguous(a: Any, what: str) -> None:
+    """A ValueError unless ``a`` is C-contiguous: kernels that index its flat view (a loss
+    at each row's label) would otherwise read and write a copy."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{what} must be C-contiguous (pass a contiguous copy)")
+
+
 def smoothing_weights(label_smoothing: float, classes: int) -> tuple[float, float]:
     """(1 - eps, eps / classes): the weights of the smoothed cross-entropy target
     q = (1 - eps) onehot(y) + eps / classes, in double precision (a kernel rounds each once

@@ -21,7 +21,12 @@ from typing import Any
 import cupy
 import numpy as np
 
-from fastmlp.backends.base import Backend, _check_formula_call, smoothing_weights
+from fastmlp.backends.base import (
+    Backend,
+    _check_formula_call,
+    require_c_contiguous,
+    smoothing_weights,
+)
 from fastmlp.backends.formulas import Formula
 
 _ADD_SCALED = cupy.ElementwiseKernel(
@@ -172,6 +177,7 @@ class CupyBackend(Backend):
         out[...] = rng.random_sample(out.shape, dtype=out.dtype)
 
     def cross_entropy_(self, z: Any, y: Any, label_smoothing: float = 0.0) -> Any:
+        require_c_contiguous(z, "logits")
         n, classes = z.shape
         if y.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {tuple(y.shape)}")

@@ -268,6 +268,26 @@ def in_place(backward: Formula) -> Formula:
                    updates=(backward.arrays[0],))  # fmt: skip
 
 
+def _scalars_to_arrays(node: Node) -> Node:
+    if node.kind == "scalar":
+        return Node("array", name=node.name)
+    if not node.args:
+        return node
+    args = tuple(_scalars_to_arrays(arg) for arg in node.args)
+    return Node(node.kind, args, node.name, node.value)
+
+
+def scalars_as_arrays(formula: Formula) -> Formula:
+    """``formula`` with each scalar made an array read after its own arrays (same names, same
+    operations in the same order): run with ``row_vectors=formula.scalars`` on 2-D arrays,
+    each column gets its own scalars. A stack of K models runs one optimizer kernel this way,
+    each model's hyperparameters repeated over its columns (see ``fastmlp.optim``)."""
+    statements = tuple((target, _scalars_to_arrays(node)) for target, node in formula.statements)
+    result = None if formula.result is None else _scalars_to_arrays(formula.result)
+    return Formula(f"{formula.name}_per_column", (*formula.arrays, *formula.scalars), (),
+                   statements, formula.updates, result)  # fmt: skip
+
+
 # ------------------------------------------------------------------- Numba
 
 

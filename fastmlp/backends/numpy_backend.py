@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from fastmlp.backends.base import Backend, _check_formula_call, smoothing_weights
+from fastmlp.backends.base import (
+    Backend,
+    _check_formula_call,
+    require_c_contiguous,
+    smoothing_weights,
+)
 from fastmlp.backends.formulas import Formula, Plan
 
 
@@ -202,6 +207,7 @@ class NumpyBackend(Backend):
         np.divide(z, row, out=z)
 
     def cross_entropy_(self, z: Any, y: Any, label_smoothing: float = 0.0) -> Any:
+        require_c_contiguous(z, "logits")
         n, classes = z.shape
         row = self._scratch("row", (n, 1), z.dtype)
         log_normalizer = self._scratch("log_normalizer", (n, 1), z.dtype)
@@ -259,6 +265,7 @@ class NumpyBackend(Backend):
         np.put(flat, true_class, scratch, mode="clip")
 
     def mean_squared_error_(self, z: Any, y: Any) -> Any:
+        require_c_contiguous(z, "logits")
         n, classes = z.shape
         err = self._scratch("error", z.shape, z.dtype)
         row = self._scratch("row", (n, 1), z.dtype)

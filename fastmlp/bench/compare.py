@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 import fastmlp
-from fastmlp.bench.competitors import CONTENDERS, make_contender
+from fastmlp.bench.competitors import CONTENDERS, STACK_PREFIX, make_contender
 from fastmlp.errors import UserError
 from fastmlp.runs.environment import blas_library, processor_name
 
@@ -179,7 +179,8 @@ def compare(
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    names = ["fastmlp", *(name for name in CONTENDERS if name in competitors)]
+    stacks = [name for name in competitors if name.startswith(STACK_PREFIX)]
+    names = ["fastmlp", *(name for name in CONTENDERS if name in competitors), *stacks]
     _, _, source = benchmark_data(samples, data_dir)  # missing or broken data: said here, once
     results = []
     for batch_size in batch_sizes:

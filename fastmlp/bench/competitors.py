@@ -4,7 +4,9 @@ Reference network R: 784-128-128-128-10, ReLU, Xavier init, softmax cross-entrop
 (lr 1e-3), float32. Every contender trains on the same float32 data already in its device's
 memory and, inside the timing, draws a permutation and gathers each batch from it, then does
 forward, backward and the optimizer step. ``epoch()`` runs one pass over the data it was
-given and returns the seconds it took, synchronised on GPUs.
+given and returns the seconds it took, synchronised on GPUs; a stack of K models
+(``fastmlp-stack-K``) returns that time divided by K, so that its samples per second are
+per model, comparable with one model's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ import fastmlp
 
 HIDDEN = (128, 128, 128)
 LEARNING_RATE = 1e-3
+# ``fastmlp-stack-K``: K models of R trained together (MLP(n_models=K)), each its own rate
+STACK_PREFIX = "fastmlp-stack-"
+
+
+def stack_contender(n_models: int) -> str:
+    """The contender name of a stack of ``n_models`` models."""
+    return f"{STACK_PREFIX}{n_models}"
 
 
 class Contender:
@@ -30,15 +39,31 @@ class Contender:
 
 
 class FastMLP(Contender):
-    """fastmlp's own ``train`` loop (the path ``fastmlp train`` takes)."""
+    """fastmlp's own ``train`` loop (the path ``fastmlp train`` takes); with ``n_models``
+    K > 1 a stack of K, each model with its own learning rate (K rates spread by factors of
+    two around LEARNING_RATE, so the optimizer runs its per-model kernel)."""
 
     def __init__(
-        self, x: np.ndarray, y: np.ndarray, batch_size: int, device: str, dtype: str = "float32"
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        device: str,
+        dtype: str = "float32",
+        n_models: int = 1,
     ) -> None:
-        self.model = fastmlp.MLP(784, HIDDEN, 10, device=device, seed=0, dtype=dtype)
+        self.model = fastmlp.MLP(
+            784, HIDDEN, 10, device=device, seed=0, dtype=dtype, n_models=n_models
+        )
         precision = "" if dtype == "float32" else f", {dtype}"
-        self.name = f"fastmlp ({self.model.backend.name}, {device}{precision})"
-        self.optimizer = fastmlp.optim.Adam(lr=LEARNING_RATE)
+        stack = "" if n_models == 1 else f" stack of {n_models}"
+        self.name = f"fastmlp{stack} ({self.model.backend.name}, {device}{precision})"
+        if n_models == 1:
+            self.optimizer = fastmlp.optim.Adam(lr=LEARNING_RATE)
+        else:
+            rates = [LEARNING_RATE * 2.0 ** (k - n_models // 2) for k in range(n_models)]
+            self.optimizer = fastmlp.optim.Adam(self.model.param_groups(), lr=rates)
+        self.n_models = n_models
         backend = self.model.backend
         self.x = backend.asarray(x, dtype=dtype)
         self.y = backend.asarray(y.astype(np.int64))
@@ -62,7 +87,7 @@ class FastMLP(Contender):
         )
         self.model.backend.synchronize()
         self.epochs += 1
-        return time.perf_counter() - started
+        return (time.perf_counter() - started) / self.n_models
 
 
 class TorchEager(Contender):
@@ -156,6 +181,8 @@ def make_contender(
         return FastMLP(x, y, batch_size, "numpy")
     if name == "fastmlp-float64":
         return FastMLP(x, y, batch_size, device, dtype="float64")
+    if name.startswith(STACK_PREFIX) and name[len(STACK_PREFIX) :].isdigit():
+        return FastMLP(x, y, batch_size, device, n_models=int(name[len(STACK_PREFIX) :]))
     if name in ("torch", "torch-fused"):
         import torch
 

@@ -46,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + f" (default: {' '.join(COMPETITORS)})",
     )
     parser.add_argument(
+        "--stack",
+        type=positive_int,
+        nargs="+",
+        metavar="K",
+        help="instead of --competitors: stacks of K models trained together (MLP(n_models=K), "
+        "each its own learning rate) against one model, in samples per second per model",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="instead: where a fastmlp training step spends its time at each batch size "
@@ -94,18 +102,28 @@ def run(args: argparse.Namespace) -> int:
         profiles = profile(batch_sizes, device=device, samples=args.samples, data_dir=args.data_dir)
         print(profile_table(profiles))
         return 0
+    competitors = args.competitors
+    if args.stack:
+        from fastmlp.bench.competitors import stack_contender
+
+        competitors = [stack_contender(k) for k in dict.fromkeys(args.stack) if k > 1]
     results, source = compare(
         batch_sizes,
         device=device,
         rounds=args.rounds,
         samples=args.samples,
-        competitors=args.competitors,
+        competitors=competitors,
         data_dir=args.data_dir,
     )
     left_out = {name: why for result in results for name, why in result.unavailable.items()}
     for name, why in left_out.items():
         print(f"left out {name}: {why}")
     print(markdown_table(results))
+    if args.stack:
+        for result in results:
+            single, *stacks = result.samples_per_second
+            speedups = ", ".join(f"{name}: {1 / result.median_ratio(name):.2f}x" for name in stacks)
+            print(f"batch {result.batch_size}, per-model samples/s against one model: {speedups}")
     json_path, markdown_path = write_report(results, source, device, args.out)
     print(f"saved {json_path} and {markdown_path}")
     return 0

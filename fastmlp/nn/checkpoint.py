@@ -42,7 +42,7 @@ MODEL_KEYS = frozenset(
     ("input_size", "hidden_sizes", "output_size", "activation", "weight_init", "loss")
     + ("weight_decay", "dtype")
 )
-OPTIONAL_MODEL_KEYS = frozenset(("activation_options", "dropout", "label_smoothing"))
+OPTIONAL_MODEL_KEYS = frozenset(("activation_options", "dropout", "label_smoothing", "n_models"))
 
 
 class CheckpointError(UserError):

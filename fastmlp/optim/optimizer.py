@@ -22,6 +22,16 @@ Parameter groups. ``param_groups`` (for example weights and biases, see
 ``MLP.param_groups``) give ranges of the flat buffer their own hyperparameter values, such
 as no decoupled weight decay on biases; each group is one kernel launch.
 
+Stacks of models. A hyperparameter may also be a sequence of K values, one per model of a
+stack (``MLP(n_models=K)``), whose parameter groups say so (``ParamGroup.stack``: K models,
+``width`` columns each). The update stays one kernel per group: the group's range is viewed
+as (rows, K * width), where model k owns columns [k * width, (k + 1) * width), and the
+formula runs with each scalar turned into a row vector holding model k's value over model
+k's columns (``fastmlp.backends.formulas.scalars_as_arrays``). Each model's scalars are
+computed by a member optimizer of its own values (so scalar state such as NAdam's product
+is kept per model); every model computes exactly what an optimizer of its values alone
+would.
+
 Subnormal flush. A state buffer whose gradient entries stay zero (a weight attached to an
 always-black border pixel, or to a dead ReLU unit) decays geometrically towards zero and
 spends its last steps as a subnormal float, which x86 CPUs handle about 100x slower than
@@ -51,7 +61,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fastmlp.backends import Backend, backend_of
-from fastmlp.backends.formulas import Formula, formula
+from fastmlp.backends.formulas import Formula, formula, scalars_as_arrays
 from fastmlp.registry import Hyperparameter, Registry, checked_values
 
 FLUSH_MARGIN = 2.0**26
@@ -87,9 +97,43 @@ class ParamGroup:
     stop: int
     options: dict[str, float] = field(default_factory=dict)
     name: str = ""
+    # (K, width): the range holds a stack of K models, viewed as (rows, K * width) with
+    # model k's entries in columns [k * width, (k + 1) * width); None: one model
+    stack: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "stop": self.stop, "options": self.options, "name": self.name}
+        stack = None if self.stack is None else list(self.stack)
+        return {"start": self.start, "stop": self.stop, "options": self.options,
+                "name": self.name, "stack": stack}  # fmt: skip
+
+
+def per_model_values(values: dict[str, Any]) -> tuple[int, list[dict[str, Any]] | None]:
+    """(K, the K models' values) when some value is a sequence of K (one per model of a
+    stack), else (1, None); a ValueError for sequences of different or zero lengths."""
+    lengths = {
+        key: len(value)
+        for key, value in values.items()
+        if isinstance(value, (list, tuple, np.ndarray)) and not isinstance(value, str)
+    }
+    if not lengths:
+        return 1, None
+    if len(set(lengths.values())) > 1 or 0 in lengths.values():
+        given = ", ".join(f"{key}: {length}" for key, length in lengths.items())
+        raise ValueError(
+            f"per-model hyperparameters need one value per model, the same number for each "
+            f"(got {given})"
+        )
+    models = next(iter(lengths.values()))
+    return models, [
+        {key: (value[index] if key in lengths else value) for key, value in values.items()}
+        for index in range(models)
+    ]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(f"{item:g}" for item in value) + "]"
+    return f"{value:g}"
 
 
 @functools.lru_cache(maxsize=256)
@@ -134,7 +178,19 @@ class Optimizer:
             OPTIMIZERS.register(cls.name, cls, cls.aliases)
 
     def __init__(self, param_groups: Sequence[ParamGroup] = (), **values: Any) -> None:
-        checked = checked_values("optimizer", self.name, self.hyperparameters, values)
+        self.n_models, models = per_model_values(values)
+        # one optimizer of each model's values (None: one model), for its per-step scalars
+        self._members: list[Optimizer] | None = None
+        if models is None:
+            checked = checked_values("optimizer", self.name, self.hyperparameters, values)
+        else:
+            self._members = [type(self)(**model) for model in models]
+            member_values = [member.hyperparameter_values() for member in self._members]
+            checked = {
+                key: (tuple(one[key] for one in member_values) if key in values
+                      and isinstance(values[key], (list, tuple, np.ndarray)) else value)
+                for key, value in member_values[0].items()
+            }  # fmt: skip
         for name, value in checked.items():
             setattr(self, name, value)
         self.param_groups = [self._checked_group(group) for group in param_groups]
@@ -148,15 +204,27 @@ class Optimizer:
         for key, value in group.options.items():
             if key in declared:  # options of hyperparameters this optimizer lacks do nothing
                 options[key] = declared[key].check(value)
-        return ParamGroup(group.start, group.stop, options, group.name)
+        stack = None if group.stack is None else (int(group.stack[0]), int(group.stack[1]))
+        if self._members is not None and (stack is None or stack[0] != self.n_models):
+            raise ValueError(
+                f"per-model hyperparameters for {self.n_models} models need parameter groups "
+                f"of a stack of {self.n_models} (MLP(n_models={self.n_models}).param_groups()), "
+                f"got group {group.name or group.start!r} of {1 if stack is None else stack[0]}"
+            )
+        return ParamGroup(group.start, group.stop, options, group.name, stack)
 
-    def hyperparameter_values(self) -> dict[str, float]:
-        """The keyword arguments that rebuild this optimizer (JSON-serialisable)."""
-        return {parameter.name: getattr(self, parameter.name) for parameter in self.hyperparameters}
+    def hyperparameter_values(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this optimizer (JSON-serialisable): a float
+        per hyperparameter, or a list of one per model where they differ across a stack."""
+        return {
+            parameter.name: (list(value) if isinstance(value, tuple) else value)
+            for parameter in self.hyperparameters
+            for value in (getattr(self, parameter.name),)
+        }
 
     def __repr__(self) -> str:
         settings = ", ".join(
-            f"{key}={value:g}" for key, value in self.hyperparameter_values().items()
+            f"{key}={_shown(value)}" for key, value in self.hyperparameter_values().items()
         )
         return f"{type(self).__name__}({settings})"
 
@@ -192,9 +260,12 @@ class Optimizer:
             backend = backend_of(params)
         self._prepare_state(backend, params)
         self.steps += 1
+        buffers = [self.state[key] for key in self.buffers]
+        if self._members is not None:
+            self._step_per_model(backend, params, grads, buffers)
+            return
         self.advance()
         base = self.hyperparameter_values()
-        buffers = [self.state[key] for key in self.buffers]
         if not self.param_groups:  # one group: the whole buffers, no views to make
             backend.run_formula_(self.formula, [params, grads, *buffers], self.scalars(base))
             self._flush_subnormals(backend, params.dtype, base, buffers)
@@ -207,6 +278,56 @@ class Optimizer:
                 self._flush_subnormals(backend, params.dtype, values, group_buffers)
         if self.steps % PARAMETER_FLUSH_PERIOD == 0:
             backend.flush_subnormals_(params, flush_threshold(params.dtype))
+
+    def _step_per_model(
+        self, backend: Backend, params: Any, grads: Any, buffers: list[Any]
+    ) -> None:
+        """One step of a stack with per-model hyperparameters: one kernel per group, each
+        scalar a row vector of the models' values, each repeated over its model's columns."""
+        assert self._members is not None
+        current = self.hyperparameter_values()
+        models = per_model_values(current)[1] or [current] * self.n_models
+        for member, values in zip(self._members, models):
+            for key, value in values.items():
+                setattr(member, key, value)
+            member.steps = self.steps
+            member.advance()
+        groups = {(group.start, group.stop): group for group in self.param_groups}
+        names = self.formula.scalars
+        runs, rows = [], []
+        for start, stop, options in self._groups(params.shape[0]):
+            group = groups[(start, stop)]
+            assert group.stack is not None  # checked by _checked_group
+            width = group.stack[1]
+            per_model = [
+                member.scalars({**values, **options})
+                for member, values in zip(self._members, models)
+            ]
+            for name in names:
+                rows.append(np.repeat([scalars[name] for scalars in per_model], width))
+            decays = [member.decays({**values, **options})
+                      for member, values in zip(self._members, models)]  # fmt: skip
+            runs.append((start, stop, self.n_models * width, decays))
+        # every group's row vectors in one host array, moved to the device at once
+        vectors = backend.asarray(np.concatenate(rows) if rows else np.zeros(0), params.dtype)
+        offset = 0
+        for start, stop, columns, decays in runs:
+            shape = ((stop - start) // columns, columns)
+            arrays = [array[start:stop].reshape(shape) for array in (params, grads, *buffers)]
+            for _ in names:
+                arrays.append(vectors[offset : offset + columns])
+                offset += columns
+            backend.run_formula_(self._per_column_formula, arrays, {}, row_vectors=names)
+            # the flush on the schedule of the fastest-decaying model
+            fastest = {key: min(decay[key] for decay in decays) for key in decays[0]}
+            group_buffers = [buffer[start:stop] for buffer in buffers]
+            self._flush_subnormals(backend, params.dtype, {}, group_buffers, fastest)
+        if self.steps % PARAMETER_FLUSH_PERIOD == 0:
+            backend.flush_subnormals_(params, flush_threshold(params.dtype))
+
+    @functools.cached_property
+    def _per_column_formula(self) -> Formula:
+        return scalars_as_arrays(self.formula)
 
     def _groups(self, size: int) -> list[tuple[int, int, dict[str, float]]]:
         if not self.param_groups:
@@ -246,11 +367,17 @@ class Optimizer:
         self._ready = (params, *(self.state[key] for key in self.buffers))
 
     def _flush_subnormals(
-        self, backend: Backend, dtype: Any, values: dict[str, float], buffers: list[Any]
+        self,
+        backend: Backend,
+        dtype: Any,
+        values: dict[str, float],
+        buffers: list[Any],
+        decays: dict[str, float] | None = None,
     ) -> None:
         """Every ``flush_period(decay)`` steps, zero a state buffer's near-subnormal entries
-        (``buffers``: the state buffers, or one group's views of them)."""
-        decays = self.decays(values)
+        (``buffers``: the state buffers, or one group's views of them; ``decays``: given, or
+        those of ``values``)."""
+        decays = self.decays(values) if decays is None else decays
         for key, buffer in zip(self.buffers, buffers):
             period = flush_period(decays[key]) if key in decays else None
             if period is not None and self.steps % period == 0:
@@ -276,7 +403,11 @@ class Optimizer:
             "hyperparameters": self.hyperparameter_values(),
             "param_groups": [group.to_dict() for group in self.param_groups],
             "steps": self.steps,
-            "scalars": self._scalar_state(),
+            "scalars": (
+                self._scalar_state()
+                if self._members is None
+                else {"models": [member._scalar_state() for member in self._members]}
+            ),
             "buffers": buffers,
         }
 
@@ -290,8 +421,9 @@ class Optimizer:
             raise ValueError(f"optimizer {self.name!r} has no hyperparameter {unknown[0]!r}")
         # rebuilding from the stored values checks them as the constructor does
         rebuilt = type(self)(**{**known, **state["hyperparameters"]})
-        for key, value in rebuilt.hyperparameter_values().items():
-            setattr(self, key, value)
+        for key in known:
+            setattr(self, key, getattr(rebuilt, key))
+        self.n_models, self._members = rebuilt.n_models, rebuilt._members
         self.param_groups = [
             self._checked_group(ParamGroup(**group)) for group in state.get("param_groups", [])
         ]
@@ -299,5 +431,10 @@ class Optimizer:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"optimizer steps must be a whole number >= 0, got {steps!r}")
         self.steps = steps
-        self._load_scalar_state(state.get("scalars", {}))
+        scalars = state.get("scalars", {})
+        if self._members is None:
+            self._load_scalar_state(scalars)
+        else:
+            for member, member_scalars in zip(self._members, scalars.get("models", [])):
+                member._load_scalar_state(member_scalars)
         self.state = {key: np.array(value) for key, value in state["buffers"].items()}

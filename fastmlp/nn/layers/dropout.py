@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -71,18 +72,68 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             self._mask = None
             return x
-        buffers = self._buffers(x.shape[0])
-        mask, out = buffers["mask"], buffers["out"]
+        out = self._buffers(x.shape[0])["out"]
+        self.forward_into(x, out)
+        return out
+
+    def forward_into(self, x: Any, out: Any) -> None:
+        """The training forward pass into ``out`` (N, units), which may be a view."""
+        mask = self._buffers(x.shape[0])["mask"]
         self.backend.uniform_(mask, self.generator)
         # mask = 0 where u < p, else 1 / (1 - p)
         self._keep_scale(mask)
         # out = x * mask
         self._masked(x, mask, out)
         self._mask = mask
-        return out
 
     def backward(self, delta: Any) -> Any:
         if self._mask is not None:
             # delta = delta * m
             self._mask_in_place(delta, self._mask)
+        return delta
+
+
+class StackedDropout(Layer):
+    """Dropout for a stack of K models: x (N, K * units), model k's block of columns
+    [k * units, (k + 1) * units) dropped at its own rate with masks from its own generator,
+    exactly as that model's :class:`Dropout` alone would drop them (``rates[k]`` 0: kept
+    as it is)."""
+
+    def __init__(self, rates: Sequence[float], units: int, backend: Backend, dtype: str) -> None:
+        super().__init__(backend, dtype)
+        self.rates = tuple(float(rate) for rate in rates)
+        self.units = units
+        self.models = [Dropout(rate, units, backend, dtype) for rate in self.rates]
+        models = len(self.rates)
+        self._buffers = BufferCache(
+            lambda n: {"out": backend.empty((n, models * units), dtype=dtype)}
+        )
+        self._dropped = False
+
+    def reseed(self, seeds: Sequence[int]) -> None:
+        """Seed each model's masks (``seeds[k]`` as :meth:`Dropout.reseed` for model k)."""
+        for model, seed in zip(self.models, seeds):
+            model.reseed(seed)
+
+    def _columns(self, k: int) -> slice:
+        return slice(k * self.units, (k + 1) * self.units)
+
+    def forward(self, x: Any, training: bool) -> Any:
+        self._dropped = training and any(self.rates)
+        if not self._dropped:
+            return x
+        out = self._buffers(x.shape[0])["out"]
+        for k, model in enumerate(self.models):
+            columns = self._columns(k)
+            if model.rate:
+                model.forward_into(x[:, columns], out[:, columns])
+            else:
+                out[:, columns] = x[:, columns]
+        return out
+
+    def backward(self, delta: Any) -> Any:
+        if self._dropped:
+            for k, model in enumerate(self.models):
+                if model.rate:
+                    model.backward(delta[:, self._columns(k)])
         return delta

@@ -12,7 +12,8 @@ A model is a sequence of layers. Each layer
   returns dLoss/d(input), or None when nothing before it needs one (the first layer).
 
 Shapes carry the batch on the first axis: (N, features). A stack of K models of the same
-shape will add a leading model axis, (K, N, features), to the same interface.
+shape keeps that interface with its models' features side by side, (N, K * features),
+model k's in its block of columns (see ``dense.py``).
 """
 
 from __future__ import annotations

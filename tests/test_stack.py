@@ -1,0 +1,307 @@
+"""Stacks of K models (``MLP(n_models=K)``): each model computes what it alone computes.
+
+The reference is K ordinary models, each built with that model's seed, weight decay and
+dropout and stepped by an optimizer of that model's hyperparameters, on the same batches:
+in float64 every parameter, loss and metric agrees to 1e-9 relative (in practice bit for
+bit: the products are the same BLAS calls on the same numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import optim
+from fastmlp.backends import get_backend
+from fastmlp.nn.activations import ACTIVATIONS
+from fastmlp.optim import OPTIMIZERS, ParamGroup
+from fastmlp.stack_training import StackHistory
+from fastmlp.training import StopTraining
+
+BACKENDS = ["numpy", "cpu"]  # the plain NumPy backend and the default CPU one (Numba)
+K = 3
+SEEDS = [11, 12, 13]
+SHAPE = dict(input_size=20, hidden_sizes=(16, 12), output_size=5, dtype="float64")
+
+
+def problem(n=96, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 20)), rng.integers(0, 5, n)
+
+
+def per_model_hyperparameters(name):
+    """Three different values of every hyperparameter of optimizer ``name``."""
+    values = {}
+    for parameter in OPTIMIZERS.get(name).hyperparameters:
+        default = parameter.default
+        values[parameter.name] = [default, default * 0.5, default * 0.25] if default else [0.0] * K
+    values["lr"] = [1e-2, 3e-3, 1e-3]
+    return values
+
+
+def stack_and_singles(device, weight_decay=(0.0, 1e-3, 1e-2), dropout=0.0, **settings):
+    stack = fastmlp.MLP(
+        **SHAPE, **settings, device=device, n_models=K, seed=SEEDS,
+        weight_decay=list(weight_decay), dropout=dropout,
+    )  # fmt: skip
+    rates = dropout if isinstance(dropout, list) else [dropout] * K
+    singles = [
+        fastmlp.MLP(
+            **SHAPE, **settings, device=device, seed=seed, weight_decay=decay, dropout=rate
+        )  # fmt: skip
+        for seed, decay, rate in zip(SEEDS, weight_decay, rates)
+    ]
+    return stack, singles
+
+
+def assert_same(stack, singles):
+    for k, single in enumerate(singles):
+        np.testing.assert_allclose(stack.select(k).params, single.params, rtol=1e-9, atol=1e-14)
+
+
+def step_both(stack, singles, optimizer_name, steps=5, max_grad_norm=None):
+    """``steps`` steps of the stack and of each single model on the same batches; returns
+    the stack's last losses and the singles'."""
+    x, y = problem()
+    values = per_model_hyperparameters(optimizer_name)
+    stacked = optim.create(optimizer_name, stack.param_groups(), **values)
+    alone = [
+        optim.create(optimizer_name, single.param_groups(), **{k: v[i] for k, v in values.items()})
+        for i, single in enumerate(singles)
+    ]
+    for step in range(steps):
+        rows = slice(16 * step, 16 * step + 16)
+        losses = stack.loss_and_grad(x[rows], y[rows], max_grad_norm=max_grad_norm)
+        stacked.step(stack.params, stack.grads, stack.backend)
+        single_losses = []
+        for single, optimizer in zip(singles, alone):
+            loss = single.loss_and_grad(x[rows], y[rows], max_grad_norm=max_grad_norm)
+            single_losses.append(float(loss))
+            optimizer.step(single.params, single.grads, single.backend)
+    return np.asarray(losses), single_losses
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+@pytest.mark.parametrize("optimizer_name", OPTIMIZERS.names())
+def test_every_optimizer_steps_each_model_as_it_would_alone(device, optimizer_name):
+    stack, singles = stack_and_singles(device)
+    for k, single in enumerate(singles):  # initialised alike
+        for stacked, alone in zip(stack.weights, single.weights):
+            np.testing.assert_array_equal(stacked[k], alone)
+    losses, single_losses = step_both(stack, singles, optimizer_name)
+    np.testing.assert_allclose(losses, single_losses, rtol=1e-9)
+    assert_same(stack, singles)
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+@pytest.mark.parametrize("activation", ACTIVATIONS.names())
+@pytest.mark.parametrize("loss", ["cross_entropy", "mean_squared_error"])
+def test_every_activation_and_loss_with_per_model_dropout(device, activation, loss):
+    stack, singles = stack_and_singles(
+        device, activation=activation, loss=loss, dropout=[0.0, 0.2, 0.5]
+    )
+    losses, single_losses = step_both(stack, singles, "adam")
+    np.testing.assert_allclose(losses, single_losses, rtol=1e-9)
+    assert_same(stack, singles)
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+def test_label_smoothing_and_per_model_gradient_clipping(device):
+    stack, singles = stack_and_singles(device, label_smoothing=0.1)
+    losses, single_losses = step_both(stack, singles, "sgd", max_grad_norm=0.05)
+    np.testing.assert_allclose(losses, single_losses, rtol=1e-9)
+    assert_same(stack, singles)
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+def test_forward_predict_and_evaluate_have_a_model_axis(device):
+    stack, singles = stack_and_singles(device)
+    x, y = problem(50, seed=3)
+    probabilities, predictions = stack.forward(x), stack.predict(x)
+    assert probabilities.shape == (K, 50, 5) and predictions.shape == (K, 50)
+    losses, accuracies = stack.evaluate(x, y)
+    assert len(losses) == len(accuracies) == K
+    for k, single in enumerate(singles):
+        np.testing.assert_allclose(probabilities[k], single.forward(x), rtol=1e-12)
+        np.testing.assert_array_equal(predictions[k], single.predict(x))
+        loss, accuracy = single.evaluate(x, y)
+        assert losses[k] == pytest.approx(loss, rel=1e-12) and accuracies[k] == accuracy
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_per_model_kernel_equals_the_reference_body_of_each_model(name):
+    """One launch over a group viewed as (rows, K * width): model k's columns get exactly
+    the formula's reference evaluation with model k's scalars."""
+    rows, width = 4, 6
+    rng = np.random.default_rng(0)
+    values = per_model_hyperparameters(name)
+    stacked = optim.create(name, [ParamGroup(0, rows * K * width, stack=(K, width))], **values)
+    params = rng.standard_normal(rows * K * width)
+    grads = rng.standard_normal(params.shape)
+    references = [
+        optim.create(name, **{key: value[k] for key, value in values.items()}) for k in range(K)
+    ]
+    blocks = [params.reshape(rows, K, width)[:, k].copy() for k in range(K)]
+    buffers = [[np.zeros((rows, width)) for _ in stacked.buffers] for _ in range(K)]
+    for _ in range(3):
+        stacked.step(params, grads, get_backend("numpy"))
+        for k, reference in enumerate(references):
+            reference.steps += 1
+            reference.advance()
+            scalars = reference.scalars(reference.hyperparameter_values())
+            gradient = grads.reshape(rows, K, width)[:, k]
+            updated = reference.formula.evaluate(np, [blocks[k], gradient, *buffers[k]], scalars)
+            blocks[k], buffers[k] = updated[0], list(updated[1:])
+    for k in range(K):
+        np.testing.assert_array_equal(params.reshape(rows, K, width)[:, k], blocks[k])
+
+
+def test_stacked_optimizer_state_round_trips_and_resumes_exactly():
+    stack, _ = stack_and_singles("cpu")
+    x, y = problem()
+    values = per_model_hyperparameters("nadam")
+    first = optim.create("nadam", stack.param_groups(), **values)
+    for rows in (slice(0, 16), slice(16, 32)):
+        stack.loss_and_grad(x[rows], y[rows])
+        first.step(stack.params, stack.grads, stack.backend)
+    resumed = optim.create("nadam", **first.state_dict()["hyperparameters"])
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.n_models == K and repr(resumed) == repr(first)
+    twin = stack.select(0)  # any copy of the params will do: both continue from here
+    params = stack.params.copy()
+    stack.loss_and_grad(x[32:48], y[32:48])
+    grads = stack.grads.copy()
+    first.step(stack.params, stack.grads, stack.backend)
+    resumed.step(params, grads, stack.backend)
+    np.testing.assert_array_equal(params, stack.params)
+    assert twin.n_models == 1
+
+
+def train_both(device, lrs, epochs=4, **settings):
+    """The stack and each model alone trained by ``fastmlp.train`` on the same data."""
+    x, y = problem(300)
+    x_val, y_val = problem(60, seed=2)
+    stack, singles = stack_and_singles(device, weight_decay=(0.0, 1e-3, 0.0),
+                                       dropout=[0.0, 0.3, 0.0])  # fmt: skip
+    callbacks = settings.pop("callbacks", {})
+    common = dict(epochs=epochs, batch_size=32, x_val=x_val, y_val=y_val, seed=7,
+                  progress=False, verbose=False, **settings)  # fmt: skip
+    optimizer = optim.create("sgd", stack.param_groups(), lr=lrs)
+    stack_callbacks = [lambda k, metrics: callbacks.get(k, lambda m: None)(metrics)]
+    history = fastmlp.train(stack, optimizer, x, y, callbacks=stack_callbacks, **common)
+    alone = []
+    for k, single in enumerate(singles):
+        single_optimizer = optim.create("sgd", single.param_groups(), lr=lrs[k])
+        own = [callbacks[k]] if k in callbacks else []
+        alone.append(fastmlp.train(single, single_optimizer, x, y, callbacks=own, **common))
+    return stack, singles, history, alone
+
+
+def assert_same_histories(history, alone):
+    assert isinstance(history, StackHistory) and len(history) == K
+    for mine, theirs in zip(history, alone, strict=True):
+        assert len(mine) == len(theirs)
+        for a, b in zip(mine.epochs, theirs.epochs):
+            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+                assert getattr(a, key) == pytest.approx(getattr(b, key), rel=1e-9)
+        assert (mine.diverged_at, mine.best_epoch, mine.restored_best) == (
+            theirs.diverged_at, theirs.best_epoch, theirs.restored_best,
+        )  # fmt: skip
+        assert (mine.stopped is None) == (theirs.stopped is None)
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+def test_training_a_stack_with_a_schedule_and_early_stopping(device):
+    stack, singles, history, alone = train_both(
+        device, [1e-2, 3e-3, 1.0], schedule="cosine", early_stopping=2
+    )
+    assert_same_histories(history, alone)
+    assert_same(stack, singles)
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+def test_a_diverging_model_is_frozen_and_the_others_go_on(device):
+    stack, singles, history, alone = train_both(device, [1e-2, 1e308, 3e-3])
+    assert history[1].diverged_at == 1 and alone[1].diverged_at == 1
+    assert len(history[0]) == len(history[2]) == 4
+    assert_same_histories(history, alone)
+    assert_same(stack, singles)  # the diverged one holds its weights from before epoch 1
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+def test_a_callback_stops_one_model_inside_its_stack(device):
+    def prune(metrics):
+        if metrics.epoch == 2:
+            raise StopTraining("pruned")
+
+    stack, singles, history, alone = train_both(device, [1e-2, 3e-3, 1e-1], callbacks={1: prune})
+    assert history[1].stopped.status == "pruned" and len(history[1]) == 2
+    assert len(history[0]) == len(history[2]) == 4
+    assert_same_histories(history, alone)
+    assert_same(stack, singles)
+
+
+def test_save_load_and_select_keep_the_stack(tmp_path):
+    stack, singles = stack_and_singles("cpu", dropout=[0.0, 0.1, 0.2])
+    path = tmp_path / "stack.npz"
+    stack.save(path)
+    loaded = fastmlp.MLP.load(path)
+    assert loaded.n_models == K and loaded.config == stack.config
+    np.testing.assert_array_equal(loaded.params, stack.params)
+    x, _ = problem(10)
+    for k, single in enumerate(singles):
+        chosen = loaded.select(k)
+        assert chosen.n_models == 1 and chosen.config == single.config
+        np.testing.assert_array_equal(chosen.predict(x), single.predict(x))
+    assert stack.weights[1].shape == (K, 16, 12) and stack.biases[1].shape == (K, 12)
+
+
+def test_one_seed_derives_one_per_model_and_one_model_is_todays_model():
+    stack = fastmlp.MLP(**SHAPE, n_models=K, seed=5)
+    derived = [int(s) for s in np.random.SeedSequence(5).generate_state(K)]
+    assert stack.seeds == derived
+    for k, seed in enumerate(derived):
+        np.testing.assert_array_equal(
+            stack.select(k).params, fastmlp.MLP(**SHAPE, seed=seed).params
+        )
+    one = fastmlp.MLP(**SHAPE, seed=5)
+    assert one.n_models == 1 and "n_models" not in one.config
+    assert one.weights[0].shape == (20, 16)
+    np.testing.assert_array_equal(one.params, fastmlp.MLP(**SHAPE, n_models=1, seed=5).params)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: fastmlp.MLP(**SHAPE, n_models=0), "n_models must be a whole number"),
+        (lambda: fastmlp.MLP(**SHAPE, n_models=2, weight_decay=[0.1]), "one value or one per"),
+        (lambda: fastmlp.MLP(**SHAPE, n_models=2, dropout=[0.1, 1.5]), "dropout must be in"),
+        (lambda: fastmlp.MLP(**SHAPE, n_models=2, seed=[1, 2, 3]), "seed must be one int"),
+        (lambda: optim.create("adam", lr=[1e-3, 1e-2], beta1=[0.9]), "the same number"),
+        (lambda: optim.create("adam", [ParamGroup(0, 4)], lr=[1e-3, 1e-2]), "need parameter"),
+    ],
+)
+def test_bad_stack_settings_say_what_is_wrong(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_select_outside_the_stack_and_per_model_rates_out_of_range():
+    with pytest.raises(IndexError, match="not in this stack of 3"):
+        fastmlp.MLP(**SHAPE, n_models=K).select(3)
+    with pytest.raises(ValueError, match="lr"):
+        optim.create("sgd", lr=[1e-3, -1.0])
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+def test_loss_kernels_refuse_logits_they_would_copy(device):
+    """A loss kernel that indexes the flat logits must not silently work on a copy."""
+    backend = get_backend(device)
+    logits = np.zeros((4, 10))[:, :5]
+    if device == "numpy":
+        with pytest.raises(ValueError, match="C-contiguous"):
+            backend.cross_entropy_(logits, np.zeros(4, dtype=np.int64))
+    else:  # Numba's kernel indexes by row and column: any layout is fine
+        backend.cross_entropy_(logits, np.zeros(4, dtype=np.int64))
+        np.testing.assert_allclose(logits, np.full((4, 5), 0.05) - [[0.25, 0, 0, 0, 0]] * 4)
