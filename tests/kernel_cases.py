@@ -42,6 +42,25 @@ def _optimizer_case(name, rng, dtype, n):
     return (optimizer.formula, [p, g, *buffers], optimizer.scalars(values))
 
 
+def _per_model_case(name, rng, dtype):
+    """run_formula_per_model_ arguments of one update of ``name`` for a stack of 3 models
+    (defaults, custom settings, defaults), at step 3, over two groups of widths 7 and 5."""
+    members = [optim.create(name, **values) for values in (defaults(name), custom(name),
+                                                            defaults(name))]  # fmt: skip
+    for member in members:
+        for _ in range(3):
+            member.steps += 1
+            member.advance()
+    scalars = [member.scalars(member.hyperparameter_values()) for member in members]
+    groups = []
+    for rows, width in ((11, 7), (1, 5)):
+        shape = (rows, 3 * width)
+        p, g = _state(rng, shape, dtype), _state(rng, shape, dtype)
+        buffers = [_state(rng, shape, dtype, positive=key == "v") for key in members[0].buffers]
+        groups.append(([p, g, *buffers], width))
+    return (members[0].formula, groups, [scalars, scalars])
+
+
 def _flush_case(rng, dtype, n):
     tiny = float(np.finfo(dtype).tiny)
     threshold = flush_threshold(dtype)
@@ -99,6 +118,7 @@ KERNEL_CASES = (
     [("gather_", None), ("column_sums_", None), ("add_scaled_", None)]
     + [("run_formula_", name) for name in optim.names()]
     + [("run_formula_", f"dropout-{name}") for name in ("keep_scale", "masked", "in_place")]
+    + [("run_formula_per_model_", name) for name in optim.names()]
     + [("flush_subnormals_", None), ("uniform_", None)]
     + [(kernel, name) for kernel in ("bias_activation_", "bias_activation_keep",
                                       "activation_grad_") for name in activation_names()]
@@ -118,6 +138,8 @@ def kernel_arguments(kernel, case, rng, dtype, size=1031, rows=37):
         return _flush_case(rng, dtype, size)
     if kernel == "uniform_":
         return (np.empty((rows, 11), dtype=dtype), "generator")
+    if kernel == "run_formula_per_model_":
+        return _per_model_case(case, rng, dtype)
     if kernel == "run_formula_":
         if case.startswith("dropout-"):
             return _dropout_case(case.removeprefix("dropout-"), rng, dtype, rows)
@@ -135,9 +157,11 @@ def copied(args, backend):
     for a in args:
         if isinstance(a, np.ndarray):
             copies.append(a.copy())
-        elif isinstance(a, list):
+        elif isinstance(a, list) and a and isinstance(a[0], tuple):  # a stack's groups
+            copies.append([([x.copy() for x in arrays], width) for arrays, width in a])
+        elif isinstance(a, list) and a and isinstance(a[0], np.ndarray):
             copies.append([x.copy() for x in a])
-        elif a == "generator":
+        elif isinstance(a, str) and a == "generator":
             copies.append(backend.rng(5))
         else:
             copies.append(a)
@@ -148,5 +172,8 @@ def arrays_of(args):
     for a in args:
         if isinstance(a, np.ndarray):
             yield a
-        elif isinstance(a, list):
+        elif isinstance(a, list) and a and isinstance(a[0], tuple):
+            for arrays, _ in a:
+                yield from arrays
+        elif isinstance(a, list) and a and isinstance(a[0], np.ndarray):
             yield from a

@@ -718,6 +718,7 @@ FORMULA_SOURCES = {
     "nn/layers/activation.py:Activation": "forward_kernel, backward_kernel of activations",
     "nn/layers/dense.py:Dense": "forward_kernel of the identity (the unfused bias add)",
     "nn/layers/dense.py:<module>": "the per-model weight decay (layer_formulas)",
+    "backends/base.py:Backend": "a stack's optimizer update, scalars as row vectors (per-model)",
     "nn/layers/dropout.py:<module>": "module-level formulas of the layers (layer_formulas)",
     "nn/layers/dropout.py:Dropout": "bind_formula of those",
 }

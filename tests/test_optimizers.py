@@ -327,7 +327,11 @@ def _formula_call(kernel, args):
 
 
 FORMULA_KERNELS = ("run_formula_", "bias_activation_", "activation_grad_")
-FORMULA_CASES = [(k, c) for k, c in KERNEL_CASES if k.startswith(FORMULA_KERNELS)]
+FORMULA_CASES = [
+    (k, c)
+    for k, c in KERNEL_CASES
+    if k.startswith(FORMULA_KERNELS) and k != "run_formula_per_model_"
+]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -305,3 +305,25 @@ def test_loss_kernels_refuse_logits_they_would_copy(device):
     else:  # Numba's kernel indexes by row and column: any layout is fine
         backend.cross_entropy_(logits, np.zeros(4, dtype=np.int64))
         np.testing.assert_allclose(logits, np.full((4, 5), 0.05) - [[0.25, 0, 0, 0, 0]] * 4)
+
+
+@pytest.mark.parametrize(
+    "width, columns, values",
+    [(0, 12, 3), (4, 12, 2), (4, 12, 4), (5, 12, 3)],
+    ids=["no width", "too few models", "too many models", "width not dividing"],
+)
+def test_the_compiled_per_model_kernel_checks_every_shape(width, columns, values):
+    """Numba's per-model loop reads model k's scalars at [k] and its columns from
+    k * width: shapes that do not fit are a ValueError before any access."""
+    pytest.importorskip("numba")
+    from fastmlp.backends.numba_backend import _literals, _per_model_loop
+
+    formula = OPTIMIZERS.get("adam").formula
+    kernel = _per_model_loop(formula)
+    arrays = [np.zeros((2, columns)) for _ in formula.arrays]
+    table = np.ones((len(formula.scalars), values))
+    with pytest.raises(ValueError, match="mismatched shapes"):
+        kernel(width, *table, *_literals(formula, np.dtype("float64")), *arrays)
+    with pytest.raises(ValueError, match="mismatched shapes"):  # one array of another shape
+        kernel(4, *np.ones((len(formula.scalars), 3)), *_literals(formula, np.dtype("float64")),
+               *arrays[:-1], np.zeros((2, 8)))  # fmt: skip

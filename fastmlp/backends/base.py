@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastmlp.backends.formulas import Formula, in_place, with_bias
+from fastmlp.backends.formulas import Formula, in_place, scalars_as_arrays, with_bias
 
 if TYPE_CHECKING:
     from fastmlp.nn.activations import ActivationFunction
@@ -205,6 +205,40 @@ class Backend:
             values = formula.evaluate(self.xp, arrays, dict(scalars), self.formula_functions())
         for name, value in zip(formula.updates, values):
             arrays[formula.arrays.index(name)][...] = value
+
+    def run_formula_per_model_(
+        self,
+        formula: Formula,
+        groups: Sequence[tuple[Sequence[Any], int]],
+        scalars: Sequence[Sequence[Mapping[str, float]]],
+    ) -> None:
+        """Run ``formula`` on a stack's arrays with each model's own scalars.
+
+        groups: (arrays, width) pairs; the arrays are the formula's, each (rows, K * width),
+        model k's entries in columns [k * width, (k + 1) * width). scalars: per group, K
+        mappings (model k's scalars). Here: one kernel per group, each scalar a row vector
+        holding model k's value over model k's columns (``scalars_as_arrays``), every
+        group's row vectors made on the host and moved to the device in one transfer.
+        """
+        per_column = scalars_as_arrays(formula)
+        rows = [
+            np.repeat([model[name] for model in models], width)
+            for (_, width), models in zip(groups, scalars)
+            for name in formula.scalars
+        ]
+        if not rows:
+            for arrays, _ in groups:
+                self.run_formula_(formula, arrays, {})
+            return
+        vectors = self.asarray(np.concatenate(rows), groups[0][0][0].dtype)
+        offset = 0
+        for arrays, _ in groups:
+            columns = arrays[0].shape[1]
+            given = list(arrays)
+            for _ in formula.scalars:
+                given.append(vectors[offset : offset + columns])
+                offset += columns
+            self.run_formula_(per_column, given, {}, row_vectors=formula.scalars)
 
     def bind_formula(
         self,

@@ -36,6 +36,7 @@ otherwise (libraries differ in the last bit of ``exp``).
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import math
 import textwrap
@@ -277,11 +278,13 @@ def _scalars_to_arrays(node: Node) -> Node:
     return Node(node.kind, args, node.name, node.value)
 
 
+@functools.cache
 def scalars_as_arrays(formula: Formula) -> Formula:
     """``formula`` with each scalar made an array read after its own arrays (same names, same
     operations in the same order): run with ``row_vectors=formula.scalars`` on 2-D arrays,
     each column gets its own scalars. A stack of K models runs one optimizer kernel this way,
-    each model's hyperparameters repeated over its columns (see ``fastmlp.optim``)."""
+    each model's hyperparameters repeated over its columns (``run_formula_per_model_``). Made
+    once per formula (kernels are cached per formula object)."""
     statements = tuple((target, _scalars_to_arrays(node)) for target, node in formula.statements)
     result = None if formula.result is None else _scalars_to_arrays(formula.result)
     return Formula(f"{formula.name}_per_column", (*formula.arrays, *formula.scalars), (),
@@ -289,6 +292,47 @@ def scalars_as_arrays(formula: Formula) -> Formula:
 
 
 # ------------------------------------------------------------------- Numba
+
+
+def numba_per_model_source(formula: Formula) -> str:
+    """A module defining ``kernel(width, scalars..., constants..., arrays...)`` for a stack
+    of K models: the arrays 2-D of one shape (rows, K * width), model k's entries in columns
+    [k * width, (k + 1) * width), each scalar a 1-D array of the K models' values. Each
+    model's scalars are read once per row, then its columns run as one contiguous inner
+    loop, so the loop vectorises as a single model's does. Shapes are checked (a
+    ValueError, never an out-of-bounds access)."""
+    constants = {value: f"c{index}" for index, value in enumerate(formula.literals)}
+    names = {name: f"v_{name}" for name in formula.arrays}
+    per_model = [f"per_model_{name}" for name in formula.scalars]
+    first = formula.arrays[0]
+    params = ["width", *per_model, *constants.values(), *formula.arrays]
+    lines = ["import math", "", "from numba import njit", "", "",
+             '@njit(cache=True, nogil=True, error_model="numpy")',
+             f"def kernel({', '.join(params)}):"]  # fmt: skip
+    checks = ["width < 1"] + [f"{name}.shape != {first}.shape" for name in formula.arrays[1:]]
+    checks += [f"{name}.shape[0] * width != {first}.shape[1]" for name in per_model]
+    lines.append(f"    if {' or '.join(checks)}:")
+    lines.append('        raise ValueError("formula kernel: arrays of mismatched shapes")')
+    lines += [f"    for row in range({first}.shape[0]):",
+              f"        for k in range({first}.shape[1] // width):"]  # fmt: skip
+    lines += [f"            {name} = {array}[k]" for name, array in zip(formula.scalars, per_model)]
+    # the model's block of the row as 1-D views indexed from 0 (so LLVM sees no negative
+    # index to wrap around, and vectorises)
+    lines += [f"            b_{name} = {name}[row, k * width : (k + 1) * width]"
+              for name in formula.arrays]  # fmt: skip
+    lines.append("            for col in range(width):")
+    indent = " " * 16
+    read = _read_names(formula)
+    for name in formula.arrays:
+        if name in read:
+            lines.append(f"{indent}{names[name]} = b_{name}[col]")
+    local = dict(names)
+    for target, node in formula.statements:
+        local.setdefault(target, f"v_{target}")
+        lines.append(f"{indent}{local[target]} = {_numba(node, local, constants)}")
+    for name in formula.updates:
+        lines.append(f"{indent}b_{name}[col] = {local[name]}")
+    return "\n".join(lines) + "\n"
 
 
 def numba_source(formula: Formula, ndim: int, row_vectors: tuple[str, ...] = ()) -> str:

@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from fastmlp.backends.base import smoothing_weights
-from fastmlp.backends.formulas import Formula, numba_source
+from fastmlp.backends.formulas import Formula, numba_per_model_source, numba_source
 from fastmlp.backends.numpy_backend import NumpyBackend
 from fastmlp.files import atomic_write_text
 
@@ -165,6 +165,23 @@ class NumbaBackend(NumpyBackend):
         else:
             kernel(*literals, *arrays)
 
+    def run_formula_per_model_(
+        self,
+        formula: Formula,
+        groups: Sequence[tuple[Sequence[Any], int]],
+        scalars: Sequence[Sequence[Mapping[str, float]]],
+    ) -> None:
+        kernel = _per_model_loop(formula) if formula.scalars else None
+        if kernel is None:
+            super().run_formula_per_model_(formula, groups, scalars)
+            return
+        for (arrays, width), models in zip(groups, scalars):
+            dtype = arrays[0].dtype
+            # each scalar's K values, in the arrays' dtype (the kernel checks the shapes)
+            table = np.array([[model[name] for model in models] for name in formula.scalars],
+                             dtype=dtype)  # fmt: skip
+            kernel(width, *table, *_literals(formula, dtype), *arrays)
+
     def bind_formula(
         self,
         formula: Formula,
@@ -217,6 +234,12 @@ def _loop(formula: Formula, ndim: int, row_vectors: tuple[str, ...]) -> Any:
     return compiled(formula, ndim, row_vectors) if worth_compiling(formula) else None
 
 
+def _per_model_loop(formula: Formula) -> Any:
+    """The compiled per-model loop of ``formula`` (``formulas.numba_per_model_source``), or
+    None to use the row-vector kernel of the base class."""
+    return compiled(formula, 2, (), per_model=True) if worth_compiling(formula) else None
+
+
 @functools.cache
 def _literals(formula: Formula, dtype: np.dtype) -> tuple[Any, ...]:
     """The formula's numeric literals as scalars of ``dtype``."""
@@ -238,8 +261,11 @@ def kernel_cache_directory() -> Path | None:
 
 
 @functools.cache
-def compiled(formula: Formula, ndim: int, row_vectors: tuple[str, ...]) -> Any:
-    """The compiled loop of a formula (see ``formulas.numba_source``), or None.
+def compiled(
+    formula: Formula, ndim: int, row_vectors: tuple[str, ...], per_model: bool = False
+) -> Any:
+    """The compiled loop of a formula (see ``formulas.numba_source``; with ``per_model``,
+    ``formulas.numba_per_model_source``), or None.
 
     The generated source is written to the kernel cache under a name made of its hash and
     imported from there, so Numba caches its machine code too (a second run loads it).
@@ -249,7 +275,9 @@ def compiled(formula: Formula, ndim: int, row_vectors: tuple[str, ...]) -> Any:
     directory = kernel_cache_directory()
     if directory is None:
         return None
-    source = numba_source(formula, ndim, row_vectors)
+    source = (
+        numba_per_model_source(formula) if per_model else numba_source(formula, ndim, row_vectors)
+    )
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
     module_name = f"fastmlp_kernel_{digest}"
     path = directory / f"{module_name}.py"

@@ -26,8 +26,9 @@ Stacks of models. A hyperparameter may also be a sequence of K values, one per m
 stack (``MLP(n_models=K)``), whose parameter groups say so (``ParamGroup.stack``: K models,
 ``width`` columns each). The update stays one kernel per group: the group's range is viewed
 as (rows, K * width), where model k owns columns [k * width, (k + 1) * width), and the
-formula runs with each scalar turned into a row vector holding model k's value over model
-k's columns (``fastmlp.backends.formulas.scalars_as_arrays``). Each model's scalars are
+formula runs with each model's scalars over its columns
+(``Backend.run_formula_per_model_``: on the GPU one kernel with each scalar a row vector,
+on the CPU one compiled loop per model's block). Each model's scalars are
 computed by a member optimizer of its own values (so scalar state such as NAdam's product
 is kept per model); every model computes exactly what an optimizer of its values alone
 would.
@@ -61,7 +62,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fastmlp.backends import Backend, backend_of
-from fastmlp.backends.formulas import Formula, formula, scalars_as_arrays
+from fastmlp.backends.formulas import Formula, formula
 from fastmlp.registry import Hyperparameter, Registry, checked_values
 
 FLUSH_MARGIN = 2.0**26
@@ -282,8 +283,9 @@ class Optimizer:
     def _step_per_model(
         self, backend: Backend, params: Any, grads: Any, buffers: list[Any]
     ) -> None:
-        """One step of a stack with per-model hyperparameters: one kernel per group, each
-        scalar a row vector of the models' values, each repeated over its model's columns."""
+        """One step of a stack with per-model hyperparameters: each group viewed as (rows,
+        K * width) and updated by ``backend.run_formula_per_model_`` with each model's
+        scalars (computed once per step for each distinct set of group options)."""
         assert self._members is not None
         current = self.hyperparameter_values()
         models = per_model_values(current)[1] or [current] * self.n_models
@@ -292,42 +294,30 @@ class Optimizer:
                 setattr(member, key, value)
             member.steps = self.steps
             member.advance()
-        groups = {(group.start, group.stop): group for group in self.param_groups}
-        names = self.formula.scalars
-        runs, rows = [], []
+        stacks = {(group.start, group.stop): group.stack for group in self.param_groups}
+        computed: dict[tuple[Any, ...], tuple[list[dict[str, float]], dict[str, float]]] = {}
+        groups, scalars, flushes = [], [], []
         for start, stop, options in self._groups(params.shape[0]):
-            group = groups[(start, stop)]
-            assert group.stack is not None  # checked by _checked_group
-            width = group.stack[1]
-            per_model = [
-                member.scalars({**values, **options})
-                for member, values in zip(self._members, models)
-            ]
-            for name in names:
-                rows.append(np.repeat([scalars[name] for scalars in per_model], width))
-            decays = [member.decays({**values, **options})
-                      for member, values in zip(self._members, models)]  # fmt: skip
-            runs.append((start, stop, self.n_models * width, decays))
-        # every group's row vectors in one host array, moved to the device at once
-        vectors = backend.asarray(np.concatenate(rows) if rows else np.zeros(0), params.dtype)
-        offset = 0
-        for start, stop, columns, decays in runs:
+            key = tuple(sorted(options.items()))
+            if key not in computed:
+                pairs = [(member, {**values, **options})
+                         for member, values in zip(self._members, models)]  # fmt: skip
+                decays = [member.decays(values) for member, values in pairs]
+                # the flush on the schedule of the fastest-decaying model
+                fastest = {name: min(decay[name] for decay in decays) for name in decays[0]}
+                computed[key] = ([member.scalars(values) for member, values in pairs], fastest)
+            width = stacks[(start, stop)][1]  # every group has a stack (_checked_group)
+            columns = self.n_models * width
             shape = ((stop - start) // columns, columns)
             arrays = [array[start:stop].reshape(shape) for array in (params, grads, *buffers)]
-            for _ in names:
-                arrays.append(vectors[offset : offset + columns])
-                offset += columns
-            backend.run_formula_(self._per_column_formula, arrays, {}, row_vectors=names)
-            # the flush on the schedule of the fastest-decaying model
-            fastest = {key: min(decay[key] for decay in decays) for key in decays[0]}
-            group_buffers = [buffer[start:stop] for buffer in buffers]
+            groups.append((arrays, width))
+            scalars.append(computed[key][0])
+            flushes.append(([buffer[start:stop] for buffer in buffers], computed[key][1]))
+        backend.run_formula_per_model_(self.formula, groups, scalars)
+        for group_buffers, fastest in flushes:
             self._flush_subnormals(backend, params.dtype, {}, group_buffers, fastest)
         if self.steps % PARAMETER_FLUSH_PERIOD == 0:
             backend.flush_subnormals_(params, flush_threshold(params.dtype))
-
-    @functools.cached_property
-    def _per_column_formula(self) -> Formula:
-        return scalars_as_arrays(self.formula)
 
     def _groups(self, size: int) -> list[tuple[int, int, dict[str, float]]]:
         if not self.param_groups:
