@@ -327,3 +327,21 @@ def test_the_compiled_per_model_kernel_checks_every_shape(width, columns, values
     with pytest.raises(ValueError, match="mismatched shapes"):  # one array of another shape
         kernel(4, *np.ones((len(formula.scalars), 3)), *_literals(formula, np.dtype("float64")),
                *arrays[:-1], np.zeros((2, 8)))  # fmt: skip
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+@pytest.mark.parametrize("kernel", ["cross_entropy_", "mean_squared_error_"])
+def test_loss_kernels_write_each_samples_loss_when_asked(device, kernel):
+    """``sample_losses`` (what a stack's one loss call per step reads its models' losses
+    from) holds the reference backend's per-sample losses; NaN for a label out of range."""
+    from fastmlp.backends.base import Backend
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(9, 5)) * 3
+    labels = rng.integers(0, 5, 9)
+    labels[4] = 7
+    mine, reference = np.full(9, -1.0), np.full(9, -1.0)
+    getattr(get_backend(device), kernel)(logits.copy(), labels, sample_losses=mine)
+    getattr(Backend(), kernel)(logits.copy(), labels, sample_losses=reference)
+    np.testing.assert_allclose(mine, reference, rtol=1e-12)
+    assert np.isnan(mine[4]) and np.isfinite(np.delete(mine, 4)).all()

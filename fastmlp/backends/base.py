@@ -305,8 +305,11 @@ class Backend:
         xp.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
 
-    def cross_entropy_(self, z: Any, y: Any, label_smoothing: float = 0.0) -> Any:
-        """Softmax cross-entropy: returns the mean loss, leaves dLoss/dz in ``z``.
+    def cross_entropy_(
+        self, z: Any, y: Any, label_smoothing: float = 0.0, sample_losses: Any = None
+    ) -> Any:
+        """Softmax cross-entropy: returns the mean loss, leaves dLoss/dz in ``z``; each
+        sample's loss also into ``sample_losses`` (N,) when given.
 
         z: (N, classes) logits, overwritten with (softmax(z) - q) / N, where the target
         distribution is q = (1 - eps) onehot(y) + eps / classes for ``label_smoothing`` eps
@@ -330,14 +333,17 @@ class Backend:
             weighted = onehot_weight * weighted + uniform * shifted.sum(axis=1)
         per_sample = xp.where(valid, log_normalizer - weighted, xp.nan)
         loss = per_sample.mean()
+        if sample_losses is not None:
+            sample_losses[...] = per_sample
         # z = (softmax(z) - q) / N
         z[...] = xp.exp(shifted - log_normalizer[:, None]) - uniform
         z[rows, safe_y] -= onehot_weight * valid.astype(z.dtype)
         z /= n
         return loss
 
-    def mean_squared_error_(self, z: Any, y: Any) -> Any:
-        """Squared error on the softmax output: returns the loss, leaves dLoss/dz in ``z``.
+    def mean_squared_error_(self, z: Any, y: Any, sample_losses: Any = None) -> Any:
+        """Squared error on the softmax output: returns the loss, leaves dLoss/dz in ``z``;
+        each sample's loss also into ``sample_losses`` (N,) when given.
 
         loss = mean_n sum_k (p_nk - onehot(y)_nk)^2 with p = softmax(z).
         Gradient through the softmax Jacobian, with e = dLoss/dp = 2 (p - onehot) / N:
@@ -353,6 +359,8 @@ class Backend:
         err[rows, safe_y] -= valid.astype(z.dtype)
         per_sample = xp.where(valid, (err * err).sum(axis=1), xp.nan)
         loss = per_sample.mean()
+        if sample_losses is not None:
+            sample_losses[...] = per_sample
         err *= 2.0 / n
         # z = p * (e - sum_k p_k e_k)
         z *= err - (z * err).sum(axis=1, keepdims=True)

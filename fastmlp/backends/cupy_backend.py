@@ -176,7 +176,9 @@ class CupyBackend(Backend):
         # cuRAND writes a fresh array from CuPy's memory pool: no host sync, no malloc
         out[...] = rng.random_sample(out.shape, dtype=out.dtype)
 
-    def cross_entropy_(self, z: Any, y: Any, label_smoothing: float = 0.0) -> Any:
+    def cross_entropy_(
+        self, z: Any, y: Any, label_smoothing: float = 0.0, sample_losses: Any = None
+    ) -> Any:
         require_c_contiguous(z, "logits")
         n, classes = z.shape
         if y.shape != (n,):
@@ -197,6 +199,8 @@ class CupyBackend(Backend):
             # loss = mean_n [ log_normalizer_n - z_n,y_n ]
             per_sample = _CROSS_ENTROPY_PER_SAMPLE(flat, y, log_normalizer, classes, math.nan)
         loss = per_sample.mean()
+        if sample_losses is not None:
+            sample_losses[...] = per_sample
         _SOFTMAX_CROSS_ENTROPY_GRAD(y, log_normalizer, classes, onehot_weight, uniform, n, z)
         return loss
 

@@ -204,8 +204,10 @@ class NumbaBackend(NumpyBackend):
     def column_sums_(self, out: Any, x: Any) -> None:
         _column_sums(out, x)
 
-    def cross_entropy_(self, z: Any, y: Any, label_smoothing: float = 0.0) -> Any:
-        per_sample = self._scratch("per_sample", (z.shape[0],), z.dtype)
+    def cross_entropy_(
+        self, z: Any, y: Any, label_smoothing: float = 0.0, sample_losses: Any = None
+    ) -> Any:
+        per_sample = self._sample_losses(sample_losses, z.shape[0], z.dtype)
         loss = np.empty((), dtype=z.dtype)
         # the target's weights (1 - eps, eps / K), rounded once to the logits' dtype
         onehot_weight, uniform = smoothing_weights(label_smoothing, z.shape[1])

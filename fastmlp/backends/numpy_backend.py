@@ -206,7 +206,9 @@ class NumpyBackend(Backend):
         np.sum(z, axis=1, keepdims=True, out=row)
         np.divide(z, row, out=z)
 
-    def cross_entropy_(self, z: Any, y: Any, label_smoothing: float = 0.0) -> Any:
+    def cross_entropy_(
+        self, z: Any, y: Any, label_smoothing: float = 0.0, sample_losses: Any = None
+    ) -> Any:
         require_c_contiguous(z, "logits")
         n, classes = z.shape
         row = self._scratch("row", (n, 1), z.dtype)
@@ -237,6 +239,8 @@ class NumpyBackend(Backend):
         if invalid is not None:
             np.copyto(per_sample, np.nan, where=invalid)
         np.mean(per_sample, out=loss)
+        if sample_losses is not None:  # before per_sample serves as scratch below
+            np.copyto(self._sample_losses(sample_losses, n, z.dtype), per_sample)
         # z = (softmax(z) - q) / N, q = (1 - eps) onehot(y) + eps / K
         np.divide(z, row, out=z)
         if label_smoothing:
@@ -264,7 +268,17 @@ class NumpyBackend(Backend):
             np.subtract(scratch, weight, out=scratch, where=~invalid)
         np.put(flat, true_class, scratch, mode="clip")
 
-    def mean_squared_error_(self, z: Any, y: Any) -> Any:
+    def _sample_losses(self, given: Any, n: int, dtype: Any) -> Any:
+        """Where a loss kernel writes each sample's loss: ``given`` (checked), or scratch."""
+        if given is None:
+            return self._scratch("per_sample", (n,), dtype)
+        if given.shape != (n,) or given.dtype != dtype:
+            raise ValueError(
+                f"sample_losses must be ({n},) {dtype}, got {given.shape} {given.dtype}"
+            )
+        return given
+
+    def mean_squared_error_(self, z: Any, y: Any, sample_losses: Any = None) -> Any:
         require_c_contiguous(z, "logits")
         n, classes = z.shape
         err = self._scratch("error", z.shape, z.dtype)
@@ -279,6 +293,11 @@ class NumpyBackend(Backend):
         self._subtract_onehot(err_flat, true_class, invalid, per_sample)
         # loss = sum_nk e_nk^2 / N  (NaN when a label is out of range)
         loss[()] = np.vdot(err_flat, err_flat) / n if invalid is None else np.nan
+        if sample_losses is not None:
+            # loss_n = sum_k e_nk^2  (NaN when its label is out of range)
+            np.einsum("nk,nk->n", err, err, out=self._sample_losses(sample_losses, n, z.dtype))
+            if invalid is not None:
+                np.copyto(sample_losses, np.nan, where=invalid)
         # e = dLoss/dp = 2 (p - onehot) / N
         np.multiply(err, 2.0 / n, out=err)
         # z = p * (e - sum_k p_k e_k)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 import fastmlp
-from fastmlp.bench.competitors import CONTENDERS, STACK_PREFIX, make_contender
+from fastmlp.bench.competitors import CONTENDERS, HIDDEN, STACK_PREFIX, make_contender
 from fastmlp.errors import UserError
 from fastmlp.runs.environment import blas_library, processor_name
 
@@ -123,11 +123,11 @@ def benchmark_data(samples: int, data_dir: str | None = None) -> tuple[np.ndarra
 
 
 def _serve(connection: Any, name: str, batch_size: int, device: str, samples: int,
-           data_dir: str | None) -> None:  # fmt: skip
+           data_dir: str | None, hidden_sizes: tuple[int, ...]) -> None:  # fmt: skip
     """A worker: build contender ``name``, warm it up, then run an epoch per request."""
     try:
         x, y, source = benchmark_data(samples, data_dir)
-        contender = make_contender(name, x, y, batch_size, device)
+        contender = make_contender(name, x, y, batch_size, device, hidden_sizes)
         contender.epoch()  # warm-up: allocation, kernel compilation, caches
     except (ImportError, ValueError) as error:
         connection.send(("unavailable", str(error)))
@@ -173,9 +173,11 @@ def compare(
     competitors: Sequence[str] = COMPETITORS,
     data_dir: str | None = None,
     log: Any = print,
+    hidden_sizes: tuple[int, ...] = HIDDEN,
 ) -> tuple[list[BatchResult], str]:
     """Measure fastmlp and every competitor at every batch size, each contender in its own
-    process, interleaved; returns the results and the data source."""
+    process, interleaved; returns the results and the data source. ``hidden_sizes``: the
+    network, R's by default (fastmlp's contenders train any; the others R only)."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
@@ -185,7 +187,10 @@ def compare(
     results = []
     for batch_size in batch_sizes:
         result = BatchResult(batch_size=batch_size, samples=samples, rounds=rounds)
-        workers = [_Worker(context, name, batch_size, device, samples, data_dir) for name in names]
+        workers = [
+            _Worker(context, name, batch_size, device, samples, data_dir, tuple(hidden_sizes))
+            for name in names
+        ]
         try:
             ready = []
             for worker in workers:
@@ -250,16 +255,24 @@ def markdown_table(results: Sequence[BatchResult]) -> str:
 
 
 def write_report(
-    results: Sequence[BatchResult], source: str, device: str, out: str | os.PathLike[str]
+    results: Sequence[BatchResult],
+    source: str,
+    device: str,
+    out: str | os.PathLike[str],
+    hidden_sizes: tuple[int, ...] = HIDDEN,
 ) -> tuple[Path, Path]:
-    """Write ``compare-<device>.json`` (every round) and ``.md`` (the table) into ``out``."""
+    """Write ``compare-<device>.json`` (every round) and ``.md`` (the table) into ``out``
+    (``compare-<device>-stack.*`` for stacks)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
-    stem = f"compare-{device.replace(':', '')}"
+    stacks = any(name.startswith("fastmlp stack") for name in results[0].samples_per_second)
+    stem = f"compare-{device.replace(':', '')}" + ("-stack" if stacks else "")
+    network = "-".join(str(size) for size in (784, *hidden_sizes, 10))
     payload = {
         "machine": machine,
         "device": device,
+        "network": network,
         "data": source,
         "method": "one process per contender, interleaved rounds (rotating order), an epoch "
         f"slower than {DISTURBED}x the contender's best re-run up to {RETRIES} times; ratio = "
@@ -286,8 +299,10 @@ def write_report(
     versions += f"; BLAS {blas['name']} {blas['version'] or ''}".rstrip()
     if blas["threads"]:
         versions += f" ({blas['threads']} threads)"
+    reference = "the reference network R, " if tuple(hidden_sizes) == HIDDEN else ""
     markdown = (
-        f"Training throughput of the reference network (784-128-128-128-10, ReLU, Adam, float32) "
+        f"Training throughput of {reference}{network}, ReLU, Adam, float32"
+        f"{' (stacks: samples per second per model)' if stacks else ''}, "
         f"on {source}, {results[0].samples} samples per epoch, {results[0].rounds} interleaved "
         f"rounds, each contender in its own process; ratios are medians of per-round ratios; "
         f"the share of floor is the rate over that of the step's matrix products alone.\n\n"

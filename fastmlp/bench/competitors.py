@@ -51,9 +51,10 @@ class FastMLP(Contender):
         device: str,
         dtype: str = "float32",
         n_models: int = 1,
+        hidden_sizes: tuple[int, ...] = HIDDEN,
     ) -> None:
         self.model = fastmlp.MLP(
-            784, HIDDEN, 10, device=device, seed=0, dtype=dtype, n_models=n_models
+            784, hidden_sizes, 10, device=device, seed=0, dtype=dtype, n_models=n_models
         )
         precision = "" if dtype == "float32" else f", {dtype}"
         stack = "" if n_models == 1 else f" stack of {n_models}"
@@ -166,23 +167,32 @@ class ScikitLearn(Contender):
 
 
 def make_contender(
-    name: str, x: np.ndarray, y: np.ndarray, batch_size: int, device: str
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    device: str,
+    hidden_sizes: tuple[int, ...] = HIDDEN,
 ) -> Contender:
-    """The contender ``name`` of :data:`CONTENDERS` on ``device``; ImportError when its
-    library is missing, ValueError when it does not run on ``device``."""
+    """The contender ``name`` of :data:`CONTENDERS` (or a stack, ``fastmlp-stack-K``) on
+    ``device`` training a 784-``hidden_sizes``-10 network; ImportError when its library is
+    missing, ValueError when it does not run on ``device`` or trains R only."""
     from fastmlp.bench.careful_numpy import CarefulNumpy, MatmulFloor
 
     on_gpu = device.startswith("cuda")
+    if tuple(hidden_sizes) != HIDDEN and not name.startswith("fastmlp"):
+        raise ValueError(f"{name} trains R (784-128-128-128-10) only")
     if name in ("fastmlp-numpy", "careful-numpy", "floor", "sklearn") and on_gpu:
         raise ValueError(f"{name} runs on the CPU only")
     if name == "fastmlp":
-        return FastMLP(x, y, batch_size, device)
+        return FastMLP(x, y, batch_size, device, hidden_sizes=hidden_sizes)
     if name == "fastmlp-numpy":
         return FastMLP(x, y, batch_size, "numpy")
     if name == "fastmlp-float64":
         return FastMLP(x, y, batch_size, device, dtype="float64")
     if name.startswith(STACK_PREFIX) and name[len(STACK_PREFIX) :].isdigit():
-        return FastMLP(x, y, batch_size, device, n_models=int(name[len(STACK_PREFIX) :]))
+        models = int(name[len(STACK_PREFIX) :])
+        return FastMLP(x, y, batch_size, device, n_models=models, hidden_sizes=hidden_sizes)
     if name in ("torch", "torch-fused"):
         import torch
 

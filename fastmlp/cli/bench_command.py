@@ -54,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "each its own learning rate) against one model, in samples per second per model",
     )
     parser.add_argument(
+        "--hidden_sizes",
+        type=positive_int,
+        nargs="+",
+        metavar="H",
+        help="with --stack: the hidden layers of the network (default: R's 128 128 128)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="instead: where a fastmlp training step spends its time at each batch size "
@@ -86,6 +93,7 @@ def accuracy(value: str) -> float:
 def run(args: argparse.Namespace) -> int:
     from fastmlp.backends import get_backend
     from fastmlp.bench import compare, markdown_table, write_report
+    from fastmlp.bench.competitors import HIDDEN
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -102,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         profiles = profile(batch_sizes, device=device, samples=args.samples, data_dir=args.data_dir)
         print(profile_table(profiles))
         return 0
+    if args.hidden_sizes and not args.stack:
+        raise UsageError("--hidden_sizes goes with --stack (the competitors train R only)")
     competitors = args.competitors
     if args.stack:
         from fastmlp.bench.competitors import stack_contender
@@ -114,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         competitors=competitors,
         data_dir=args.data_dir,
+        hidden_sizes=tuple(args.hidden_sizes or HIDDEN),
     )
     left_out = {name: why for result in results for name, why in result.unavailable.items()}
     for name, why in left_out.items():
@@ -124,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
             single, *stacks = result.samples_per_second
             speedups = ", ".join(f"{name}: {1 / result.median_ratio(name):.2f}x" for name in stacks)
             print(f"batch {result.batch_size}, per-model samples/s against one model: {speedups}")
-    json_path, markdown_path = write_report(results, source, device, args.out)
+    json_path, markdown_path = write_report(
+        results, source, device, args.out, tuple(args.hidden_sizes or HIDDEN)
+    )
     print(f"saved {json_path} and {markdown_path}")
     return 0
 

@@ -268,7 +268,10 @@ class MLP:
         self.grad_weights, self.grad_biases = grad_views[:layers], grad_views[layers:]
         self._dense_layers = dense_layers
         self._loss_blocks = BufferCache(
-            lambda n: {"logits": self.backend.empty((n, self.output_size), dtype=self.dtype)}
+            lambda n: {
+                "labels": self.backend.empty((n, self.n_models), dtype="int64"),
+                "losses": self.backend.empty((n, self.n_models), dtype=self.dtype),
+            }
         )
         self._decay_rows = self._weight_decay_rows()
         self._backward_order = self.layers[::-1]
@@ -550,22 +553,24 @@ class MLP:
         return loss
 
     def _stack_loss(self, logits: Any, y: Any, correct: Any, loss_kernel: Any) -> Any:
-        """A stack's (K,) mean losses over logits (N, K * classes), each model's computed by
-        the loss kernel on its own block of columns, which is left holding dLoss/dlogits;
-        adds each model's number of correct predictions to ``correct`` (K,) if given."""
-        classes, k = self.output_size, self.n_models
+        """A stack's (K,) mean losses over logits (N, K * classes), left holding dLoss/dlogits;
+        adds each model's number of correct predictions to ``correct`` (K,) if given.
+
+        One loss kernel call for all models: the logits as (N * K, classes) rows (row
+        n * K + k is model k's sample n), each with its sample's label; the kernel divides
+        the gradient by its N * K rows, each model's mean is over N, so it is scaled by K."""
+        n, classes, k = logits.shape[0], self.output_size, self.n_models
         if correct is not None:
-            per_model = logits.reshape(logits.shape[0], k, classes).argmax(axis=2)
+            per_model = logits.reshape(n, k, classes).argmax(axis=2)
             correct += (per_model == y[:, None]).sum(axis=0)
-        losses = self.backend.empty((k,), dtype=self.dtype)
-        # each model's logits into a contiguous block for the kernel, its gradient back
-        block = self._loss_blocks(logits.shape[0])["logits"]
-        for model in range(k):
-            columns = slice(model * classes, (model + 1) * classes)
-            block[...] = logits[:, columns]
-            losses[model] = loss_kernel(block, y)
-            logits[:, columns] = block
-        return losses
+        buffers = self._loss_blocks(n)
+        labels, sample_losses = buffers["labels"], buffers["losses"]
+        labels[...] = y[:, None]
+        rows = logits.reshape(n * k, classes)
+        loss_kernel(rows, labels.reshape(-1), sample_losses=sample_losses.reshape(-1))
+        # dLoss_k/dz = (N * K) / N * (what the kernel left)
+        rows *= rows.dtype.type(k)
+        return sample_losses.mean(axis=0)
 
     def _clip_each_model(self, max_norm: float) -> None:
         """:meth:`_clip_gradient_norm` for each model of a stack: g_k = g_k * min(1, max_norm
