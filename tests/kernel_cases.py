@@ -44,21 +44,24 @@ def _optimizer_case(name, rng, dtype, n):
 
 def _per_model_case(name, rng, dtype):
     """run_formula_per_model_ arguments of one update of ``name`` for a stack of 3 models
-    (defaults, custom settings, defaults), at step 3, over two groups of widths 7 and 5."""
+    (defaults, custom settings, defaults) at step 3: flat arrays holding two groups, 11
+    rows of width 7 then 1 row of width 5, the second with its own scalars (lr halved)."""
     members = [optim.create(name, **values) for values in (defaults(name), custom(name),
                                                             defaults(name))]  # fmt: skip
     for member in members:
         for _ in range(3):
             member.steps += 1
             member.advance()
-    scalars = [member.scalars(member.hyperparameter_values()) for member in members]
-    groups = []
-    for rows, width in ((11, 7), (1, 5)):
-        shape = (rows, 3 * width)
-        p, g = _state(rng, shape, dtype), _state(rng, shape, dtype)
-        buffers = [_state(rng, shape, dtype, positive=key == "v") for key in members[0].buffers]
-        groups.append(([p, g, *buffers], width))
-    return (members[0].formula, groups, [scalars, scalars])
+    first = [member.scalars(member.hyperparameter_values()) for member in members]
+    second = [
+        member.scalars({**member.hyperparameter_values(), "lr": member.lr / 2})
+        for member in members
+    ]
+    size = 11 * 3 * 7 + 1 * 3 * 5
+    p, g = _state(rng, size, dtype), _state(rng, size, dtype)
+    buffers = [_state(rng, size, dtype, positive=key == "v") for key in members[0].buffers]
+    groups = [(0, 11 * 3 * 7, 7), (11 * 3 * 7, size, 5)]
+    return (members[0].formula, [p, g, *buffers], groups, [first, second])
 
 
 def _flush_case(rng, dtype, n):
@@ -157,8 +160,6 @@ def copied(args, backend):
     for a in args:
         if isinstance(a, np.ndarray):
             copies.append(a.copy())
-        elif isinstance(a, list) and a and isinstance(a[0], tuple):  # a stack's groups
-            copies.append([([x.copy() for x in arrays], width) for arrays, width in a])
         elif isinstance(a, list) and a and isinstance(a[0], np.ndarray):
             copies.append([x.copy() for x in a])
         elif isinstance(a, str) and a == "generator":
@@ -172,8 +173,5 @@ def arrays_of(args):
     for a in args:
         if isinstance(a, np.ndarray):
             yield a
-        elif isinstance(a, list) and a and isinstance(a[0], tuple):
-            for arrays, _ in a:
-                yield from arrays
         elif isinstance(a, list) and a and isinstance(a[0], np.ndarray):
             yield from a

@@ -308,25 +308,33 @@ def test_loss_kernels_refuse_logits_they_would_copy(device):
 
 
 @pytest.mark.parametrize(
-    "width, columns, values",
-    [(0, 12, 3), (4, 12, 2), (4, 12, 4), (5, 12, 3)],
-    ids=["no width", "too few models", "too many models", "width not dividing"],
-)
-def test_the_compiled_per_model_kernel_checks_every_shape(width, columns, values):
-    """Numba's per-model loop reads model k's scalars at [k] and its columns from
-    k * width: shapes that do not fit are a ValueError before any access."""
+    "start, rows, width, table",
+    [(0, 2, 0, 0), (0, 3, 4, 0), (8, 2, 4, 0), (-1, 1, 4, 0), (0, 1, 4, 1), (0, 1, 4, -1),
+     (0, -1, 4, 0)],
+    ids=["no width", "rows beyond", "start beyond", "negative start", "no such table",
+         "negative table", "negative rows"],
+)  # fmt: skip
+def test_the_compiled_per_model_kernel_checks_every_group(start, rows, width, table):
+    """Numba's per-model loop reads group g's range [start, start + rows * K * width) and
+    its scalars at values[table]: a group that does not fit is a ValueError before any
+    access (a stack of K=3, arrays of 24 entries)."""
     pytest.importorskip("numba")
     from fastmlp.backends.numba_backend import _literals, _per_model_loop
 
     formula = OPTIMIZERS.get("adam").formula
     kernel = _per_model_loop(formula)
-    arrays = [np.zeros((2, columns)) for _ in formula.arrays]
-    table = np.ones((len(formula.scalars), values))
-    with pytest.raises(ValueError, match="mismatched shapes"):
-        kernel(width, *table, *_literals(formula, np.dtype("float64")), *arrays)
-    with pytest.raises(ValueError, match="mismatched shapes"):  # one array of another shape
-        kernel(4, *np.ones((len(formula.scalars), 3)), *_literals(formula, np.dtype("float64")),
-               *arrays[:-1], np.zeros((2, 8)))  # fmt: skip
+    literals = _literals(formula, np.dtype("float64"))
+    arrays = [np.zeros(24) for _ in formula.arrays]
+    values = np.ones((1, len(formula.scalars), 3))
+    groups = [np.array([value]) for value in (start, rows, width, table)]
+    with pytest.raises(ValueError, match="a group outside the arrays"):
+        kernel(*groups, values, *literals, *arrays)
+    fitting = [np.array([value]) for value in (0, 2, 4, 0)]
+    kernel(*fitting, values, *literals, *arrays)  # 2 rows of 3 models of 4: it fits
+    with pytest.raises(ValueError, match="mismatched shapes"):  # an array of another length
+        kernel(*fitting, values, *literals, *arrays[:-1], np.zeros(23))
+    with pytest.raises(ValueError, match="mismatched shapes"):  # descriptors of two lengths
+        kernel(np.array([0, 0]), *fitting[1:], values, *literals, *arrays)
 
 
 @pytest.mark.parametrize("device", BACKENDS)

@@ -209,34 +209,33 @@ class Backend:
     def run_formula_per_model_(
         self,
         formula: Formula,
-        groups: Sequence[tuple[Sequence[Any], int]],
+        arrays: Sequence[Any],
+        groups: Sequence[tuple[int, int, int]],
         scalars: Sequence[Sequence[Mapping[str, float]]],
     ) -> None:
-        """Run ``formula`` on a stack's arrays with each model's own scalars.
+        """Run ``formula`` on a stack's flat arrays with each model's own scalars.
 
-        groups: (arrays, width) pairs; the arrays are the formula's, each (rows, K * width),
-        model k's entries in columns [k * width, (k + 1) * width). scalars: per group, K
-        mappings (model k's scalars). Here: one kernel per group, each scalar a row vector
-        holding model k's value over model k's columns (``scalars_as_arrays``), every
-        group's row vectors made on the host and moved to the device in one transfer.
+        arrays: the formula's arrays, 1-D of one length. groups: (start, stop, width) each,
+        the range [start, stop) viewed as (rows, K * width), model k's entries in columns
+        [k * width, (k + 1) * width). scalars: per group, K mappings (model k's scalars).
+        Here: one kernel per group, each scalar a row vector holding model k's value over
+        model k's columns (``scalars_as_arrays``), every group's row vectors made on the
+        host and moved to the device in one transfer.
         """
         per_column = scalars_as_arrays(formula)
-        rows = [
+        vectors = [
             np.repeat([model[name] for model in models], width)
-            for (_, width), models in zip(groups, scalars)
+            for (_, _, width), models in zip(groups, scalars)
             for name in formula.scalars
         ]
-        if not rows:
-            for arrays, _ in groups:
-                self.run_formula_(formula, arrays, {})
-            return
-        vectors = self.asarray(np.concatenate(rows), groups[0][0][0].dtype)
+        values = self.asarray(np.concatenate(vectors) if vectors else np.zeros(0), arrays[0].dtype)
         offset = 0
-        for arrays, _ in groups:
-            columns = arrays[0].shape[1]
-            given = list(arrays)
+        for (start, stop, width), models in zip(groups, scalars):
+            columns = len(models) * width
+            shape = ((stop - start) // columns, columns)
+            given = [array[start:stop].reshape(shape) for array in arrays]
             for _ in formula.scalars:
-                given.append(vectors[offset : offset + columns])
+                given.append(values[offset : offset + columns])
                 offset += columns
             self.run_formula_(per_column, given, {}, row_vectors=formula.scalars)
 

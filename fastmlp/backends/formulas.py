@@ -295,43 +295,61 @@ def scalars_as_arrays(formula: Formula) -> Formula:
 
 
 def numba_per_model_source(formula: Formula) -> str:
-    """A module defining ``kernel(width, scalars..., constants..., arrays...)`` for a stack
-    of K models: the arrays 2-D of one shape (rows, K * width), model k's entries in columns
-    [k * width, (k + 1) * width), each scalar a 1-D array of the K models' values. Each
-    model's scalars are read once per row, then its columns run as one contiguous inner
-    loop, so the loop vectorises as a single model's does. Shapes are checked (a
-    ValueError, never an out-of-bounds access)."""
+    """A module defining ``kernel(starts, rows, widths, tables, values, constants...,
+    arrays...)``: one compiled loop over every group of a stack of K models. The arrays are
+    1-D of one length (the flat parameters and their companions); group g is the range
+    starting at ``starts[g]`` viewed as (``rows[g]``, K * ``widths[g]``), model k's entries
+    in columns [k * width, (k + 1) * width); ``values[tables[g], s, k]`` is scalar s of
+    model k for group g. Each model's scalars are read once per row, then its columns run
+    as one contiguous inner loop (an unsigned index: no negative index to wrap around, so
+    LLVM vectorises it as a single model's loop). Every group's range, table and width is
+    checked against the arrays first (a ValueError, never an out-of-bounds access)."""
     constants = {value: f"c{index}" for index, value in enumerate(formula.literals)}
     names = {name: f"v_{name}" for name in formula.arrays}
-    per_model = [f"per_model_{name}" for name in formula.scalars]
     first = formula.arrays[0]
-    params = ["width", *per_model, *constants.values(), *formula.arrays]
-    lines = ["import math", "", "from numba import njit", "", "",
+    # the kernel's own names start with q_ (formula arrays and scalars are plain names,
+    # formula locals v_...): none can clash
+    params = ["q_starts", "q_rows", "q_widths", "q_tables", "q_values", *constants.values(),
+              *formula.arrays]  # fmt: skip
+    lines = ["import math", "", "import numpy as np", "from numba import njit", "", "",
              '@njit(cache=True, nogil=True, error_model="numpy")',
              f"def kernel({', '.join(params)}):"]  # fmt: skip
-    checks = ["width < 1"] + [f"{name}.shape != {first}.shape" for name in formula.arrays[1:]]
-    checks += [f"{name}.shape[0] * width != {first}.shape[1]" for name in per_model]
-    lines.append(f"    if {' or '.join(checks)}:")
-    lines.append('        raise ValueError("formula kernel: arrays of mismatched shapes")')
-    lines += [f"    for row in range({first}.shape[0]):",
-              f"        for k in range({first}.shape[1] // width):"]  # fmt: skip
-    lines += [f"            {name} = {array}[k]" for name, array in zip(formula.scalars, per_model)]
-    # the model's block of the row as 1-D views indexed from 0 (so LLVM sees no negative
-    # index to wrap around, and vectorises)
-    lines += [f"            b_{name} = {name}[row, k * width : (k + 1) * width]"
-              for name in formula.arrays]  # fmt: skip
-    lines.append("            for col in range(width):")
-    indent = " " * 16
+    checks = [f"{name}.shape != {first}.shape" for name in formula.arrays[1:]]
+    checks += [f"{name}.shape != q_starts.shape" for name in ("q_rows", "q_widths", "q_tables")]
+    checks.append(f"q_values.shape[1] != {len(formula.scalars)}")
+    lines += [
+        f"    if {' or '.join(checks)}:",
+        '        raise ValueError("formula kernel: arrays of mismatched shapes")',
+        "    q_models = q_values.shape[2]",
+        "    for q_group in range(q_starts.shape[0]):",
+        "        q_start, q_width = q_starts[q_group], q_widths[q_group]",
+        "        q_table, q_count = q_tables[q_group], q_rows[q_group]",
+        "        q_columns = q_models * q_width",
+        "        if (q_start < 0 or q_count < 0 or q_width < 1 or q_table < 0",
+        "                or q_table >= q_values.shape[0]",
+        f"                or q_start + q_count * q_columns > {first}.shape[0]):",
+        '            raise ValueError("formula kernel: a group outside the arrays")',
+        "        for q_row in range(q_count):",
+        "            for q_k in range(q_models):",
+    ]
+    lines += [f"                {name} = q_values[q_table, {index}, q_k]"
+              for index, name in enumerate(formula.scalars)]  # fmt: skip
+    lines += [
+        "                q_offset = q_start + q_row * q_columns + q_k * q_width",
+        "                for q_j in range(q_width):",
+        "                    q_i = np.uint64(q_offset + q_j)",
+    ]
+    indent = " " * 20
     read = _read_names(formula)
     for name in formula.arrays:
         if name in read:
-            lines.append(f"{indent}{names[name]} = b_{name}[col]")
+            lines.append(f"{indent}{names[name]} = {name}[q_i]")
     local = dict(names)
     for target, node in formula.statements:
         local.setdefault(target, f"v_{target}")
         lines.append(f"{indent}{local[target]} = {_numba(node, local, constants)}")
     for name in formula.updates:
-        lines.append(f"{indent}b_{name}[col] = {local[name]}")
+        lines.append(f"{indent}{name}[q_i] = {local[name]}")
     return "\n".join(lines) + "\n"
 
 

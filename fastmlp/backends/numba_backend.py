@@ -168,19 +168,30 @@ class NumbaBackend(NumpyBackend):
     def run_formula_per_model_(
         self,
         formula: Formula,
-        groups: Sequence[tuple[Sequence[Any], int]],
+        arrays: Sequence[Any],
+        groups: Sequence[tuple[int, int, int]],
         scalars: Sequence[Sequence[Mapping[str, float]]],
     ) -> None:
-        kernel = _per_model_loop(formula) if formula.scalars else None
-        if kernel is None:
-            super().run_formula_per_model_(formula, groups, scalars)
+        kernel = _per_model_loop(formula)
+        if kernel is None or not groups:
+            super().run_formula_per_model_(formula, arrays, groups, scalars)
             return
-        for (arrays, width), models in zip(groups, scalars):
-            dtype = arrays[0].dtype
-            # each scalar's K values, in the arrays' dtype (the kernel checks the shapes)
-            table = np.array([[model[name] for model in models] for name in formula.scalars],
-                             dtype=dtype)  # fmt: skip
-            kernel(width, *table, *_literals(formula, dtype), *arrays)
+        dtype = arrays[0].dtype
+        # groups that share their models' scalars (the same options) share one table
+        tables: dict[int, int] = {}
+        for models in scalars:
+            tables.setdefault(id(models), len(tables))
+        values = np.empty((len(tables), len(formula.scalars), len(scalars[0])), dtype=dtype)
+        filled = set()
+        for models in scalars:
+            if id(models) not in filled:
+                filled.add(id(models))
+                values[tables[id(models)]] = [[model[name] for model in models]
+                                              for name in formula.scalars]  # fmt: skip
+        which = np.array([tables[id(models)] for models in scalars], dtype=np.int64)
+        starts, rows, widths = _group_arrays(tuple(groups), len(scalars[0]))
+        # one launch for every group of the stack
+        kernel(starts, rows, widths, which, values, *_literals(formula, dtype), *arrays)
 
     def bind_formula(
         self,
@@ -234,6 +245,18 @@ def worth_compiling(formula: Formula) -> bool:
 def _loop(formula: Formula, ndim: int, row_vectors: tuple[str, ...]) -> Any:
     """The compiled loop to run ``formula`` with, or None to use NumPy's ufuncs."""
     return compiled(formula, ndim, row_vectors) if worth_compiling(formula) else None
+
+
+@functools.lru_cache(maxsize=64)
+def _group_arrays(
+    groups: tuple[tuple[int, int, int], ...], n_models: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, rows, widths) of a stack's groups, as the per-model kernel takes them."""
+    starts = np.array([start for start, _, _ in groups], dtype=np.int64)
+    rows = np.array([(stop - start) // (n_models * width) for start, stop, width in groups],
+                    dtype=np.int64)  # fmt: skip
+    widths = np.array([width for _, _, width in groups], dtype=np.int64)
+    return starts, rows, widths
 
 
 def _per_model_loop(formula: Formula) -> Any:

@@ -27,8 +27,8 @@ stack (``MLP(n_models=K)``), whose parameter groups say so (``ParamGroup.stack``
 ``width`` columns each). The update stays one kernel per group: the group's range is viewed
 as (rows, K * width), where model k owns columns [k * width, (k + 1) * width), and the
 formula runs with each model's scalars over its columns
-(``Backend.run_formula_per_model_``: on the GPU one kernel with each scalar a row vector,
-on the CPU one compiled loop per model's block). Each model's scalars are
+(``Backend.run_formula_per_model_``: on the GPU one kernel per group with each scalar a
+row vector, on the CPU one compiled loop over every group). Each model's scalars are
 computed by a member optimizer of its own values (so scalar state such as NAdam's product
 is kept per model); every model computes exactly what an optimizer of its values alone
 would.
@@ -296,26 +296,23 @@ class Optimizer:
             member.advance()
         stacks = {(group.start, group.stop): group.stack for group in self.param_groups}
         computed: dict[tuple[Any, ...], tuple[list[dict[str, float]], dict[str, float]]] = {}
-        groups, scalars, flushes = [], [], []
+        groups, scalars = [], []
         for start, stop, options in self._groups(params.shape[0]):
             key = tuple(sorted(options.items()))
             if key not in computed:
                 pairs = [(member, {**values, **options})
                          for member, values in zip(self._members, models)]  # fmt: skip
                 decays = [member.decays(values) for member, values in pairs]
-                # the flush on the schedule of the fastest-decaying model
                 fastest = {name: min(decay[name] for decay in decays) for name in decays[0]}
                 computed[key] = ([member.scalars(values) for member, values in pairs], fastest)
-            width = stacks[(start, stop)][1]  # every group has a stack (_checked_group)
-            columns = self.n_models * width
-            shape = ((stop - start) // columns, columns)
-            arrays = [array[start:stop].reshape(shape) for array in (params, grads, *buffers)]
-            groups.append((arrays, width))
+            # every group has a stack (_checked_group)
+            groups.append((start, stop, stacks[(start, stop)][1]))
             scalars.append(computed[key][0])
-            flushes.append(([buffer[start:stop] for buffer in buffers], computed[key][1]))
-        backend.run_formula_per_model_(self.formula, groups, scalars)
-        for group_buffers, fastest in flushes:
-            self._flush_subnormals(backend, params.dtype, {}, group_buffers, fastest)
+        backend.run_formula_per_model_(self.formula, [params, grads, *buffers], groups, scalars)
+        # each buffer flushed whole, on the schedule of its fastest-decaying model and group
+        decays = [fastest for _, fastest in computed.values()]
+        fastest = {name: min(decay[name] for decay in decays) for name in decays[0]}
+        self._flush_subnormals(backend, params.dtype, {}, buffers, fastest)
         if self.steps % PARAMETER_FLUSH_PERIOD == 0:
             backend.flush_subnormals_(params, flush_threshold(params.dtype))
 
