@@ -16,9 +16,11 @@
 #   runs/            that run's directory (summary.json holds the training time)
 #   bench.log        fastmlp bench --device cuda (fastmlp vs PyTorch eager on the GPU)
 #   bench/           its JSON and markdown tables
+#   stacks.log, stacks/  stacks of 8 and 64 models of R (MLP(n_models=K)) against one model
+#                    at batch 64, in samples per second per model
 #   probes.log, probes.json  the fused Adam step's memory bandwidth against the peak, and
 #                    whether a training step can be captured as a CUDA graph
-# Each step has its own time limit (475 s in all, within 8 minutes); a failed step
+# Each step has its own time limit (535 s in all, within 9 minutes); a failed step
 # is reported and the next one still runs. The exit status is the number of failed steps;
 # on a machine without CuPy or a CUDA GPU it says so and exits 0 without running anything.
 set -uo pipefail
@@ -64,8 +66,10 @@ step gpu_tests 200 "$OUT/gpu_tests.log" python -m pytest -m gpu -q -p no:cachepr
     --continue-on-collection-errors --junitxml="$OUT/gpu_tests.xml"
 step train 45 "$OUT/train.log" python -m fastmlp train --device cuda -e 3 \
     --wandb_mode disabled --out "$OUT/runs"
-step bench 150 "$OUT/bench.log" python -m fastmlp bench --device cuda --rounds 3 \
+step bench 130 "$OUT/bench.log" python -m fastmlp bench --device cuda --rounds 3 \
     --competitors torch torch-fused --out "$OUT/bench"
+step stacks 80 "$OUT/stacks.log" python -m fastmlp bench --device cuda --stack 8 64 \
+    --batch_sizes 64 --rounds 3 --out "$OUT/stacks"
 step probes 60 "$OUT/probes.log" python scripts/gpu_probes.py "$OUT"
 echo "gpu check: $failed failed step(s); results in $OUT"
 exit "$failed"

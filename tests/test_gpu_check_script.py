@@ -23,15 +23,19 @@ def test_the_gpu_check_is_valid_bash():
 def parsed_command(command: str):
     """The arguments the GPU check passes to ``fastmlp COMMAND``, as fastmlp parses them."""
     text = SCRIPT.read_text().replace("\\\n", " ")
-    (line,) = re.findall(rf"python -m fastmlp {command} ([^\n]*)", text)
-    arguments = ["out" if "$OUT" in word else word for word in shlex.split(line, posix=False)]
-    return build_parser().parse_args([command, *arguments])
+    lines = re.findall(rf"python -m fastmlp {command} ([^\n]*)", text)
+    parsed = []
+    for line in lines:
+        arguments = ["out" if "$OUT" in word else word for word in shlex.split(line, posix=False)]
+        parsed.append(build_parser().parse_args([command, *arguments]))
+    return parsed[0] if len(parsed) == 1 else parsed
 
 
 def test_the_bench_flags_of_the_gpu_check_exist():
-    parsed = parsed_command("bench")
-    assert parsed.device == "cuda" and parsed.rounds == 3
-    assert parsed.competitors == ["torch", "torch-fused"]
+    against_torch, stacks = parsed_command("bench")
+    assert against_torch.device == "cuda" and against_torch.rounds == 3
+    assert against_torch.competitors == ["torch", "torch-fused"]
+    assert stacks.device == "cuda" and stacks.stack == [8, 64] and stacks.batch_sizes == [64]
 
 
 def test_the_train_flags_of_the_gpu_check_exist():
