@@ -305,7 +305,6 @@ def numba_per_model_source(formula: Formula) -> str:
     LLVM vectorises it as a single model's loop). Every group's range, table and width is
     checked against the arrays first (a ValueError, never an out-of-bounds access)."""
     constants = {value: f"c{index}" for index, value in enumerate(formula.literals)}
-    names = {name: f"v_{name}" for name in formula.arrays}
     first = formula.arrays[0]
     # the kernel's own names start with q_ (formula arrays and scalars are plain names,
     # formula locals v_...): none can clash
@@ -339,17 +338,7 @@ def numba_per_model_source(formula: Formula) -> str:
         "                for q_j in range(q_width):",
         "                    q_i = np.uint64(q_offset + q_j)",
     ]
-    indent = " " * 20
-    read = _read_names(formula)
-    for name in formula.arrays:
-        if name in read:
-            lines.append(f"{indent}{names[name]} = {name}[q_i]")
-    local = dict(names)
-    for target, node in formula.statements:
-        local.setdefault(target, f"v_{target}")
-        lines.append(f"{indent}{local[target]} = {_numba(node, local, constants)}")
-    for name in formula.updates:
-        lines.append(f"{indent}{name}[q_i] = {local[name]}")
+    lines += _element_lines(formula, " " * 20, dict.fromkeys(formula.arrays, "q_i"), constants)
     return "\n".join(lines) + "\n"
 
 
@@ -364,7 +353,6 @@ def numba_source(formula: Formula, ndim: int, row_vectors: tuple[str, ...] = ())
     literals are passed in the arrays' dtype, so float32 arithmetic stays float32.
     """
     constants = {value: f"c{index}" for index, value in enumerate(formula.literals)}
-    names = {name: f"v_{name}" for name in formula.arrays}
     full = [name for name in formula.arrays if name not in row_vectors]
     two_d = ndim == 2
     params = [*formula.scalars, *constants.values(), *formula.arrays]
@@ -392,17 +380,25 @@ def numba_source(formula: Formula, ndim: int, row_vectors: tuple[str, ...] = ())
         lines.append(f"    for i in range({first}.shape[0]):")
         indent = " " * 8
         index = dict.fromkeys(formula.arrays, "i")
+    lines += _element_lines(formula, indent, index, constants)
+    return "\n".join(lines) + "\n"
+
+
+def _element_lines(
+    formula: Formula, indent: str, index: dict[str, str], constants: dict[float, str]
+) -> list[str]:
+    """A compiled loop's body for one element: read the arrays it reads (``name[index]``)
+    into locals ``v_name``, evaluate the statements, write the updated arrays back."""
+    names = {name: f"v_{name}" for name in formula.arrays}
     read = _read_names(formula)
-    for name in formula.arrays:
-        if name in read:
-            lines.append(f"{indent}{names[name]} = {name}[{index[name]}]")
+    lines = [f"{indent}{names[name]} = {name}[{index[name]}]" for name in formula.arrays
+             if name in read]  # fmt: skip
     local = dict(names)
     for target, node in formula.statements:
         local.setdefault(target, f"v_{target}")
         lines.append(f"{indent}{local[target]} = {_numba(node, local, constants)}")
-    for name in formula.updates:
-        lines.append(f"{indent}{name}[{index[name]}] = {local[name]}")
-    return "\n".join(lines) + "\n"
+    lines += [f"{indent}{name}[{index[name]}] = {local[name]}" for name in formula.updates]
+    return lines
 
 
 def _read_names(formula: Formula) -> set[str]:
