@@ -18,7 +18,9 @@ epoch's one host sync, done model by model:
 Each model's metrics, best epoch and stop are its own :class:`TrainingHistory`, exactly
 the one a single model of its hyperparameters trained alone with the same seed records
 (to float rounding). Schedules run once per model (each from its own base rate; the same
-kind and settings for all), so reduce-on-plateau watches each model's own metric.
+kind and settings for all), so reduce-on-plateau watches each model's own metric. Every
+epoch's dropout masks come from the run seed, as a single model's do, so models of the
+same dropout rate drop the same units.
 """
 
 from __future__ import annotations

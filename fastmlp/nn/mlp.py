@@ -176,11 +176,11 @@ class MLP:
         activation: str | activations.ActivationFunction = "relu",
         weight_init: str = "xavier",
         loss: str = "cross_entropy",
-        weight_decay: float = 0.0,
+        weight_decay: float | Sequence[float] = 0.0,
         device: str | Backend = "cpu",
         dtype: Any = "float32",
-        seed: int | None = None,
-        dropout: float = 0.0,
+        seed: int | Sequence[int] | None = None,
+        dropout: float | Sequence[float] = 0.0,
         activation_options: dict[str, float] | None = None,
         label_smoothing: float = 0.0,
         n_models: int = 1,
@@ -561,8 +561,8 @@ class MLP:
         the gradient by its N * K rows, each model's mean is over N, so it is scaled by K."""
         n, classes, k = logits.shape[0], self.output_size, self.n_models
         if correct is not None:
-            per_model = logits.reshape(n, k, classes).argmax(axis=2)
-            correct += (per_model == y[:, None]).sum(axis=0)
+            predicted = logits.reshape(n, k, classes).argmax(axis=2)
+            correct += (predicted == y[:, None]).sum(axis=0)
         buffers = self._loss_blocks(n)
         labels, sample_losses = buffers["labels"], buffers["losses"]
         labels[...] = y[:, None]
