@@ -25,6 +25,8 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
         exec(compile(example, str(README), "exec"), namespace)
     assert "test accuracy 0.8" in capsys.readouterr().out
     assert namespace["history"].best_epoch is not None
+    assert len(namespace["histories"]) == 4 and namespace["best"].n_models == 1  # the stack
+    assert all(accuracy > 0.7 for accuracy in namespace["accuracies"])
 
 
 def test_every_train_flag_in_the_readme_exists():
