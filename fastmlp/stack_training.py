@@ -32,8 +32,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from fastmlp.backends.denormals import denormals_are_zero
 from fastmlp.monitor import Monitor
 from fastmlp.nn.mlp import MLP, check_max_grad_norm
@@ -42,10 +40,13 @@ from fastmlp.training import (
     EpochMetrics,
     StopTraining,
     TrainingHistory,
-    _DeviceData,
     _diverged_message,
+    _prepared,
     _progress_bar,
+    _start_schedule,
     _train_epoch,
+    base_rate,
+    require_validation,
 )
 
 # A stack's callback: called with the model's index and its epoch's metrics, for each model
@@ -85,15 +86,6 @@ class _StackSchedule:
         return tuple(schedule.learning_rate(step) for schedule in self.schedules)
 
 
-def _per_model_rates(optimizer: Any, n_models: int) -> list[float]:
-    if not hasattr(optimizer, "lr"):
-        raise ValueError(
-            f"a learning-rate schedule needs an optimizer with lr; {optimizer!r} has none"
-        )
-    rates = optimizer.lr
-    return list(rates) if isinstance(rates, (list, tuple)) else [float(rates)] * n_models
-
-
 def train_stack(
     model: MLP,
     optimizer: Any,
@@ -123,37 +115,24 @@ def train_stack(
     kind for all models, started from each model's own rate. ``optimizer`` takes the
     stack's parameter groups (``model.param_groups()``) when its hyperparameters differ
     per model. Returns each model's history (see the module docstring)."""
-    if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     if isinstance(monitor, Monitor):
         raise ValueError("a stack's models each get a Monitor: pass the metric's name")
     k_models = model.n_models
-    data = _DeviceData(model, x_train, y_train, x_val, y_val, int(batch_size))
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    data, seed = _prepared(model, x_train, y_train, x_val, y_val, epochs, batch_size, seed)
     last_epoch = start_epoch + int(epochs)
     trackers = [Monitor(monitor, early_stopping, min_delta) for _ in range(k_models)]
     if restore_best is None:
         restore_best = early_stopping > 0
     stacked_schedule = None
     if schedule is not None:
-        schedules = []
-        for rate in _per_model_rates(optimizer, k_models):
-            one = create(schedule if isinstance(schedule, str) else copy.deepcopy(schedule))
-            one.set_mode(trackers[0].mode)
-            one.start(rate, last_epoch, data.steps_per_epoch)
-            schedules.append(one)
-        stacked_schedule = _StackSchedule(schedules)
-    watchers = ["early stopping"] if early_stopping > 0 else []
-    watchers += ["restore_best"] if restore_best else []
-    watchers += [f"the {stacked_schedule.name} schedule"] if stacked_schedule and \
-        stacked_schedule.monitors else []  # fmt: skip
-    if watchers and not data.has_validation:
-        raise ValueError(
-            f"{watchers[0]} watches {monitor}, which needs a validation set: pass x_val and y_val"
-        )
+        rates = base_rate(optimizer)
+        rates = list(rates) if isinstance(rates, (list, tuple)) else [rates] * k_models
+        stacked_schedule = _StackSchedule([
+            _start_schedule(create(copy.deepcopy(schedule)), rate, trackers[0].mode,
+                            last_epoch, data.steps_per_epoch)
+            for rate in rates
+        ])  # fmt: skip
+    require_validation(data, monitor, early_stopping, restore_best, stacked_schedule)
     clip_grad_norm = check_max_grad_norm(clip_grad_norm)
     histories = [TrainingHistory() for _ in range(k_models)]
     backend = model.backend

@@ -203,26 +203,16 @@ def train(
             early_stopping=early_stopping, min_delta=min_delta, restore_best=restore_best,
             clip_grad_norm=clip_grad_norm,
         )  # fmt: skip
-    if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    data = _DeviceData(model, x_train, y_train, x_val, y_val, int(batch_size))
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    data, seed = _prepared(model, x_train, y_train, x_val, y_val, epochs, batch_size, seed)
     last_epoch = start_epoch + int(epochs)
     tracker = _monitor(monitor, early_stopping, min_delta)
     if restore_best is None:
         restore_best = tracker.patience > 0
-    schedule = _start_schedule(schedule, optimizer, tracker, last_epoch, data.steps_per_epoch)
-    watchers = ["early stopping"] if tracker.patience > 0 else []
-    watchers += ["restore_best"] if restore_best else []
-    watchers += [f"the {schedule.name} schedule"] if schedule and schedule.monitors else []
-    if watchers and not data.has_validation:
-        raise ValueError(
-            f"{watchers[0]} watches {tracker.monitor}, which needs a validation set: "
-            "pass x_val and y_val"
+    if schedule is not None:
+        schedule = _start_schedule(
+            create(schedule), base_rate(optimizer), tracker.mode, last_epoch, data.steps_per_epoch
         )
+    require_validation(data, tracker.monitor, tracker.patience, restore_best, schedule)
     clip_grad_norm = check_max_grad_norm(clip_grad_norm)
     history = TrainingHistory(best_epoch=tracker.best_epoch, best_value=tracker.best)
     best_params = (
@@ -301,20 +291,60 @@ def _monitor(monitor: str | Monitor, early_stopping: int, min_delta: float) -> M
     return Monitor(monitor, early_stopping, min_delta)
 
 
-def _start_schedule(
-    schedule: Schedule | str | None, optimizer: Any, tracker: Monitor, epochs: int, steps: int
-) -> Schedule | None:
-    """The schedule fitted to this run, or None when the rate stays constant."""
-    if schedule is None:
-        return None
-    schedule = create(schedule)
+def _prepared(
+    model: MLP,
+    x_train: Any,
+    y_train: Any,
+    x_val: Any,
+    y_val: Any,
+    epochs: int,
+    batch_size: int,
+    seed: int | None,
+) -> tuple[_DeviceData, int]:
+    """A training call's checked counts, its data on the device, and its seed (fresh
+    entropy for None)."""
+    if int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    data = _DeviceData(model, x_train, y_train, x_val, y_val, int(batch_size))
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    return data, seed
+
+
+def base_rate(optimizer: Any) -> Any:
+    """The learning rate a schedule starts from (a stack's: one per model); a ValueError for
+    an optimizer without one."""
     if not hasattr(optimizer, "lr"):
         raise ValueError(
             f"a learning-rate schedule needs an optimizer with lr; {optimizer!r} has none"
         )
-    schedule.set_mode(tracker.mode)
-    schedule.start(optimizer.lr, epochs, steps)
+    return optimizer.lr
+
+
+def _start_schedule(
+    schedule: Schedule, rate: float, mode: str, epochs: int, steps: int
+) -> Schedule:
+    """``schedule`` fitted to a run of ``epochs`` epochs of ``steps`` steps from ``rate``,
+    reduce-on-plateau in the monitor's ``mode``."""
+    schedule.set_mode(mode)
+    schedule.start(rate, epochs, steps)
     return schedule
+
+
+def require_validation(
+    data: _DeviceData, monitor: str, patience: int, restore_best: bool, schedule: Any
+) -> None:
+    """A ValueError when something watches the monitored metric without a validation set:
+    early stopping (``patience``), ``restore_best`` or a schedule that monitors it."""
+    watchers = ["early stopping"] if patience > 0 else []
+    watchers += ["restore_best"] if restore_best else []
+    watchers += [f"the {schedule.name} schedule"] if schedule and schedule.monitors else []
+    if watchers and not data.has_validation:
+        raise ValueError(
+            f"{watchers[0]} watches {monitor}, which needs a validation set: pass x_val and y_val"
+        )
 
 
 class _DeviceData:

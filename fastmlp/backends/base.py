@@ -217,10 +217,11 @@ class Backend:
 
         arrays: the formula's arrays, 1-D of one length. groups: (start, stop, width) each,
         the range [start, stop) viewed as (rows, K * width), model k's entries in columns
-        [k * width, (k + 1) * width). scalars: per group, K mappings (model k's scalars).
-        Here: one kernel per group, each scalar a row vector holding model k's value over
-        model k's columns (``scalars_as_arrays``), every group's row vectors made on the
-        host and moved to the device in one transfer.
+        [k * width, (k + 1) * width). scalars: per group, K mappings (model k's scalars);
+        groups given the same list are groups with the same scalars. Here: one kernel per
+        group, each scalar a row vector holding model k's value over model k's columns
+        (``scalars_as_arrays``), every group's row vectors made on the host and moved to the
+        device in one transfer.
         """
         per_column = scalars_as_arrays(formula)
         vectors = [

@@ -176,18 +176,17 @@ class NumbaBackend(NumpyBackend):
         if kernel is None or not groups:
             super().run_formula_per_model_(formula, arrays, groups, scalars)
             return
-        dtype = arrays[0].dtype
-        # groups that share their models' scalars (the same options) share one table
+        # groups given the same list of scalars (the same options) share one table
         tables: dict[int, int] = {}
+        rows_of_values = []
         for models in scalars:
-            tables.setdefault(id(models), len(tables))
-        values = np.empty((len(tables), len(formula.scalars), len(scalars[0])), dtype=dtype)
-        filled = set()
-        for models in scalars:
-            if id(models) not in filled:
-                filled.add(id(models))
-                values[tables[id(models)]] = [[model[name] for model in models]
-                                              for name in formula.scalars]  # fmt: skip
+            if id(models) not in tables:
+                tables[id(models)] = len(rows_of_values)
+                rows_of_values.append([[model[name] for model in models]
+                                       for name in formula.scalars])  # fmt: skip
+        dtype = arrays[0].dtype
+        shape = (len(rows_of_values), len(formula.scalars), len(scalars[0]))
+        values = np.array(rows_of_values, dtype=dtype).reshape(shape)
         which = np.array([tables[id(models)] for models in scalars], dtype=np.int64)
         starts, rows, widths = _group_arrays(tuple(groups), len(scalars[0]))
         # one launch for every group of the stack

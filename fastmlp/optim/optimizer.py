@@ -114,7 +114,7 @@ def per_model_values(values: dict[str, Any]) -> tuple[int, list[dict[str, Any]] 
     lengths = {
         key: len(value)
         for key, value in values.items()
-        if isinstance(value, (list, tuple, np.ndarray)) and not isinstance(value, str)
+        if isinstance(value, (list, tuple, np.ndarray))
     }
     if not lengths:
         return 1, None
@@ -187,9 +187,10 @@ class Optimizer:
         else:
             self._members = [type(self)(**model) for model in models]
             member_values = [member.hyperparameter_values() for member in self._members]
+            # a tuple where values were given per model, else the value all models share
             checked = {
-                key: (tuple(one[key] for one in member_values) if key in values
-                      and isinstance(values[key], (list, tuple, np.ndarray)) else value)
+                key: (tuple(one[key] for one in member_values)
+                      if isinstance(values.get(key), (list, tuple, np.ndarray)) else value)
                 for key, value in member_values[0].items()
             }  # fmt: skip
         for name, value in checked.items():
@@ -295,22 +296,21 @@ class Optimizer:
             member.steps = self.steps
             member.advance()
         stacks = {(group.start, group.stop): group.stack for group in self.param_groups}
-        computed: dict[tuple[Any, ...], tuple[list[dict[str, float]], dict[str, float]]] = {}
+        computed: dict[tuple[Any, ...], list[dict[str, float]]] = {}  # options -> scalars
+        decays: list[dict[str, float]] = []
         groups, scalars = [], []
         for start, stop, options in self._groups(params.shape[0]):
             key = tuple(sorted(options.items()))
             if key not in computed:
                 pairs = [(member, {**values, **options})
                          for member, values in zip(self._members, models)]  # fmt: skip
-                decays = [member.decays(values) for member, values in pairs]
-                fastest = {name: min(decay[name] for decay in decays) for name in decays[0]}
-                computed[key] = ([member.scalars(values) for member, values in pairs], fastest)
+                computed[key] = [member.scalars(values) for member, values in pairs]
+                decays += [member.decays(values) for member, values in pairs]
             # every group has a stack (_checked_group)
             groups.append((start, stop, stacks[(start, stop)][1]))
-            scalars.append(computed[key][0])
+            scalars.append(computed[key])
         backend.run_formula_per_model_(self.formula, [params, grads, *buffers], groups, scalars)
         # each buffer flushed whole, on the schedule of its fastest-decaying model and group
-        decays = [fastest for _, fastest in computed.values()]
         fastest = {name: min(decay[name] for decay in decays) for name in decays[0]}
         self._flush_subnormals(backend, params.dtype, {}, buffers, fastest)
         if self.steps % PARAMETER_FLUSH_PERIOD == 0:

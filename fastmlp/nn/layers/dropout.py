@@ -49,12 +49,9 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.units = units
         self.generator: Any = backend.rng(0)
-        self._buffers = BufferCache(
-            lambda n: {
-                "mask": backend.empty((n, units), dtype=dtype),
-                "out": backend.empty((n, units), dtype=dtype),
-            }
-        )
+        # the masks, and the outputs (a stack's models write into the stack's own instead)
+        self._masks = BufferCache(lambda n: {"mask": backend.empty((n, units), dtype=dtype)})
+        self._outputs = BufferCache(lambda n: {"out": backend.empty((n, units), dtype=dtype)})
         self._mask: Any = None
         scale = float(np.float64(1.0) / (1.0 - self.rate))
         # the kernels, bound once: the mask from uniform draws, y = x * m, delta = delta * m
@@ -72,13 +69,13 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             self._mask = None
             return x
-        out = self._buffers(x.shape[0])["out"]
+        out = self._outputs(x.shape[0])["out"]
         self.forward_into(x, out)
         return out
 
     def forward_into(self, x: Any, out: Any) -> None:
         """The training forward pass into ``out`` (N, units), which may be a view."""
-        mask = self._buffers(x.shape[0])["mask"]
+        mask = self._masks(x.shape[0])["mask"]
         self.backend.uniform_(mask, self.generator)
         # mask = 0 where u < p, else 1 / (1 - p)
         self._keep_scale(mask)
