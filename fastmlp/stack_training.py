@@ -101,8 +101,8 @@ def train_stack(
     verbose: bool = True,
     callbacks: Sequence[StackCallback] | Iterable[StackCallback] = (),
     start_epoch: int = 0,
-    schedule: Schedule | str | None = None,
-    monitor: str = "val_accuracy",
+    schedule: Schedule | str | Sequence[Schedule] | None = None,
+    monitor: str | Sequence[Monitor] = "val_accuracy",
     early_stopping: int = 0,
     min_delta: float = 0.0,
     restore_best: bool | None = None,
@@ -111,28 +111,23 @@ def train_stack(
     """Train the K models of ``model`` (a stack) together; arguments as
     :func:`fastmlp.train`, except that ``callbacks`` are called as ``callback(k, metrics)``
     for each model k still training (a StopTraining stops model k), ``monitor`` is a
-    metric name (each model gets a :class:`Monitor` of its own) and ``schedule`` is one
-    kind for all models, started from each model's own rate. ``optimizer`` takes the
-    stack's parameter groups (``model.param_groups()``) when its hyperparameters differ
-    per model. Returns each model's history (see the module docstring)."""
-    if isinstance(monitor, Monitor):
-        raise ValueError("a stack's models each get a Monitor: pass the metric's name")
+    metric name (each model gets a :class:`Monitor` of its own) or K Monitors (updated in
+    place, as a single model's), and ``schedule`` is one kind for all models, started from
+    each model's own rate, or K schedules (not started yet), model k's ``schedule[k]``.
+    ``optimizer`` takes the stack's parameter groups (``model.param_groups()``) when its
+    hyperparameters differ per model; a schedule that watches a metric (reduce-on-plateau)
+    needs one ``lr`` per model, since the models' rates part. Returns each model's history
+    (see the module docstring)."""
     k_models = model.n_models
     data, seed = _prepared(model, x_train, y_train, x_val, y_val, epochs, batch_size, seed)
     last_epoch = start_epoch + int(epochs)
-    trackers = [Monitor(monitor, early_stopping, min_delta) for _ in range(k_models)]
+    trackers = _monitors(monitor, k_models, early_stopping, min_delta)
     if restore_best is None:
         restore_best = early_stopping > 0
-    stacked_schedule = None
-    if schedule is not None:
-        rates = base_rate(optimizer)
-        rates = list(rates) if isinstance(rates, (list, tuple)) else [rates] * k_models
-        stacked_schedule = _StackSchedule([
-            _start_schedule(create(copy.deepcopy(schedule)), rate, trackers[0].mode,
-                            last_epoch, data.steps_per_epoch)
-            for rate in rates
-        ])  # fmt: skip
-    require_validation(data, monitor, early_stopping, restore_best, stacked_schedule)
+    stacked_schedule = _stacked_schedule(
+        schedule, optimizer, k_models, trackers[0].mode, last_epoch, data.steps_per_epoch
+    )
+    require_validation(data, trackers[0].monitor, early_stopping, restore_best, stacked_schedule)
     clip_grad_norm = check_max_grad_norm(clip_grad_norm)
     histories = [TrainingHistory() for _ in range(k_models)]
     backend = model.backend
@@ -196,7 +191,7 @@ def train_stack(
                         if best_params is not None:
                             _copy_models(model, best_params, model.params, [k])
                             best_in_memory[k] = True
-                    if stacked_schedule is not None:
+                    if isinstance(stacked_schedule, _StackSchedule):
                         value = getattr(metrics, tracker.monitor)
                         stacked_schedule.schedules[k].epoch_ended(epoch - 1, value)
                     history.epochs.append(metrics)
@@ -217,6 +212,53 @@ def train_stack(
     finally:
         model.train(was_training)
     return StackHistory(histories)
+
+
+def _monitors(
+    monitor: str | Sequence[Monitor], k_models: int, patience: int, min_delta: float
+) -> list[Monitor]:
+    """One Monitor per model: new ones of the metric ``monitor``, or the K given."""
+    if isinstance(monitor, str):
+        return [Monitor(monitor, patience, min_delta) for _ in range(k_models)]
+    if isinstance(monitor, Monitor):
+        raise ValueError("a stack's models each get a Monitor: pass the metric's name or K")
+    monitors = list(monitor)
+    if len(monitors) != k_models or not all(isinstance(one, Monitor) for one in monitors):
+        raise ValueError(f"monitor must be a metric name or {k_models} Monitors, one per model")
+    if len({one.monitor for one in monitors}) > 1:
+        raise ValueError("the Monitors of a stack's models must watch one metric")
+    return monitors
+
+
+def _stacked_schedule(
+    schedule: Schedule | str | Sequence[Schedule] | None,
+    optimizer: Any,
+    k_models: int,
+    mode: str,
+    last_epoch: int,
+    steps: int,
+) -> _StackSchedule | Schedule | None:
+    """The started schedule(s) of a stack: one per model when the optimizer has one rate per
+    model, else one schedule for all (the same rates for every model)."""
+    if schedule is None:
+        return None
+    given = [schedule] * k_models if isinstance(schedule, (str, Schedule)) else list(schedule)
+    if len(given) != k_models:
+        raise ValueError(f"schedule must be one kind or {k_models} schedules, one per model")
+    rates = base_rate(optimizer)
+    if not isinstance(rates, (list, tuple)):
+        shared = create(given[0] if isinstance(given[0], str) else copy.deepcopy(given[0]))
+        if shared.monitors and k_models > 1:
+            raise ValueError(
+                f"the {shared.name} schedule changes each model's rate on its own metric: "
+                "give the optimizer one lr per model (lr=[...])"
+            )
+        return _start_schedule(shared, rates, mode, last_epoch, steps)
+    return _StackSchedule([
+        _start_schedule(create(copy.deepcopy(one) if isinstance(schedule, Schedule) else one),
+                        rate, mode, last_epoch, steps)
+        for one, rate in zip(given, rates)
+    ])  # fmt: skip
 
 
 def _finish(model: MLP, k: int, active: list[int], done: list[int], finished: Any) -> None:

@@ -25,6 +25,7 @@ RUN_OPTIONS = (
     "count",
     "workers",
     "workers_per_gpu",
+    "stack",
     "engine",
     "name",
     "out",
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.usage = (
         "%(prog)s CONFIG.yaml [--count N] [--workers K] [--engine {local,wandb}] [--storage URL]\n"
         "                     [--name NAME] [--out DIR] [--data_dir DIR] [--wandb_mode MODE]\n"
-        "                     [--device DEVICE] [--workers_per_gpu M]\n"
+        "                     [--device DEVICE] [--workers_per_gpu M] [--stack K]\n"
         "                     [--param_map OLD=NEW ...] [--dry_run]\n"
         "       %(prog)s report SWEEP_DIR [--storage URL] [--wandb_mode MODE]\n"
         "       %(prog)s dashboard SWEEP_DIR [--port P] [--host HOST] [--storage URL]"
@@ -84,6 +85,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="M",
         help="with --device cuda (or auto on a GPU machine): workers sharing each GPU; the "
         "workers go round-robin over the visible GPUs (default: 1)",
+    )
+    parser.add_argument(
+        "--stack",
+        type=positive_int,
+        metavar="K",
+        help="train up to K trials that differ only in optimizer hyperparameters, "
+        "weight_decay and dropout as one stack of models (each trial keeps its own run, "
+        "metrics and pruning); companions share the first trial's other swept values "
+        "(default: 1, every trial alone)",
     )
     parser.add_argument(
         "--engine",
@@ -233,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--storage is for --engine local; W&B keeps its sweeps itself")
         if args.workers_per_gpu:
             raise UsageError("--workers_per_gpu is for --engine local")
+        if args.stack and args.stack > 1:
+            raise UsageError("--stack is for --engine local: W&B's agent runs one trial at a time")
     if args.dry_run:  # its text includes the warnings
         from fastmlp.sweep.dry_run import describe
 
@@ -245,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
                 count=args.count,
                 out=args.out or "sweeps",
                 storage=args.storage,
+                stack=args.stack or 1,
             )
         )
         for index, place in enumerate(places):
@@ -267,7 +280,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         summary = run_local_sweep(
-            config, storage=args.storage, workers_per_gpu=args.workers_per_gpu, **common
+            config,
+            storage=args.storage,
+            workers_per_gpu=args.workers_per_gpu,
+            stack=args.stack or 1,
+            **common,
         )
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see fastmlp.interrupts)
         print(

@@ -443,9 +443,16 @@ class MLP:
         config["weight_decay"] = per_model("weight_decay", self.weight_decay, self.n_models)[k]
         config["dropout"] = per_model("dropout", self.dropout, self.n_models)[k]
         model = MLP(**config, device=self.backend, seed=self.seeds[k])
-        for mine, theirs in zip((*self.weights, *self.biases), (*model.weights, *model.biases)):
-            theirs[...] = mine[k] if self.n_models > 1 else mine
+        self.copy_model_entries(self.params, k, model, model.params)
         return model
+
+    def copy_model_entries(self, flat: Any, k: int, single: MLP, out: Any) -> Any:
+        """Copy model ``k``'s entries of ``flat`` (laid out as this stack's ``params``: the
+        parameters, or an optimizer's state buffer) into ``out``, laid out as ``single``'s
+        ``params`` (a model of this stack's shape alone, e.g. ``select(k)``); returns ``out``."""
+        for mine, theirs in zip(self.parameter_views(flat), single.parameter_views(out)):
+            theirs[...] = mine[k] if self.n_models > 1 else mine
+        return out
 
     def __repr__(self) -> str:
         stack = f", n_models={self.n_models}" if self.n_models > 1 else ""

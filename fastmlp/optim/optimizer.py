@@ -370,6 +370,27 @@ class Optimizer:
             if period is not None and self.steps % period == 0:
                 backend.flush_subnormals_(buffer, flush_threshold(dtype))
 
+    def select(
+        self,
+        k: int,
+        model_entries: Callable[[Any], Any],
+        param_groups: Sequence[ParamGroup] = (),
+    ) -> Optimizer:
+        """The optimizer of model ``k`` of a stack alone, where this one's step has left it:
+        model k's hyperparameters (as they are now: a schedule's rate included), steps,
+        scalar state, and state buffers. ``model_entries(buffer)`` gives model k's entries
+        of a stack-laid-out buffer as a single model's flat array (see
+        ``MLP.copy_model_entries``); ``param_groups``: the single model's groups."""
+        current = self.hyperparameter_values()
+        models = per_model_values(current)[1]
+        values = current if models is None else models[k]
+        single = type(self)(param_groups=param_groups, **values)
+        single.steps = self.steps
+        member = self if self._members is None else self._members[k]
+        single._load_scalar_state(member._scalar_state())
+        single.state = {key: model_entries(buffer) for key, buffer in self.state.items()}
+        return single
+
     # ------------------------------------------------------------ persistence
 
     def _scalar_state(self) -> dict[str, float]:

@@ -233,23 +233,26 @@ def _resumed_config(run_dir: RunDirectory, overrides_given: dict[str, Any]) -> d
         raise ConfigError(f"{run_dir.file(RunDirectory.CONFIG)}: {error}") from None
 
 
-def _check_training_memory(config: dict[str, Any], backend: Backend, dataset: Any) -> None:
+def _check_training_memory(
+    config: dict[str, Any], backend: Backend, dataset: Any, n_models: int = 1
+) -> None:
+    """Raise before anything is written when training ``n_models`` networks of ``config``
+    at once (a stack) would not fit in the device's memory."""
     features = int(np.prod(dataset.x_train.shape[1:]))
     sizes = (features, *config["hidden_size"], len(dataset.class_names))
     samples = len(dataset.y_train) + len(dataset.y_val) + len(dataset.y_test)
     buffers = len(optim.optimizer_class(config["optimizer"]).buffers)
+    count = parameter_count(sizes) * n_models
+    networks = f"a {describe_sizes(sizes)} network" if n_models == 1 else (
+        f"a stack of {n_models} {describe_sizes(sizes)} networks")  # fmt: skip
     check_memory(
         backend,
         training_bytes(
-            parameter_count(sizes),
-            np.dtype(config["dtype"]).itemsize,
-            buffers,
-            samples * features,
-            len(sizes) - 1,
+            count, np.dtype(config["dtype"]).itemsize, buffers, samples * features, len(sizes) - 1
         ),
-        f"training a {describe_sizes(sizes)} network with {config['optimizer']} "
-        f"({parameter_count(sizes):,} {config['dtype']} parameters)",
-        "use smaller or fewer hidden layers (-sz, -nhl)",
+        f"training {networks} with {config['optimizer']} ({count:,} {config['dtype']} parameters)",
+        "use smaller or fewer hidden layers (-sz, -nhl)"
+        + ("" if n_models == 1 else ", or fewer models per stack (--stack)"),
     )
 
 
@@ -715,6 +718,26 @@ def _write_config(
     run.run_dir.write_config(config)
 
 
+@dataclass
+class _Ending:
+    """How a run's training ended: its status, the reason of a stop, the summary entries
+    it adds (``diverged_at``), and the interrupt that stopped it."""
+
+    status: str
+    stopped: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    interrupt: KeyboardInterrupt | None = None
+
+
+def _ending_of(history: Any) -> _Ending:
+    """The ending of a run from its :class:`~fastmlp.training.TrainingHistory`."""
+    if history.diverged:
+        return _Ending("diverged", summary={"diverged_at": history.diverged_at})
+    if history.stopped is not None:
+        return _Ending(history.stopped.status, str(history.stopped))
+    return _Ending("finished")
+
+
 def _train_and_finish(
     run: _Run,
     dataset: Any,
@@ -728,12 +751,11 @@ def _train_and_finish(
     """Steps 3 and 4: train what is left, then evaluate, draw, summarise and close W&B."""
     warnings: list[str] = []
     started = time.perf_counter()
-    status, interrupt, stopped = "finished", None, None
-    summary: dict[str, Any] = {}
+    ending = _Ending("finished")
     try:
         remaining = run.config["epochs"] - run.start_epoch
         if run.monitor.should_stop:  # killed after it stopped early, before its summary
-            status, stopped = "early_stopped", run.monitor.stop_reason()
+            ending = _Ending("early_stopped", run.monitor.stop_reason())
             remaining = 0
         if remaining > 0:
             result = train(
@@ -755,24 +777,42 @@ def _train_and_finish(
                 restore_best=False,  # from best.npz below, which a resumed run has too
                 clip_grad_norm=run.config["clip_grad_norm"],
             )
-            if result.diverged:
-                status = "diverged"
-                summary["diverged_at"] = result.diverged_at
-            elif result.stopped is not None:
-                status, stopped = result.stopped.status, str(result.stopped)
-        summary = {**_summary(run, status, time.perf_counter() - started, environment), **summary}
-        if stopped is not None:
-            summary["stop_reason"] = stopped
+            ending = _ending_of(result)
+    except KeyboardInterrupt as error:
+        ending = _Ending("interrupted", interrupt=error)
+    except Exception as error:
+        _close_failed(run, error, time.perf_counter() - started, environment, wandb_run, warnings)
+        raise
+    return _conclude(run, dataset, wandb_run, environment, figures, warnings,
+                     time.perf_counter() - started, ending)  # fmt: skip
+
+
+def _conclude(
+    run: _Run,
+    dataset: Any,
+    wandb_run: WandbRun | None,
+    environment: dict[str, Any],
+    figures: bool,
+    warnings: list[str],
+    seconds: float,
+    ending: _Ending,
+) -> ExperimentResult:
+    """Step 4 for a run whose training ended as ``ending`` after ``seconds``: the best
+    epoch's weights back, test evaluation and figures (a complete run), the summary, W&B
+    closed. An unexpected error is re-raised after the summary records it as failed."""
+    status, interrupt = ending.status, ending.interrupt
+    try:
+        summary = {**_summary(run, status, seconds, environment), **ending.summary}
+        if ending.stopped is not None:
+            summary["stop_reason"] = ending.stopped
         if status in COMPLETE:
             summary["evaluated_epoch"] = _restore_best(run, summary)
             _evaluate_test_set(run, dataset, summary, wandb_run, figures)
     except KeyboardInterrupt as error:
         status, interrupt = "interrupted", error
-        summary = _summary(run, status, time.perf_counter() - started, environment)
+        summary = {**_summary(run, status, seconds, environment), **ending.summary}
     except Exception as error:
-        summary = _summary(run, "failed", time.perf_counter() - started, environment)
-        summary["error"] = f"{type(error).__name__}: {one_line(error)}"
-        _close(run, summary, wandb_run, warnings, exit_code=1)
+        _close_failed(run, error, seconds, environment, wandb_run, warnings)
         raise
     _close(run, summary, wandb_run, warnings, interrupt=interrupt)
     if wandb_run is not None:
@@ -785,6 +825,20 @@ def _train_and_finish(
         model=run.model,
         interrupt=interrupt,
     )
+
+
+def _close_failed(
+    run: _Run,
+    error: Exception,
+    seconds: float,
+    environment: dict[str, Any],
+    wandb_run: WandbRun | None,
+    warnings: list[str],
+) -> None:
+    """Record a run that ``error`` stopped: its summary says failed, and why."""
+    summary = _summary(run, "failed", seconds, environment)
+    summary["error"] = f"{type(error).__name__}: {one_line(error)}"
+    _close(run, summary, wandb_run, warnings, exit_code=1)
 
 
 def _close(

@@ -14,6 +14,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from fastmlp.runs.stack_experiment import PER_MODEL_SETTINGS
 from fastmlp.sweep.config import SweepConfig
 from fastmlp.sweep.study import storage_label
 
@@ -106,9 +107,10 @@ def describe(
     count: int | None = None,
     out: str | PathLike[str] = "sweeps",
     storage: str | None = None,
+    stack: int = 1,
 ) -> str:
     """The text ``--dry_run`` prints for ``config`` (read from ``path``), run with
-    ``--engine``, ``--count``, ``--out`` and ``--storage`` as given."""
+    ``--engine``, ``--count``, ``--out``, ``--storage`` and ``--stack`` as given."""
     lines = [f"sweep {config.name}" + (f" from {path}" if path is not None else "")]
     if engine == "wandb":
         where = "a W&B sweep (wandb.sweep, then wandb.agent in each worker)"
@@ -151,6 +153,8 @@ def describe(
                 for name, value in config.constants.items()
             ]
         )
+    if stack > 1:
+        lines.append(f"stacks: {_stacks(config, stack)}")
     if config.layers_note:
         lines.append(f"layers: {config.layers_note}")
     if config.ignored:
@@ -160,3 +164,19 @@ def describe(
         lines.append(f"warning: {warning}")
     lines.append("dry run: nothing was trained, created or written")
     return "\n".join(lines)
+
+
+def _stacks(config: SweepConfig, stack: int) -> str:
+    """How ``--stack K`` groups this sweep's trials."""
+    per_model = [name for name in config.parameters if name in PER_MODEL_SETTINGS]
+    shared = [name for name in config.parameters if name not in PER_MODEL_SETTINGS]
+    if not per_model:
+        return (
+            f"up to {stack} trials at a time, but no swept setting can differ inside a stack "
+            "(optimizer hyperparameters, weight_decay, dropout): trials run alone"
+        )
+    fixed = f"sharing {', '.join(shared)}" if shared else "(every swept setting per model)"
+    return (
+        f"up to {stack} trials {fixed} trained as one stack of models; "
+        f"{', '.join(per_model)} differ per model"
+    )

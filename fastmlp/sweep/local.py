@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from fastmlp.interrupts import interrupts_deferred
+from fastmlp.runs.stack_experiment import PER_MODEL_SETTINGS
 from fastmlp.sweep.config import SweepConfig
 from fastmlp.sweep.placement import plan_workers
+from fastmlp.sweep.stacked_trials import run_trials
 from fastmlp.sweep.study import (
     Progress,
     SweepDirectory,
@@ -47,7 +49,7 @@ from fastmlp.sweep.study import (
     storage_label,
     this_worker,
 )
-from fastmlp.sweep.trial import TrialOptions, TrialOutcome, interrupted, run_trial
+from fastmlp.sweep.trial import TrialOptions, TrialOutcome, interrupted
 from fastmlp.sweep.workers import blas_threads, run_in_processes
 
 # Seconds after which a lock left by a killed worker is broken (holding it takes milliseconds).
@@ -59,10 +61,37 @@ def _grid_sampler(search_space: dict[str, list[Any]]) -> Any:
 
     class SweepGridSampler(GridSampler):
         """GridSampler without its end-of-grid ``study.stop()``, which only works inside
-        ``study.optimize``: the workers here ask and tell, and stop by counting trials."""
+        ``study.optimize``: the workers here ask and tell, and stop by counting trials.
+        It can be told which grid points the next trials take (``preferred``): the
+        companions of a stack."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.preferred: list[int] = []
 
         def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
             return None
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            if self.preferred and "fixed_params" not in trial.system_attrs:
+                storage = study._storage
+                storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+                storage.set_trial_system_attr(trial._trial_id, "grid_id", self.preferred.pop(0))
+                return
+            super().before_trial(study, trial)
+
+        def points_sharing(self, study: Any, trial: Any, values: dict[str, Any]) -> list[int]:
+            """The grid points not yet taken whose parameters ``values`` are these, but
+            ``trial``'s own."""
+            own = study._storage.get_trial_system_attrs(trial._trial_id).get("grid_id")
+            columns = {self._param_names.index(name): value for name, value in values.items()}
+            return [
+                point
+                for point in sorted(self._get_unvisited_grid_ids(study))
+                if point != own
+                and all(self._all_grids[point][column] == value
+                        for column, value in columns.items())
+            ]  # fmt: skip
 
     return SweepGridSampler(search_space, seed=0)
 
@@ -99,6 +128,7 @@ class WorkerSpec:
     storage: str | None
     count: int
     options: TrialOptions
+    stack: int = 1
 
 
 @dataclass(frozen=True)
@@ -176,25 +206,62 @@ def _fail_stale_trials_locked(study: Any, directory: SweepDirectory, storage: st
         return fail_stale_trials(study, asking_locked=True)
 
 
-def _next_trial(study: Any, spec: WorkerSpec, lock: Any) -> Any:
-    """Start the next trial (parameters sampled), or None when the sweep has all its trials.
+def _next_trials(study: Any, spec: WorkerSpec, lock: Any) -> list[Any]:
+    """Start the next trials (parameters sampled): one, or with ``spec.stack`` K up to K
+    that can share a stack; none when the sweep has all its trials.
 
-    Ctrl-C waits until the lock is released and the journal written; a trial started just
-    before it is recorded as interrupted.
+    A stack's first trial is sampled as any trial; its companions are sampled with the
+    first one's shape-determining parameters (every swept setting that a stack cannot
+    keep per model) fixed to its values: the grid points not yet taken that share them,
+    or the sampler's proposals for the other parameters. Each trial's sampled values
+    still follow the sweep's distributions; the sweep tries fewer architectures, each
+    with more of the per-model settings.
+
+    Ctrl-C waits until the lock is released and the journal written; trials started just
+    before it are recorded as interrupted.
     """
-    trial = None
+    trials: list[Any] = []
     try:
         with _asking(lock, spec.storage):
             fail_stale_trials(study, asking_locked=True)
-            if progress(study).counted < spec.count:
-                trial = study.ask(spec.config.distributions())
-                for key, value in this_worker().items():
-                    trial.set_user_attr(key, value)
+            wanted = min(spec.stack, spec.count - progress(study).counted)
+            if wanted > 0:
+                distributions = spec.config.distributions()
+                trials.append(study.ask(distributions))
+                trials += _ask_companions(study, spec.config, trials[0], wanted - 1, distributions)
+                for trial in trials:
+                    for key, value in this_worker().items():
+                        trial.set_user_attr(key, value)
     except KeyboardInterrupt:
-        if trial is not None:
+        for trial in trials:
             _record(study, trial, interrupted())
         raise
-    return trial
+    return trials
+
+
+def _ask_companions(
+    study: Any, config: SweepConfig, first: Any, count: int, distributions: dict[str, Any]
+) -> list[Any]:
+    """Up to ``count`` more trials that share ``first``'s shape-determining parameters."""
+    from optuna.samplers import PartialFixedSampler
+
+    if count <= 0:
+        return []
+    shared = {name: value for name, value in first.params.items()
+              if name not in PER_MODEL_SETTINGS}  # fmt: skip
+    sampler = study.sampler
+    if config.method == "grid":
+        points = sampler.points_sharing(study, first, shared)[:count]
+        sampler.preferred = list(points)
+        try:
+            return [study.ask(distributions) for _ in points]
+        finally:
+            sampler.preferred = []
+    study.sampler = PartialFixedSampler(shared, sampler)
+    try:
+        return [study.ask(distributions) for _ in range(count)]
+    finally:
+        study.sampler = sampler
 
 
 # The trial attributes that describe a run's result (copied to a repeat of that run).
@@ -227,7 +294,9 @@ def repeat_of(study: Any, trial: Any) -> TrialOutcome | None:
     return None
 
 
-def _describe(trial: Any, outcome: TrialOutcome, metric: str, seconds: float) -> str:
+def _describe(
+    trial: Any, outcome: TrialOutcome, metric: str, seconds: float, together: int = 1
+) -> str:
     if "repeat_of" in outcome.attributes:
         result = f"{metric} {outcome.value:.4f}, repeats trial {outcome.attributes['repeat_of']}"
     elif outcome.state == "COMPLETE":
@@ -237,7 +306,11 @@ def _describe(trial: Any, outcome: TrialOutcome, metric: str, seconds: float) ->
     else:
         result = f"failed: {outcome.failure}"
     run = Path(outcome.attributes.get("run_dir", "-")).name
-    return f"trial {trial.number} {run}: {result} ({seconds:.1f} s)"
+    stack = outcome.attributes.get("stack_size")
+    took = f"{seconds:.1f} s" if together == 1 else f"{seconds:.1f} s for {together} trials"
+    if stack:
+        took += f", {stack} in its stack"
+    return f"trial {trial.number} {run}: {result} ({took})"
 
 
 def run_worker(spec: WorkerSpec) -> None:
@@ -259,20 +332,32 @@ def run_worker(spec: WorkerSpec) -> None:
         pruner=make_pruner(spec.config),
     )
     lock = _ask_lock(directory, spec.storage)
-    while (trial := _next_trial(study, spec, lock)) is not None:
+    while trials := _next_trials(study, spec, lock):
         started = time.perf_counter()
+        outcomes: dict[int, TrialOutcome] = {}
         try:
-            outcome = repeat_of(study, trial) or run_trial(trial, spec.config, spec.options)
-        except KeyboardInterrupt as interrupt:  # just after the run ended, before its outcome
-            outcome = interrupted(interrupt=interrupt)
-        _record(study, trial, outcome)
-        print(
-            _describe(trial, outcome, spec.config.metric, time.perf_counter() - started), flush=True
-        )
-        if outcome.interrupted:
-            raise outcome.interrupt or KeyboardInterrupt()
-        if outcome.fatal:
-            raise SweepError(f"trial {trial.number} failed: {outcome.failure}")
+            for trial in trials:
+                repeat = repeat_of(study, trial)
+                if repeat is not None:
+                    outcomes[trial.number] = repeat
+            rest = [trial for trial in trials if trial.number not in outcomes]
+            outcomes.update(zip((trial.number for trial in rest),
+                                run_trials(rest, spec.config, spec.options)))  # fmt: skip
+        except KeyboardInterrupt as interrupt:  # just after the runs ended, before their outcome
+            for trial in trials:
+                outcomes.setdefault(trial.number, interrupted(interrupt=interrupt))
+        seconds = time.perf_counter() - started
+        for trial in trials:
+            _record(study, trial, outcomes[trial.number])
+        for trial in trials:
+            print(_describe(trial, outcomes[trial.number], spec.config.metric, seconds,
+                            len(trials)), flush=True)  # fmt: skip
+        for trial in trials:
+            outcome = outcomes[trial.number]
+            if outcome.interrupted:
+                raise outcome.interrupt or KeyboardInterrupt()
+            if outcome.fatal:
+                raise SweepError(f"trial {trial.number} failed: {outcome.failure}")
 
 
 def summarize(directory: SweepDirectory, study: Any, count: int) -> SweepSummary:
@@ -301,6 +386,7 @@ def run_local_sweep(
     wandb_mode: str | None = None,
     device: str | None = None,
     figures: bool = True,
+    stack: int = 1,
 ) -> SweepSummary:
     """Run (or continue) a sweep with Optuna until it has its total number of trials.
 
@@ -314,6 +400,8 @@ def run_local_sweep(
         storage: a database URL (or shared journal file) instead of ``study.journal``.
         data_dir, wandb_mode, device: as for ``fastmlp train``.
         figures: write each trial's figures.
+        stack: K > 1 trains up to K trials that share their shape-determining settings
+            as one stack of models (see ``fastmlp.sweep.stacked_trials``).
 
     Raises:
         KeyboardInterrupt: after Ctrl-C, once the running trials are recorded.
@@ -358,7 +446,9 @@ def run_local_sweep(
         figures=figures,
         blas_threads=blas_threads(len(places)),
     )
-    spec = WorkerSpec(config=config, storage=storage, count=total, options=options)
+    if isinstance(stack, bool) or not isinstance(stack, int) or stack < 1:
+        raise SweepError(f"--stack must be a whole number >= 1, got {stack!r}")
+    spec = WorkerSpec(config=config, storage=storage, count=total, options=options, stack=stack)
     specs = [
         replace(spec, options=replace(options, device=place.device or device)) for place in places
     ]

@@ -106,7 +106,7 @@ def trial_run_name(
     return name
 
 
-def _metric_reporter(trial: Any, metric: str) -> Any:
+def metric_reporter(trial: Any, metric: str) -> Any:
     """A per-epoch callback: report the metric to Optuna, stop the run when it says prune."""
 
     def report(metrics: EpochMetrics) -> None:
@@ -140,7 +140,7 @@ def interrupted(
     )
 
 
-def _stopped(run_dir: RunDirectory | None, sweep_dir: Path, status: str, **entries: Any) -> dict:
+def stopped(run_dir: RunDirectory | None, sweep_dir: Path, status: str, **entries: Any) -> dict:
     """Write the summary of a run that an exception stopped (interrupted, failed);
     the trial attributes that describe it (none if the run directory was never made)."""
     if run_dir is None or not run_dir.path.is_dir():
@@ -184,27 +184,43 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
             verbose=False,
             group=options.group,
             name=name,
-            callbacks=[_metric_reporter(trial, config.metric)],
+            callbacks=[metric_reporter(trial, config.metric)],
             figures=options.figures,
         )
     except KeyboardInterrupt as interrupt:
-        return interrupted(_stopped(run_dir, options.sweep_dir, "interrupted"), interrupt)
+        return interrupted(stopped(run_dir, options.sweep_dir, "interrupted"), interrupt)
     except Exception as error:
-        failure = f"{type(error).__name__}: {one_line(error)}"
-        if run_dir is not None and run_dir.path.is_dir():
-            run_dir.file("error.txt").write_text(traceback.format_exc())
-        attributes = _stopped(run_dir, options.sweep_dir, "failed", error=failure)
-        return TrialOutcome(
-            "FAIL",
-            attributes={**attributes, "failure": failure},
-            fatal=isinstance(error, FATAL_ERRORS),
-        )
+        return failed(error, run_dir, options.sweep_dir)
 
+    return trial_outcome(result, config, options, settings)
+
+
+def failed(error: Exception, run_dir: RunDirectory | None, sweep_dir: Path) -> TrialOutcome:
+    """The outcome of a trial whose run ``error`` stopped (its traceback in the run
+    directory's ``error.txt``); fatal when every trial would fail the same way."""
+    failure = f"{type(error).__name__}: {one_line(error)}"
+    if run_dir is not None and run_dir.path.is_dir():
+        run_dir.file("error.txt").write_text(traceback.format_exc())
+    attributes = stopped(run_dir, sweep_dir, "failed", error=failure)
+    return TrialOutcome(
+        "FAIL",
+        attributes={**attributes, "failure": failure},
+        fatal=isinstance(error, FATAL_ERRORS),
+    )
+
+
+def trial_outcome(
+    result: Any, config: SweepConfig, options: TrialOptions, settings: dict[str, Any]
+) -> TrialOutcome:
+    """How a trial whose run ended as ``result`` (an ``ExperimentResult``) ended."""
     attributes = {
-        "run_dir": str(run_dir.path.relative_to(options.sweep_dir)),
+        "run_dir": str(result.run_dir.path.relative_to(options.sweep_dir)),
         "blas_threads": settings.get("blas_threads"),
         **_run_attributes(result.summary, result.history),
     }
+    stack = result.summary.get("stack")
+    if stack is not None:
+        attributes["stack_size"] = stack["models"]
     if result.status == "interrupted":
         return interrupted(attributes, result.interrupt)
     if result.status == "pruned":
