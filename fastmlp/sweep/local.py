@@ -73,12 +73,24 @@ def _grid_sampler(search_space: dict[str, list[Any]]) -> Any:
             return None
 
         def before_trial(self, study: Any, trial: Any) -> None:
+            storage = study._storage
             if self.preferred and "fixed_params" not in trial.system_attrs:
-                storage = study._storage
                 storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
                 storage.set_trial_system_attr(trial._trial_id, "grid_id", self.preferred.pop(0))
                 return
             super().before_trial(study, trial)
+            # GridSampler gives trial n grid point n while n is below the grid size; a
+            # stack's companion may hold that point already: then take a free one
+            assigned = storage.get_trial_system_attrs(trial._trial_id).get("grid_id")
+            taken = {
+                other.system_attrs.get("grid_id")
+                for other in storage.get_all_trials(study._study_id, deepcopy=False)
+                if other._trial_id != trial._trial_id
+            }
+            if assigned is not None and assigned in taken:
+                free = sorted(set(self._get_unvisited_grid_ids(study)) - taken)
+                if free:
+                    storage.set_trial_system_attr(trial._trial_id, "grid_id", free[0])
 
         def points_sharing(self, study: Any, trial: Any, values: dict[str, Any]) -> list[int]:
             """The grid points not yet taken whose parameters ``values`` are these, but
