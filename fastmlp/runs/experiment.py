@@ -174,6 +174,22 @@ def figure_title(name: str, dataset: Any) -> str:
     return f"{name} on {dataset_title(dataset.name)} test set"
 
 
+def network_arguments(config: TrainConfig, dataset: Any) -> dict[str, Any]:
+    """The ``MLP`` arguments of a configuration's network sized for ``dataset``: all but
+    the weight decay, dropout, seed and device (which a stack holds per model, or shares)."""
+    return {
+        "input_size": int(np.prod(dataset.x_train.shape[1:])),
+        "hidden_sizes": config.hidden_size,
+        "output_size": len(dataset.class_names),
+        "activation": config.activation,
+        "activation_options": config.activation_options(),
+        "weight_init": config.weight_init,
+        "loss": config.loss,
+        "label_smoothing": config.label_smoothing,
+        "dtype": config.dtype,
+    }
+
+
 def build_model_and_optimizer(
     config: Mapping[str, Any], backend: Backend, dataset: Any
 ) -> tuple[MLP, optim.Optimizer]:
@@ -186,18 +202,10 @@ def build_model_and_optimizer(
     config = TrainConfig.from_settings(config)
     decoupled = optim.optimizer_class(config.optimizer).decoupled_weight_decay
     model = MLP(
-        input_size=int(np.prod(dataset.x_train.shape[1:])),
-        hidden_sizes=config.hidden_size,
-        output_size=len(dataset.class_names),
-        activation=config.activation,
-        activation_options=config.activation_options(),
-        weight_init=config.weight_init,
-        loss=config.loss,
+        **network_arguments(config, dataset),
         weight_decay=0.0 if decoupled else config.weight_decay,
         dropout=config.dropout,
-        label_smoothing=config.label_smoothing,
         device=backend,
-        dtype=config.dtype,
         seed=config.seed,
     )
     optimizer = optim.create(

@@ -48,6 +48,7 @@ from fastmlp.runs.experiment import (
     _start,
     _tracker,
     _write_config,
+    network_arguments,
 )
 from fastmlp.stack_training import train_stack
 from fastmlp.training import EpochMetrics
@@ -101,18 +102,10 @@ def build_stack(
     first = built[0]
     decoupled = optim.optimizer_class(first.optimizer).decoupled_weight_decay
     model = MLP(
-        input_size=int(np.prod(dataset.x_train.shape[1:])),
-        hidden_sizes=first.hidden_size,
-        output_size=len(dataset.class_names),
-        activation=first.activation,
-        activation_options=first.activation_options(),
-        weight_init=first.weight_init,
-        loss=first.loss,
+        **network_arguments(first, dataset),
         weight_decay=[0.0 if decoupled else config.weight_decay for config in built],
         dropout=[config.dropout for config in built],
-        label_smoothing=first.label_smoothing,
         device=backend,
-        dtype=first.dtype,
         seed=[config.seed for config in built],
         n_models=len(built),
     )
