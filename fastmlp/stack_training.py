@@ -242,23 +242,22 @@ def _stacked_schedule(
     model, else one schedule for all (the same rates for every model)."""
     if schedule is None:
         return None
-    given = [schedule] * k_models if isinstance(schedule, (str, Schedule)) else list(schedule)
+    if isinstance(schedule, (str, Schedule)):  # a fresh copy for each model
+        given = [create(copy.deepcopy(schedule)) for _ in range(k_models)]
+    else:
+        given = [create(one) for one in schedule]
     if len(given) != k_models:
         raise ValueError(f"schedule must be one kind or {k_models} schedules, one per model")
     rates = base_rate(optimizer)
     if not isinstance(rates, (list, tuple)):
-        shared = create(given[0] if isinstance(given[0], str) else copy.deepcopy(given[0]))
-        if shared.monitors and k_models > 1:
+        if given[0].monitors and k_models > 1:
             raise ValueError(
-                f"the {shared.name} schedule changes each model's rate on its own metric: "
+                f"the {given[0].name} schedule changes each model's rate on its own metric: "
                 "give the optimizer one lr per model (lr=[...])"
             )
-        return _start_schedule(shared, rates, mode, last_epoch, steps)
-    return _StackSchedule([
-        _start_schedule(create(copy.deepcopy(one) if isinstance(schedule, Schedule) else one),
-                        rate, mode, last_epoch, steps)
-        for one, rate in zip(given, rates)
-    ])  # fmt: skip
+        return _start_schedule(given[0], rates, mode, last_epoch, steps)
+    return _StackSchedule([_start_schedule(one, rate, mode, last_epoch, steps)
+                           for one, rate in zip(given, rates)])  # fmt: skip
 
 
 def _finish(model: MLP, k: int, active: list[int], done: list[int], finished: Any) -> None:

@@ -662,36 +662,50 @@ def run_experiment(
     """
     mode = resolve_wandb_mode(wandb_mode)
     config, stored, resume_dir = _settings(dict(settings or {}), resume)
-    backend = get_backend(config["device"])
-    # The validation split is the same for every run (data.load's fixed split seed), so
-    # validation accuracies of different runs and sweep trials are comparable.
-    dataset = datasets.load(
-        config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"]
-    )
-    _check_training_memory(config, backend, dataset)
-    _check_fits_the_data(config, dataset)
+    backend, dataset = _device_and_data(config, data_dir)
 
     with ExitStack() as stack:
         stack.enter_context(blas_thread_limit(config["blas_threads"]))
         run = _start(config, backend, dataset, out, name, resume_dir, stack)
         environment = describe_environment(backend, config["dtype"], config["seed"])
         _write_config(run, backend, stored, environment)
-        wandb_run = WandbRun.start(
-            mode=mode,
-            project=config["wandb_project"],
-            entity=config["wandb_entity"],
-            name=run.run_dir.name,
-            config={key: value for key, value in run.config.items() if key != "environment"},
-            directory=run.run_dir.path,
-            group=group,
-            job_type="resume" if resume is not None else "train",
-            run_id=run.config["wandb_run_id"],
-            resume=resume is not None,
-            tags=run.config["tags"],
-        )
+        wandb_run = _start_wandb(run, mode, group, resumed=resume is not None)
         return _train_and_finish(
             run, dataset, wandb_run, environment, progress, verbose, callbacks, figures
         )
+
+
+def _device_and_data(
+    config: dict[str, Any], data_dir: str | PathLike[str] | None, n_models: int = 1
+) -> tuple[Backend, Any]:
+    """Step 1's backend and dataset of ``config``, checked to fit the device's memory (for
+    ``n_models`` networks at once) and the settings to fit the data."""
+    backend = get_backend(config["device"])
+    # The validation split is the same for every run (data.load's fixed split seed), so
+    # validation accuracies of different runs and sweep trials are comparable.
+    dataset = datasets.load(
+        config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"]
+    )
+    _check_training_memory(config, backend, dataset, n_models)
+    _check_fits_the_data(config, dataset)
+    return backend, dataset
+
+
+def _start_wandb(run: _Run, mode: str, group: str | None, resumed: bool) -> WandbRun | None:
+    """The run's W&B run (None: W&B is off), under the id ``config.json`` keeps."""
+    return WandbRun.start(
+        mode=mode,
+        project=run.config["wandb_project"],
+        entity=run.config["wandb_entity"],
+        name=run.run_dir.name,
+        config={key: value for key, value in run.config.items() if key != "environment"},
+        directory=run.run_dir.path,
+        group=group,
+        job_type="resume" if resumed else "train",
+        run_id=run.config["wandb_run_id"],
+        resume=resumed,
+        tags=run.config["tags"],
+    )
 
 
 def _settings(

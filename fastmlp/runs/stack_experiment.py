@@ -29,23 +29,22 @@ from typing import Any
 
 import numpy as np
 
-from fastmlp import data as datasets
 from fastmlp import optim
-from fastmlp.backends import Backend, get_backend
+from fastmlp.backends import Backend
 from fastmlp.nn.mlp import MLP
 from fastmlp.runs import WandbRun, resolve_wandb_mode
 from fastmlp.runs.config import ConfigError, TrainConfig
 from fastmlp.runs.environment import blas_thread_limit, describe_environment
 from fastmlp.runs.experiment import (
     ExperimentResult,
-    _check_fits_the_data,
-    _check_training_memory,
     _close_failed,
     _conclude,
+    _device_and_data,
     _Ending,
     _ending_of,
     _Run,
     _start,
+    _start_wandb,
     _tracker,
     _write_config,
     network_arguments,
@@ -63,11 +62,15 @@ PER_MODEL_SETTINGS = frozenset(
 )  # fmt: skip
 
 
+def _shared(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a checked configuration that the runs of one stack must share."""
+    return {key: value for key, value in config.items() if key not in PER_MODEL_SETTINGS}
+
+
 def stack_key(settings: Mapping[str, Any]) -> str:
     """What runs of one stack must share: the checked configuration of ``settings`` without
     its :data:`PER_MODEL_SETTINGS`, as JSON text (equal texts: the runs can be stacked)."""
-    config = TrainConfig.from_settings(settings).to_dict()
-    shared = {key: value for key, value in config.items() if key not in PER_MODEL_SETTINGS}
+    shared = _shared(TrainConfig.from_settings(settings).to_dict())
     return json.dumps(shared, sort_keys=True, default=str)
 
 
@@ -76,9 +79,7 @@ def _checked_configs(settings: Sequence[Mapping[str, Any]]) -> list[dict[str, An
     configs = [TrainConfig.from_settings(one).to_dict() for one in settings]
     first = configs[0]
     for config in configs[1:]:
-        differ = sorted(
-            key for key in first if key not in PER_MODEL_SETTINGS and config[key] != first[key]
-        )
+        differ = sorted(key for key, value in _shared(first).items() if config[key] != value)
         if differ:
             raise ConfigError(
                 f"runs of one stack must share every setting but the optimizer's "
@@ -158,10 +159,7 @@ def run_stacked_experiments(
     mode = resolve_wandb_mode(wandb_mode)
     configs = _checked_configs(settings)
     first = configs[0]
-    backend = get_backend(first["device"])
-    dataset = datasets.load(first["dataset"], data_dir=data_dir, val_fraction=first["val_fraction"])
-    _check_training_memory(first, backend, dataset, n_models=k_models)
-    _check_fits_the_data(first, dataset)
+    backend, dataset = _device_and_data(first, data_dir, n_models=k_models)
     model, optimizer = build_stack(configs, backend, dataset)
 
     with ExitStack() as stack:
@@ -172,22 +170,7 @@ def run_stacked_experiments(
         wandb_runs = []
         for run in runs:
             _write_config(run, backend, {}, environment)
-            wandb_runs.append(
-                WandbRun.start(
-                    mode=mode,
-                    project=run.config["wandb_project"],
-                    entity=run.config["wandb_entity"],
-                    name=run.run_dir.name,
-                    config={
-                        key: value for key, value in run.config.items() if key != "environment"
-                    },
-                    directory=run.run_dir.path,
-                    group=group,
-                    job_type="train",
-                    run_id=run.config["wandb_run_id"],
-                    tags=run.config["tags"],
-                )  # fmt: skip
-            )
+            wandb_runs.append(_start_wandb(run, mode, group, resumed=False))
         return _train_and_finish_stack(
             model, optimizer, runs, dataset, wandb_runs, environment, progress, verbose,
             callbacks, figures,
@@ -210,22 +193,20 @@ def _train_and_finish_stack(
     warnings: list[list[str]] = [[] for _ in runs]
     first = runs[0].config
     started = time.perf_counter()
-    decoupled = optimizer.decoupled_weight_decay
     trackers = [_tracker(run, dataset, wandb_run, False, run_warnings)
                 for run, wandb_run, run_warnings in zip(runs, wandb_runs, warnings)]  # fmt: skip
 
     def copy_out(k: int) -> None:
-        """Run k's model and optimizer: model k of the stack where it is now, alone."""
-        single = model.select(k)
+        """Run k's model and optimizer (built by ``_start`` as the run's own): model k of
+        the stack where it is now."""
+        single = runs[k].model
+        model.copy_model_entries(model.params, k, single, single.params)
 
         def model_entries(buffer: Any) -> Any:
             out = single.backend.empty(single.params.shape, dtype=buffer.dtype)
             return model.copy_model_entries(buffer, k, single, out)
 
-        runs[k].model = single
-        runs[k].optimizer = optimizer.select(
-            k, model_entries, single.param_groups() if decoupled else ()
-        )
+        runs[k].optimizer = optimizer.select(k, model_entries, runs[k].optimizer.param_groups)
 
     def track(k: int, metrics: EpochMetrics) -> None:
         copy_out(k)
