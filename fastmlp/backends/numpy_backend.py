@@ -175,11 +175,14 @@ class NumpyBackend(Backend):
 
     def _slot(self, index: int, kind: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """Scratch slot ``index`` of formula plans: shared by every formula run on arrays of
-        this shape and dtype (a bool array for a "bool" slot)."""
+        this shape and dtype (a bool array for a "bool" slot, the signed integers of the
+        dtype's item size for a "bits" slot)."""
         key = (index, kind, shape, dtype)
         buffer = self._slots.get(key)
         if buffer is None:
-            buffer = np.empty(shape, dtype=dtype if kind == "float" else np.bool_)
+            dtype = np.dtype(dtype)
+            kinds = {"float": dtype, "bool": np.bool_, "bits": np.dtype(f"i{dtype.itemsize}")}
+            buffer = np.empty(shape, dtype=kinds[kind])
             self._slots[key] = buffer
         return buffer
 
