@@ -100,6 +100,8 @@ class TorchEager(Contender):
         import torch
 
         self.torch = torch
+        # subnormals as zero in PyTorch's threads too, as in every worker (bench.compare)
+        torch.set_flush_denormal(True)
         self.device = torch.device("cuda" if device.startswith("cuda") else "cpu")
         self.name = f"torch eager{' fused Adam' if fused else ''} ({device})"
         torch.manual_seed(0)
