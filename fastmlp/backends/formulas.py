@@ -615,8 +615,7 @@ class Plan:
         """:attr:`source`, compiled: ``function(*callees, *arrays, *scratch, *scalars,
         *literals)`` runs the plan, every value in the arrays' dtype; updated arrays are
         written in place, each scratch buffer has the arrays' shape and the dtype of its
-        ``slot_kinds`` entry ("float": the arrays' dtype, "bool", "bits": the signed integer
-        of the arrays' item size)."""
+        ``slot_kinds`` entry ("float": the arrays' dtype, "bool", "bits": int8)."""
         namespace: dict[str, Any] = {}
         exec(compile(self.source, f"<plan of {self.formula.name}>", "exec"), namespace)
         return namespace["plan"]
@@ -643,22 +642,24 @@ def _copy_where_lines(
     patterns, exact like a copy (NaN payloads, signed zeros) and branch-free. NumPy's masked
     copies (``copyto(where=)``, ``putmask``) branch per element: on a ReLU's random mask
     they took 490 us for 131,072 float32 where the four passes below take ~45 us."""
-    value, test, bits = values
-    out_bits, value_bits = f"{destination}.view({bits}.dtype)", f"{value}.view({bits}.dtype)"
+    value, test, keep = values
     lines = [
-        # keep = test - 1 on the integers of the item size: all bits set where test is
-        # false (keep out), none where it is true (take value)
-        f"    {call('subtract')}({test}.view('u1'), 1, out={bits}, dtype={bits}.dtype)",
+        # the bit patterns of out as signed integers of their item size
+        f"    _bits = {destination}.view('i%d' % {destination}.itemsize)",
+        # keep = test - 1 in bytes: 0xFF (-1 as int8) where test is false (keep out), 0 where
+        # it is true (take value); and-ed with wider integers it is sign-extended
+        f"    {call('subtract')}({test}.view('u1'), 1, out={keep}.view('u1'))",
     ]
     if _is_positive_zero(step.operands[0]):
         # out = out & keep (+0.0 has no bit set)
-        return [*lines, f"    {call('bitwise_and')}({out_bits}, {bits}, out={out_bits})"]
+        return [*lines, f"    {call('bitwise_and')}(_bits, {keep}, out=_bits)"]
     return [
         *lines,
+        f"    _value_bits = {value}.view(_bits.dtype)",
         # out = value ^ ((out ^ value) & keep)
-        f"    {call('bitwise_xor')}({out_bits}, {value_bits}, out={out_bits})",
-        f"    {call('bitwise_and')}({out_bits}, {bits}, out={out_bits})",
-        f"    {call('bitwise_xor')}({out_bits}, {value_bits}, out={out_bits})",
+        f"    {call('bitwise_xor')}(_bits, _value_bits, out=_bits)",
+        f"    {call('bitwise_and')}(_bits, {keep}, out=_bits)",
+        f"    {call('bitwise_xor')}(_bits, _value_bits, out=_bits)",
     ]
 
 

@@ -175,13 +175,11 @@ class NumpyBackend(Backend):
 
     def _slot(self, index: int, kind: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """Scratch slot ``index`` of formula plans: shared by every formula run on arrays of
-        this shape and dtype (a bool array for a "bool" slot, the signed integers of the
-        dtype's item size for a "bits" slot)."""
+        this shape and dtype (a bool array for a "bool" slot, int8 for a "bits" one)."""
         key = (index, kind, shape, dtype)
         buffer = self._slots.get(key)
         if buffer is None:
-            dtype = np.dtype(dtype)
-            kinds = {"float": dtype, "bool": np.bool_, "bits": np.dtype(f"i{dtype.itemsize}")}
+            kinds = {"float": dtype, "bool": np.bool_, "bits": np.int8}
             buffer = np.empty(shape, dtype=kinds[kind])
             self._slots[key] = buffer
         return buffer
