@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 from fastmlp.errors import UserError, shown
 
 Entry = TypeVar("Entry")
@@ -121,6 +123,47 @@ def checked_values(
         key: parameter.default if values.get(key) is None else parameter.check(values[key])
         for key, parameter in parameters.items()
     }
+
+
+def per_model_values(values: Mapping[str, Any]) -> tuple[int, list[dict[str, Any]] | None]:
+    """(K, the K models' values) when some value is a sequence of K (one per model of a
+    stack: an optimizer's or a schedule's hyperparameters), else (1, None); a ValueError for
+    sequences of different or zero lengths."""
+    lengths = {
+        key: len(value)
+        for key, value in values.items()
+        if isinstance(value, (list, tuple, np.ndarray))
+    }
+    if not lengths:
+        return 1, None
+    if len(set(lengths.values())) > 1 or 0 in lengths.values():
+        given = ", ".join(f"{key}: {length}" for key, length in lengths.items())
+        raise ValueError(
+            f"per-model hyperparameters need one value per model, the same number for each "
+            f"(got {given})"
+        )
+    models = next(iter(lengths.values()))
+    return models, [
+        {key: (value[index] if key in lengths else value) for key, value in values.items()}
+        for index in range(models)
+    ]
+
+
+def stacked_values(members: list[dict[str, Any]], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameter values of an entry for a stack, from its K ``members``' checked
+    values: a tuple of the K where ``given`` had a sequence, else the value all share."""
+    return {
+        key: (tuple(one[key] for one in members)
+              if isinstance(given.get(key), (list, tuple, np.ndarray)) else value)
+        for key, value in members[0].items()
+    }  # fmt: skip
+
+
+def shown_number(value: Any) -> str:
+    """A hyperparameter value as ``repr`` shows it: ``0.001``, or ``[0.1, 0.5]`` per model."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(f"{item:g}" for item in value) + "]"
+    return f"{value:g}"
 
 
 def own_values(

@@ -113,10 +113,12 @@ def train_stack(
     for each model k still training (a StopTraining stops model k), ``monitor`` is a
     metric name (each model gets a :class:`Monitor` of its own) or K Monitors (updated in
     place, as a single model's), and ``schedule`` is one kind for all models, started from
-    each model's own rate, or K schedules (not started yet), model k's ``schedule[k]``.
-    ``optimizer`` takes the stack's parameter groups (``model.param_groups()``) when its
-    hyperparameters differ per model; a schedule that watches a metric (reduce-on-plateau)
-    needs one ``lr`` per model, since the models' rates part. Returns each model's history
+    each model's own rate, one with a sequence of K values for some hyperparameter
+    (``schedules.create("step", gamma=[0.1, 0.5, ...])``: model k's the k-th), or K
+    schedules (not started yet), model k's ``schedule[k]``. ``optimizer`` takes the stack's
+    parameter groups (``model.param_groups()``) when its hyperparameters differ per model;
+    schedules that differ between the models, or watch a metric (reduce-on-plateau), need
+    one ``lr`` per model, since the models' rates part. Returns each model's history
     (see the module docstring)."""
     k_models = model.n_models
     data, seed = _prepared(model, x_train, y_train, x_val, y_val, epochs, batch_size, seed)
@@ -239,21 +241,34 @@ def _stacked_schedule(
     steps: int,
 ) -> _StackSchedule | Schedule | None:
     """The started schedule(s) of a stack: one per model when the optimizer has one rate per
-    model, else one schedule for all (the same rates for every model)."""
+    model, else one schedule for all (the same rates for every model). ``schedule``: one
+    for all models (a fresh copy each), one with per-model values (``Schedule.per_model``)
+    or K schedules."""
     if schedule is None:
         return None
-    if isinstance(schedule, (str, Schedule)):  # a fresh copy for each model
+    per_model = schedule.per_model() if isinstance(schedule, Schedule) else None
+    if per_model is not None:
+        given = per_model
+    elif isinstance(schedule, (str, Schedule)):  # a fresh copy for each model
         given = [create(copy.deepcopy(schedule)) for _ in range(k_models)]
     else:
         given = [create(one) for one in schedule]
     if len(given) != k_models:
-        raise ValueError(f"schedule must be one kind or {k_models} schedules, one per model")
+        raise ValueError(
+            f"schedule must be one kind, one with {k_models} values per hyperparameter, or "
+            f"{k_models} schedules, one per model (got {len(given)})"
+        )
     rates = base_rate(optimizer)
     if not isinstance(rates, (list, tuple)):
         if given[0].monitors and k_models > 1:
             raise ValueError(
                 f"the {given[0].name} schedule changes each model's rate on its own metric: "
                 "give the optimizer one lr per model (lr=[...])"
+            )
+        if any(one.state_dict() != given[0].state_dict() for one in given[1:]):
+            raise ValueError(
+                "the models' schedules differ, so each model needs a rate of its own: give "
+                "the optimizer one lr per model (lr=[...])"
             )
         return _start_schedule(given[0], rates, mode, last_epoch, steps)
     return _StackSchedule([_start_schedule(one, rate, mode, last_epoch, steps)

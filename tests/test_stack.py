@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import optim
+from fastmlp import optim, schedules
 from fastmlp.backends import get_backend
 from fastmlp.nn.activations import ACTIVATIONS
 from fastmlp.optim import OPTIMIZERS, ParamGroup
+from fastmlp.schedules import Schedule
 from fastmlp.stack_training import StackHistory
 from fastmlp.training import StopTraining
 
@@ -189,11 +190,16 @@ def train_both(device, lrs, epochs=4, **settings):
                   progress=False, verbose=False, **settings)  # fmt: skip
     optimizer = optim.create("sgd", stack.param_groups(), lr=lrs)
     stack_callbacks = [lambda k, metrics: callbacks.get(k, lambda m: None)(metrics)]
+    # each model alone with its own of a schedule made with per-model values
+    schedule = common.get("schedule")
+    schedules = schedule.per_model() if isinstance(schedule, Schedule) else None
     history = fastmlp.train(stack, optimizer, x, y, callbacks=stack_callbacks, **common)
     alone = []
     for k, single in enumerate(singles):
         single_optimizer = optim.create("sgd", single.param_groups(), lr=lrs[k])
         own = [callbacks[k]] if k in callbacks else []
+        if schedules is not None:
+            common["schedule"] = schedules[k]
         alone.append(fastmlp.train(single, single_optimizer, x, y, callbacks=own, **common))
     return stack, singles, history, alone
 
@@ -218,6 +224,38 @@ def test_training_a_stack_with_a_schedule_and_early_stopping(device):
     )
     assert_same_histories(history, alone)
     assert_same(stack, singles)
+
+
+@pytest.mark.parametrize("device", BACKENDS)
+def test_schedule_hyperparameters_may_differ_per_model(device):
+    schedule = schedules.create("step", step_epochs=[1, 2, 1], gamma=[0.5, 0.1, 0.9],
+                                warmup_epochs=1, warmup_start_factor=[0.1, 0.5, 1.0])  # fmt: skip
+    assert repr(schedule) == (
+        "Step(step_epochs=[1, 2, 1], gamma=[0.5, 0.1, 0.9], warmup_epochs=1, "
+        "warmup_start_factor=[0.1, 0.5, 1])"
+    )
+    stack, singles, history, alone = train_both(device, [1e-2, 3e-3, 0.5], schedule=schedule)
+    assert_same_histories(history, alone)
+    assert_same(stack, singles)
+
+
+def test_per_model_schedule_values_need_a_stack_of_that_many_and_own_rates():
+    x, y = problem(64)
+    per_model = schedules.create("cosine", lr_min=[0.0, 1e-4, 1e-3])
+    single = fastmlp.MLP(**SHAPE, seed=0)
+    with pytest.raises(ValueError, match=r"trains a stack: fastmlp.train\(MLP\(n_models=3\)"):
+        fastmlp.train(single, optim.SGD(lr=0.1), x, y, epochs=1, batch_size=32, schedule=per_model,
+                      progress=False, verbose=False)  # fmt: skip
+    pair = fastmlp.MLP(**SHAPE, seed=[0, 1], n_models=2)
+    with pytest.raises(ValueError, match="one with 2 values per hyperparameter.*got 3"):
+        fastmlp.train(pair, optim.SGD(pair.param_groups(), lr=[0.1, 0.2]), x, y, epochs=1,
+                      batch_size=32, schedule=per_model, progress=False, verbose=False)  # fmt: skip
+    stack = fastmlp.MLP(**SHAPE, seed=SEEDS, n_models=3)
+    with pytest.raises(ValueError, match=r"schedules differ.*one lr per model \(lr=\[\.\.\.\]\)"):
+        fastmlp.train(stack, optim.SGD(lr=0.1), x, y, epochs=1, batch_size=32,
+                      schedule=per_model, progress=False, verbose=False)  # fmt: skip
+    with pytest.raises(ValueError, match="one value per model, the same number for each"):
+        schedules.create("step", step_epochs=[1, 2], gamma=[0.5, 0.1, 0.9])
 
 
 @pytest.mark.parametrize("device", BACKENDS)

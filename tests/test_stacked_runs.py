@@ -83,7 +83,13 @@ def same_run(stacked, alone):
          [{"learning_rate": 1e-2, "weight_decay": 0.1}, {"learning_rate": 5e-2}]),
         ({"optimizer": "momentum", "dropout": 0.2, "lr_schedule": "reduce_on_plateau",
           "lr_patience": 0},
-         [{"learning_rate": 0.05, "momentum": 0.5}, {"learning_rate": 0.1, "dropout": 0.4}]),
+         [{"learning_rate": 0.05, "momentum": 0.5},
+          {"learning_rate": 0.1, "dropout": 0.4, "lr_patience": 1}]),
+        ({"optimizer": "adam", "lr_schedule": "step", "lr_step_epochs": 1},
+         [{"learning_rate": 1e-2, "lr_gamma": 0.5},
+          {"learning_rate": 1e-2, "lr_gamma": 0.1, "warmup_epochs": 1},
+          {"learning_rate": 3e-3, "lr_step_epochs": 2, "warmup_epochs": 1,
+           "warmup_start_factor": 0.5}]),
     ],
 )  # fmt: skip
 def test_each_run_of_a_stack_is_the_run_trained_alone(idx_dir, tmp_path, shared, per_model):
@@ -148,7 +154,21 @@ def test_runs_that_differ_in_a_shared_setting_cannot_share_a_stack(idx_dir, tmp_
         stack_key(BASE)
     )
     assert stack_key({**BASE, "batch_size": 16}) != stack_key(BASE)
-    assert {"learning_rate", "weight_decay", "dropout", "beta2", "momentum"} <= PER_MODEL_SETTINGS
+    step = {**BASE, "lr_schedule": "step"}
+    assert stack_key({**step, "lr_gamma": 0.5, "warmup_epochs": 1}) == stack_key(step)
+    assert stack_key({**BASE, "lr_schedule": "cosine"}) != stack_key(step)
+    assert {
+        "learning_rate",
+        "weight_decay",
+        "dropout",
+        "beta2",
+        "momentum",
+        "lr_gamma",
+        "lr_step_epochs",
+        "lr_min",
+        "lr_patience",
+        "warmup_epochs",
+    } <= PER_MODEL_SETTINGS
 
 
 def test_a_stack_with_no_seed_shares_one_drawn_seed(idx_dir, tmp_path):

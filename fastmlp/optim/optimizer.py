@@ -63,7 +63,14 @@ import numpy as np
 
 from fastmlp.backends import Backend, backend_of
 from fastmlp.backends.formulas import Formula, formula
-from fastmlp.registry import Hyperparameter, Registry, checked_values
+from fastmlp.registry import (
+    Hyperparameter,
+    Registry,
+    checked_values,
+    per_model_values,
+    shown_number,
+    stacked_values,
+)
 
 FLUSH_MARGIN = 2.0**26
 # Steps between flushes of the parameters: a weight decaying by at most 25% per step stays
@@ -106,35 +113,6 @@ class ParamGroup:
         stack = None if self.stack is None else list(self.stack)
         return {"start": self.start, "stop": self.stop, "options": self.options,
                 "name": self.name, "stack": stack}  # fmt: skip
-
-
-def per_model_values(values: dict[str, Any]) -> tuple[int, list[dict[str, Any]] | None]:
-    """(K, the K models' values) when some value is a sequence of K (one per model of a
-    stack), else (1, None); a ValueError for sequences of different or zero lengths."""
-    lengths = {
-        key: len(value)
-        for key, value in values.items()
-        if isinstance(value, (list, tuple, np.ndarray))
-    }
-    if not lengths:
-        return 1, None
-    if len(set(lengths.values())) > 1 or 0 in lengths.values():
-        given = ", ".join(f"{key}: {length}" for key, length in lengths.items())
-        raise ValueError(
-            f"per-model hyperparameters need one value per model, the same number for each "
-            f"(got {given})"
-        )
-    models = next(iter(lengths.values()))
-    return models, [
-        {key: (value[index] if key in lengths else value) for key, value in values.items()}
-        for index in range(models)
-    ]
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(f"{item:g}" for item in value) + "]"
-    return f"{value:g}"
 
 
 @functools.lru_cache(maxsize=256)
@@ -187,18 +165,15 @@ class Optimizer:
         else:
             self._members = [type(self)(**model) for model in models]
             member_values = [member.hyperparameter_values() for member in self._members]
-            # a tuple where values were given per model, else the value all models share
-            checked = {
-                key: (tuple(one[key] for one in member_values)
-                      if isinstance(values.get(key), (list, tuple, np.ndarray)) else value)
-                for key, value in member_values[0].items()
-            }  # fmt: skip
+            checked = stacked_values(member_values, values)
         for name, value in checked.items():
             setattr(self, name, value)
         self.param_groups = [self._checked_group(group) for group in param_groups]
         self.steps = 0
         self.state: dict[str, Any] = {}
         self._ready: tuple[Any, ...] = ()  # the params and state _prepare_state last checked
+        # (arrays, groups, launches) that _launches last made
+        self._launch_views: tuple[tuple[Any, ...], list[ParamGroup], list[Any]] | None = None
 
     def _checked_group(self, group: ParamGroup) -> ParamGroup:
         declared = {parameter.name: parameter for parameter in self.hyperparameters}
@@ -226,7 +201,7 @@ class Optimizer:
 
     def __repr__(self) -> str:
         settings = ", ".join(
-            f"{key}={_shown(value)}" for key, value in self.hyperparameter_values().items()
+            f"{key}={shown_number(value)}" for key, value in self.hyperparameter_values().items()
         )
         return f"{type(self).__name__}({settings})"
 
@@ -268,16 +243,10 @@ class Optimizer:
             return
         self.advance()
         base = self.hyperparameter_values()
-        if not self.param_groups:  # one group: the whole buffers, no views to make
-            backend.run_formula_(self.formula, [params, grads, *buffers], self.scalars(base))
-            self._flush_subnormals(backend, params.dtype, base, buffers)
-        else:
-            for start, stop, options in self._groups(params.shape[0]):
-                values = {**base, **options}
-                group_buffers = [buffer[start:stop] for buffer in buffers]
-                arrays = [params[start:stop], grads[start:stop], *group_buffers]
-                backend.run_formula_(self.formula, arrays, self.scalars(values))
-                self._flush_subnormals(backend, params.dtype, values, group_buffers)
+        for arrays, options in self._launches(params, grads, buffers):
+            values = {**base, **options} if options else base
+            backend.run_formula_(self.formula, arrays, self.scalars(values))
+            self._flush_subnormals(backend, params.dtype, values, arrays[2:])
         if self.steps % PARAMETER_FLUSH_PERIOD == 0:
             backend.flush_subnormals_(params, flush_threshold(params.dtype))
 
@@ -315,6 +284,36 @@ class Optimizer:
         self._flush_subnormals(backend, params.dtype, {}, buffers, fastest)
         if self.steps % PARAMETER_FLUSH_PERIOD == 0:
             backend.flush_subnormals_(params, flush_threshold(params.dtype))
+
+    def _launches(
+        self, params: Any, grads: Any, buffers: list[Any]
+    ) -> list[tuple[list[Any], dict[str, float]]]:
+        """One entry per kernel launch of a step: the views of params, grads and the state
+        buffers it updates, and its group's options. Adjacent groups whose options are the
+        same for this optimizer (Adam's weights and biases: the biases' weight_decay 0 is no
+        option of Adam's) are one launch, since the update is per element. Made once per
+        set of arrays and groups."""
+        arrays = (params, grads, *buffers)
+        cached = self._launch_views
+        if (
+            cached is not None
+            and cached[1] == self.param_groups
+            and all(mine is given for mine, given in zip(cached[0], arrays))
+        ):
+            return cached[2]
+        merged: list[tuple[int, int, dict[str, float]]] = []
+        for start, stop, options in self._groups(params.shape[0]):
+            if merged and merged[-1][2] == options:
+                merged[-1] = (merged[-1][0], stop, options)
+            else:
+                merged.append((start, stop, options))
+        whole = len(merged) == 1
+        launches = [
+            (list(arrays) if whole else [array[start:stop] for array in arrays], options)
+            for start, stop, options in merged
+        ]
+        self._launch_views = (arrays, list(self.param_groups), launches)
+        return launches
 
     def _groups(self, size: int) -> list[tuple[int, int, dict[str, float]]]:
         if not self.param_groups:

@@ -1,8 +1,8 @@
 """K runs trained together as one stack (``MLP(n_models=K)``), each a complete run of its own.
 
 ``run_stacked_experiments`` is what a sweep runs for trials that share every setting but
-those a stack keeps per model (:data:`PER_MODEL_SETTINGS`: the optimizer's
-hyperparameters, weight decay, dropout, and the run's name and tags). Each of the K runs
+those a stack keeps per model (:data:`PER_MODEL_SETTINGS`: the optimizer's and the
+schedule's hyperparameters, weight decay, dropout, and the run's name and tags). Each of the K runs
 gets what ``run_experiment`` gives one run: its own run directory (``config.json``,
 ``metrics.jsonl``, ``checkpoint.npz`` and ``best.npz`` of a single model, figures,
 ``summary.json``), its own W&B run and its own per-epoch callbacks. Only the training is
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from fastmlp import optim
+from fastmlp import optim, schedules
 from fastmlp.backends import Backend
 from fastmlp.nn.mlp import MLP
 from fastmlp.runs import WandbRun, resolve_wandb_mode
@@ -53,11 +53,13 @@ from fastmlp.stack_training import train_stack
 from fastmlp.training import EpochMetrics
 
 # Settings that may differ between the runs of one stack: each model of a stack has its own
-# optimizer hyperparameters (every registered one), weight decay and dropout; the name and
-# tags are the run's.
+# optimizer hyperparameters (every registered one), schedule hyperparameters (of one kind of
+# schedule: lr_schedule is shared), weight decay and dropout; the name and tags are the run's.
 PER_MODEL_SETTINGS = frozenset(
     {parameter.setting_name for cls in optim.OPTIMIZERS.entries.values()
      for parameter in cls.hyperparameters}
+    | {parameter.setting_name for cls in schedules.SCHEDULES.entries.values()
+       for parameter in cls.all_hyperparameters()}
     | {"weight_decay", "dropout", "name", "tags", "wandb_project", "wandb_entity"}
 )  # fmt: skip
 
@@ -82,8 +84,9 @@ def _checked_configs(settings: Sequence[Mapping[str, Any]]) -> list[dict[str, An
         differ = sorted(key for key, value in _shared(first).items() if config[key] != value)
         if differ:
             raise ConfigError(
-                f"runs of one stack must share every setting but the optimizer's "
-                f"hyperparameters, weight_decay and dropout; these differ: {', '.join(differ)}"
+                f"runs of one stack must share every setting but the optimizer's and the "
+                f"schedule's hyperparameters, weight_decay and dropout; these differ: "
+                f"{', '.join(differ)}"
             )
     if first["seed"] is None:  # one seed for all: the stack shares its shuffling order
         seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)

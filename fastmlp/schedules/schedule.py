@@ -22,9 +22,17 @@ then starts at index 0, spanning the remaining epochs, as ``SequentialLR`` would
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
-from fastmlp.registry import Hyperparameter, Registry, checked_values
+from fastmlp.registry import (
+    Hyperparameter,
+    Registry,
+    checked_values,
+    per_model_values,
+    shown_number,
+    stacked_values,
+)
 
 SCHEDULES: Registry[type[Schedule]] = Registry("learning-rate schedule")
 
@@ -62,7 +70,15 @@ class Schedule:
         return (*cls.hyperparameters, *warmup)
 
     def __init__(self, **values: Any) -> None:
-        checked = checked_values("schedule", self.name, self.all_hyperparameters(), values)
+        self.n_models, models = per_model_values(values)
+        # with per-model values: the K schedules of a stack's models (see per_model)
+        self._members: list[Schedule] | None = None
+        if models is None:
+            checked = checked_values("schedule", self.name, self.all_hyperparameters(), values)
+        else:
+            self._members = [type(self)(**model) for model in models]
+            checked = stacked_values([one.hyperparameter_values() for one in self._members],
+                                     values)  # fmt: skip
         for name, value in checked.items():
             setattr(self, name, value)
         if not self.has_warmup:
@@ -70,13 +86,24 @@ class Schedule:
         self.base_lr: float | None = None
         self.epochs = self.steps_per_epoch = 0
 
+    def per_model(self) -> list[Schedule] | None:
+        """The K schedules, one per model of a stack, of a schedule made with per-model
+        values (a sequence of K for some hyperparameter: ``create("step", gamma=[0.1,
+        0.5])``), fresh copies; None for a schedule of one model."""
+        return None if self._members is None else copy.deepcopy(self._members)
+
     def hyperparameter_values(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this schedule."""
-        return {p.name: getattr(self, p.name) for p in self.all_hyperparameters()}
+        """The keyword arguments that rebuild this schedule (a list of one value per model
+        where they differ across a stack)."""
+        return {
+            p.name: (list(value) if isinstance(value, tuple) else value)
+            for p in self.all_hyperparameters()
+            for value in (getattr(self, p.name),)
+        }
 
     def __repr__(self) -> str:
         values = ", ".join(
-            f"{key}={value:g}" for key, value in self.hyperparameter_values().items()
+            f"{key}={shown_number(value)}" for key, value in self.hyperparameter_values().items()
         )
         return f"{type(self).__name__}({values})"
 
@@ -104,6 +131,12 @@ class Schedule:
     def start(self, base_lr: float, epochs: int, steps_per_epoch: int) -> None:
         """Fit the schedule to a run of ``epochs`` epochs of ``steps_per_epoch`` steps from
         ``base_lr`` (kept from an earlier start or a loaded state: a resumed run goes on)."""
+        if self._members is not None:
+            raise ValueError(
+                f"a {self.name} schedule with per-model values (one per model of a stack of "
+                f"{self.n_models}) trains a stack: fastmlp.train(MLP(n_models="
+                f"{self.n_models}), ...), not one model"
+            )
         if self.base_lr is None:
             self.base_lr = float(base_lr)
         self.check_epochs(epochs)

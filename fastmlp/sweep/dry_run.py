@@ -173,7 +173,7 @@ def _stacks(config: SweepConfig, stack: int) -> str:
     if not per_model:
         return (
             f"up to {stack} trials at a time, but no swept setting can differ inside a stack "
-            "(optimizer hyperparameters, weight_decay, dropout): trials run alone"
+            "(optimizer and schedule hyperparameters, weight_decay, dropout): trials run alone"
         )
     fixed = f"sharing {', '.join(shared)}" if shared else "(every swept setting per model)"
     return (

@@ -7,7 +7,8 @@
   last bit) without training it, and trains a trial whose parameters repeat another's in
   the same group once, for both;
 * groups the rest by :func:`~fastmlp.runs.stack_experiment.stack_key` (every setting but
-  those a stack keeps per model: the optimizer's hyperparameters, weight decay, dropout);
+  those a stack keeps per model: the optimizer's and the schedule's hyperparameters, weight
+  decay, dropout);
 * runs a trial alone in its group as any trial (:func:`~fastmlp.sweep.trial.run_trial`),
   and a group of several with
   :func:`~fastmlp.runs.stack_experiment.run_stacked_experiments`: each trial keeps its own
