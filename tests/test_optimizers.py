@@ -260,6 +260,38 @@ def test_adamw_without_groups_decays_everything_and_weight_decay_zero_is_adam(rn
     np.testing.assert_array_equal(params[20:], adam[20:])
 
 
+class CountingBackend(NumpyBackend):
+    """The NumPy backend, counting the optimizer's kernel launches."""
+
+    def __init__(self):
+        super().__init__()
+        self.launches = 0
+
+    def run_formula_(self, formula, arrays, scalars, row_vectors=()):
+        self.launches += 1
+        super().run_formula_(formula, arrays, scalars, row_vectors)
+
+
+@pytest.mark.parametrize("name, launches", [("adam", 1), ("adamw", 2)])
+def test_groups_with_the_same_options_are_one_launch_with_the_same_result(name, launches, rng):
+    """Adam ignores the biases' weight_decay 0, so weights and biases are one launch; AdamW's
+    groups differ, so two. Either way the trajectory is that of the groups one by one."""
+    p0, grads = rng.normal(size=40), gradient_sequence(rng, steps=6, size=40)
+    groups = [ParamGroup(0, 12), ParamGroup(12, 30), ParamGroup(30, 40, {"weight_decay": 0.0})]
+    backend = CountingBackend()
+    optimizer = optim.create(name, param_groups=groups, weight_decay=0.1)
+    params = p0.copy()
+    for g in grads:
+        optimizer.step(params, g, backend)
+    assert backend.launches == launches * len(grads)
+    expected = p0.copy()
+    for start, stop, options in [(0, 12, {}), (12, 30, {}), (30, 40, {"weight_decay": 0.0})]:
+        alone = optim.create(name, **{"weight_decay": 0.1, **options})
+        for g in grads:
+            alone.step(expected[start:stop], g[start:stop].copy())
+    np.testing.assert_array_equal(params, expected)
+
+
 # ------------------------------------ (c) fused kernels == base reference kernels
 
 
