@@ -202,3 +202,16 @@ def test_a_stack_on_the_fake_gpu_computes_what_numpy_computes(fake_gpu, optimize
     for gpu_model, cpu_model in zip(gpu_history, cpu_history, strict=True):
         for gpu_epoch, cpu_epoch in zip(gpu_model.epochs, cpu_model.epochs, strict=True):
             assert gpu_epoch.val_loss == pytest.approx(cpu_epoch.val_loss, rel=1e-9)
+
+
+def test_a_stacks_per_model_scalars_reach_the_device_without_waiting_for_it(fake_gpu):
+    """Each optimizer step of a stack with per-model hyperparameters copies its models'
+    scalars to the device once, queued on the stream from page-locked memory: a copy from
+    pageable memory (``cupy.asarray`` of NumPy data) would wait for every queued kernel,
+    a host sync per step. The only waiting copies are made once: the parameters, the
+    per-model weight decays of the three layers, the inputs and labels."""
+    LEDGER.reset()
+    trained_stack(fake_gpu, "adam")
+    steps = 2 * 3  # two epochs of three batches
+    assert LEDGER.queued_to_device == steps
+    assert LEDGER.to_device == 1 + 3 + 4

@@ -97,6 +97,20 @@ _SOFTMAX_CROSS_ENTROPY_GRAD = cupy.ElementwiseKernel(
 )
 
 
+# Page-locked staging buffers for uploads: a buffer is written again only after the copy
+# queued from it has run, which waits only when the device is this many uploads behind.
+PINNED_BUFFERS = 4
+
+
+class _PinnedStaging:
+    """A page-locked host buffer and the event recorded after the copy queued from it."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.memory = cupy.cuda.alloc_pinned_memory(nbytes)
+        self.nbytes = nbytes
+        self.copied = cupy.cuda.Event(disable_timing=True)
+
+
 class CupyBackend(Backend):
     """CuPy on one CUDA device; construction makes that device current."""
 
@@ -107,9 +121,41 @@ class CupyBackend(Backend):
         self.device_id = device_id
         self.device = f"cuda:{device_id}"
         cupy.cuda.Device(device_id).use()
+        self._staging: list[_PinnedStaging | None] = [None] * PINNED_BUFFERS
+        self._next_staging = 0
+        self._uploaded: dict[tuple[int, np.dtype], Any] = {}  # (size, dtype) -> device array
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return cupy.asnumpy(a)
+
+    def upload(self, values: np.ndarray, dtype: Any) -> Any:
+        """``values`` on the device without a host sync. ``cupy.asarray`` of a NumPy array
+        copies from pageable memory, which waits for every queued kernel first (once per
+        step, for a stack's per-model scalars); a copy from page-locked memory is queued
+        on the stream like a kernel. So the values go through the next of
+        ``PINNED_BUFFERS`` page-locked buffers (written once the copy queued from it has
+        run) into a device array kept per size and dtype, which the stream's order keeps
+        from being overwritten before the kernels queued earlier have read it."""
+        host = np.ascontiguousarray(values, dtype=dtype).reshape(-1)
+        key = (host.size, host.dtype)
+        target = self._uploaded.get(key)
+        if target is None:
+            target = self._uploaded[key] = cupy.empty(host.size, dtype=host.dtype)
+        if host.size == 0:
+            return target
+        index = self._next_staging
+        self._next_staging = (index + 1) % PINNED_BUFFERS
+        staging = self._staging[index]
+        if staging is not None:
+            staging.copied.synchronize()  # the copy queued from it has run
+        if staging is None or staging.nbytes < host.nbytes:
+            staging = self._staging[index] = _PinnedStaging(host.nbytes)
+        staged = np.frombuffer(staging.memory, host.dtype, host.size)
+        staged[...] = host
+        stream = cupy.cuda.get_current_stream()
+        target.set(staged, stream=stream)
+        staging.copied.record(stream)
+        return target
 
     def rng(self, seed: int | None = None) -> Any:
         return cupy.random.RandomState(seed)
