@@ -164,11 +164,12 @@ def import_cupy_backend(stand_in: types.ModuleType, name: str = "cupy_backend_on
 
 
 def kernel_stand_in(directory: Path) -> types.ModuleType:
-    """A stand-in ``cupy`` with the host kernels, ``log`` and a do-nothing device."""
+    """A stand-in ``cupy`` with the host kernels, NumPy's ``empty`` and ``int64``, and a
+    do-nothing device."""
     stand_in = types.ModuleType("cupy")
     stand_in.ElementwiseKernel = functools.partial(HostElementwiseKernel, directory)
     stand_in.ReductionKernel = functools.partial(HostReductionKernel, directory)
-    stand_in.log = np.log
+    stand_in.empty, stand_in.int64 = np.empty, np.int64
     device = types.SimpleNamespace(use=lambda: None)
     stand_in.cuda = types.SimpleNamespace(Device=lambda _device_id: device)
     return stand_in

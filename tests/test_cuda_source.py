@@ -204,10 +204,10 @@ def rounding_scale(arrays) -> np.ndarray:
     return np.minimum(np.maximum.reduce(np.broadcast_arrays(*magnitudes)), 1.0)
 
 
-def numpy_quietly(function, *args):
+def numpy_quietly(function, *args, **kwargs):
     """Run a NumPy-backend call without warnings for the NaN, inf and overflow cases."""
     with np.errstate(all="ignore"):
-        return function(*args)
+        return function(*args, **kwargs)
 
 
 # -------------------------------------------------------------------- formula cases
@@ -583,10 +583,15 @@ def special_logit_rows(dtype):
 
 
 def check_cross_entropy(host, z, y, label_smoothing, what):
+    """Loss and gradient to rounding, the count of correct rows (NumPy's argmax: the first
+    of equal logits, the first NaN) exactly."""
     rtol = cross_entropy_tolerance(z.dtype)
     expected = z.copy()
-    expected_loss = numpy_quietly(host.numpy.cross_entropy_, expected, y, label_smoothing)
-    loss = numpy_quietly(host.cupy.cross_entropy_, z, y, label_smoothing)  # its z -= max
+    expected_correct, correct = np.zeros((), np.int64), np.full((), 7, np.int64)
+    expected_loss = numpy_quietly(host.numpy.cross_entropy_, expected, y, label_smoothing,
+                                  correct=expected_correct)  # fmt: skip
+    loss = numpy_quietly(host.cupy.cross_entropy_, z, y, label_smoothing, correct=correct)
+    assert correct == expected_correct + 7, f"{what}: correct rows"
     assert np.shape(loss) == () and np.asarray(loss).dtype == z.dtype, what
     assert_same(loss, expected_loss, rtol, what=f"{what}: loss")
     assert_same(z, expected, rtol, rtol / z.shape[0], what=f"{what}: gradient")
@@ -595,8 +600,8 @@ def check_cross_entropy(host, z, y, label_smoothing, what):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_cross_entropy_kernels_equal_numpy(host, dtype, label_smoothing):
-    """Loss and gradient of ``cross_entropy_`` (row sums of exp, the per-sample loss, the
-    fused softmax gradient): ordinary logits, logits offset by 100, labels out of range
+    """Loss, gradient and count of correct rows of ``cross_entropy_`` (one kernel: a row
+    per element): ordinary logits, logits offset by 100, labels out of range
     (int64 and uint64), and rows of NaN, infinities, the largest floats and subnormals."""
     rng = np.random.default_rng(5)
     eps = label_smoothing
@@ -612,9 +617,7 @@ def test_cross_entropy_kernels_equal_numpy(host, dtype, label_smoothing):
             check_cross_entropy(host, z, y, eps, f"labels {y.tolist()}, eps={eps}, {dtype}")
         for z, y in special_logit_rows(dtype):
             check_cross_entropy(host, z, y, eps, f"logits {z[0].tolist()}, label {y[0]}, {dtype}")
-    names = {"_ROW_SUM_EXP", "_SOFTMAX_CROSS_ENTROPY_GRAD"}
-    names.add("_SMOOTHED_CROSS_ENTROPY_PER_SAMPLE" if eps else "_CROSS_ENTROPY_PER_SAMPLE")
-    assert ran == {getattr(host.module, name).definition for name in names}
+    assert ran == {host.module._SOFTMAX_CROSS_ENTROPY_ROWS.definition}
     assert ran <= kernels_of(host, "test_cross_entropy_kernels_equal_numpy")
 
 
@@ -631,10 +634,7 @@ def test_cross_entropy_kernels_of_tied_huge_logits_equal_numpy(host, dtype, labe
 MODULE_KERNEL_CASES = {
     "_ADD_SCALED": "test_add_scaled_kernel_equals_numpy",
     "_FLUSH_SUBNORMALS": "test_flush_subnormals_kernel_equals_numpy",
-    "_ROW_SUM_EXP": "test_cross_entropy_kernels_equal_numpy",
-    "_CROSS_ENTROPY_PER_SAMPLE": "test_cross_entropy_kernels_equal_numpy",
-    "_SMOOTHED_CROSS_ENTROPY_PER_SAMPLE": "test_cross_entropy_kernels_equal_numpy",
-    "_SOFTMAX_CROSS_ENTROPY_GRAD": "test_cross_entropy_kernels_equal_numpy",
+    "_SOFTMAX_CROSS_ENTROPY_ROWS": "test_cross_entropy_kernels_equal_numpy",
 }
 
 

@@ -110,13 +110,15 @@ def test_compiled_cross_entropy_checks_its_shapes_itself():
     """The compiled loss loop refuses mismatched or empty arrays even when called directly."""
     from fastmlp.backends.numba_backend import _softmax_cross_entropy
 
-    labels = np.zeros(4, dtype=np.int64)
+    labels, count = np.zeros(4, dtype=np.int64), np.zeros(1, dtype=np.int64)
     with pytest.raises(ValueError, match="one entry per row"):
-        _softmax_cross_entropy(np.ones((4, 3)), labels, np.empty(3), 0.9, 0.1 / 3)
+        _softmax_cross_entropy(np.ones((4, 3)), labels, np.empty(3), 0.9, 0.1 / 3, count)
     with pytest.raises(ValueError, match="one entry per row"):
-        _softmax_cross_entropy(np.ones((4, 3)), labels[:2], np.empty(4), 1.0, 0.0)
+        _softmax_cross_entropy(np.ones((4, 3)), labels[:2], np.empty(4), 1.0, 0.0, count)
     with pytest.raises(ValueError, match="at least one class"):
-        _softmax_cross_entropy(np.empty((4, 0)), labels, np.empty(4), 0.9, 0.1)
+        _softmax_cross_entropy(np.empty((4, 0)), labels, np.empty(4), 0.9, 0.1, count)
+    with pytest.raises(ValueError, match="count of correct rows is one entry"):
+        _softmax_cross_entropy(np.ones((4, 3)), labels, np.empty(4), 1.0, 0.0, count[:0])
 
 
 @pytest.mark.parametrize("name", fastmlp.optim.names())

@@ -146,6 +146,34 @@ def test_fused_cross_entropy_agrees_with_numpy_to_rounding(dtype):
     np.testing.assert_allclose(z, expected_grad, rtol=tolerance, atol=tolerance)
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("correct_dtype", ["int64", "float64"])
+def test_the_loss_kernels_count_correct_rows_as_numpy_argmax(label_smoothing, correct_dtype):
+    """Ties go to the first logit, a NaN row to its first NaN, labels out of range are never
+    correct, as ``argmax == y``; the compiled loop counts into the training loop's 0-d
+    int64 counter, any other counter gets the count added."""
+    rng = np.random.default_rng(8)
+    z = rng.normal(size=(40, 6))
+    z[0] = [2.0, 2.0, 0.0, 0.0, 0.0, 0.0]  # tie: class 0
+    z[1] = [2.0, 2.0, 0.0, 0.0, 0.0, 0.0]  # tie, label 1: not correct
+    z[2] = [0.0, np.nan, 9.0, np.nan, 0.0, 0.0]  # first NaN: class 1
+    z[3] = [np.nan, 1.0, 9.0, 0.0, 0.0, 0.0]  # class 0
+    z[4] = [-np.inf] * 6  # all equal: class 0
+    z[5] = [-0.0, 0.0, -1.0, -1.0, -1.0, -1.0]  # -0 and 0 tie: class 0
+    y = rng.integers(0, 6, size=40)
+    y[:6] = [0, 1, 1, 0, 0, 0]
+    y[6:9] = [-1, 6, 99]  # out of range
+    expected = int((z.argmax(axis=1) == y).sum())
+    kernels = [NumpyBackend().cross_entropy_, NumbaBackend().cross_entropy_,
+               NumpyBackend().mean_squared_error_]  # fmt: skip
+    for kernel in kernels:
+        correct = np.full((), 3, dtype=correct_dtype)
+        extra = {"label_smoothing": label_smoothing} if "entropy" in kernel.__name__ else {}
+        with np.errstate(all="ignore"):
+            kernel(z.copy(), y, correct=correct, **extra)
+        assert correct == 3 + expected, kernel
+
+
 def test_training_on_numba_follows_numpy_to_rounding():
     rng = np.random.default_rng(4)
     x = rng.random((512, 784), dtype=np.float32)

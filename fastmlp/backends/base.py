@@ -312,10 +312,16 @@ class Backend:
         z /= z.sum(axis=1, keepdims=True)
 
     def cross_entropy_(
-        self, z: Any, y: Any, label_smoothing: float = 0.0, sample_losses: Any = None
+        self,
+        z: Any,
+        y: Any,
+        label_smoothing: float = 0.0,
+        sample_losses: Any = None,
+        correct: Any = None,
     ) -> Any:
         """Softmax cross-entropy: returns the mean loss, leaves dLoss/dz in ``z``; each
-        sample's loss also into ``sample_losses`` (N,) when given.
+        sample's loss also into ``sample_losses`` (N,) when given; the number of rows
+        classified correctly added to ``correct`` when given (:meth:`_count_correct`).
 
         z: (N, classes) logits, overwritten with (softmax(z) - q) / N, where the target
         distribution is q = (1 - eps) onehot(y) + eps / classes for ``label_smoothing`` eps
@@ -330,6 +336,7 @@ class Backend:
         n, classes = z.shape
         rows = xp.arange(n)
         valid, safe_y = self._valid_labels(y, z.shape)
+        self._count_correct(correct, z, y)
         onehot_weight, uniform = smoothing_weights(label_smoothing, classes)
         shifted = z - z.max(axis=1, keepdims=True)
         log_normalizer = xp.log(xp.exp(shifted).sum(axis=1))
@@ -347,9 +354,12 @@ class Backend:
         z /= n
         return loss
 
-    def mean_squared_error_(self, z: Any, y: Any, sample_losses: Any = None) -> Any:
+    def mean_squared_error_(
+        self, z: Any, y: Any, sample_losses: Any = None, correct: Any = None
+    ) -> Any:
         """Squared error on the softmax output: returns the loss, leaves dLoss/dz in ``z``;
-        each sample's loss also into ``sample_losses`` (N,) when given.
+        each sample's loss also into ``sample_losses`` (N,) when given; the number of rows
+        classified correctly added to ``correct`` when given (:meth:`_count_correct`).
 
         loss = mean_n sum_k (p_nk - onehot(y)_nk)^2 with p = softmax(z).
         Gradient through the softmax Jacobian, with e = dLoss/dp = 2 (p - onehot) / N:
@@ -360,6 +370,7 @@ class Backend:
         n = z.shape[0]
         rows = xp.arange(n)
         valid, safe_y = self._valid_labels(y, z.shape)
+        self._count_correct(correct, z, y)
         self.softmax_(z)
         err = z.copy()
         err[rows, safe_y] -= valid.astype(z.dtype)
@@ -371,6 +382,15 @@ class Backend:
         # z = p * (e - sum_k p_k e_k)
         z *= err - (z * err).sum(axis=1, keepdims=True)
         return loss
+
+    @staticmethod
+    def _count_correct(correct: Any, z: Any, y: Any) -> None:
+        """correct = correct + #{n : argmax_k z_nk = y_n}, the argmax the first of equal
+        logits (the first NaN, if any), as NumPy's; nothing when ``correct`` is None. z:
+        (N, classes) logits before a loss kernel overwrites them; correct: a 0-d integer
+        array of the backend."""
+        if correct is not None:
+            correct += (z.argmax(axis=1) == y).sum()
 
     def _valid_labels(self, y: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
         """(valid, safe_y): which labels lie in [0, classes), and the labels with every

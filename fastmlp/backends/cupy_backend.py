@@ -6,8 +6,10 @@ and takes its scalars by value, so a changing learning rate never recompiles any
 Scalar expressions such as ``1 - beta2`` are computed in double precision on the host and
 rounded once to the array dtype, exactly as the NumPy backend does, so float32 results
 agree with the CPU's instead of differing by a float32 rounding of ``1 - beta2``.
-Bias-add + activation, the activation gradient and the softmax cross-entropy gradient
-(label smoothing included) are fused the same way. Importing this module imports CuPy: only
+Bias-add + activation and the activation gradient are fused the same way, and the whole
+softmax cross-entropy (row max, loss, whether the row is classified correctly, gradient;
+label smoothing included) is one launch with a row per element. Importing this module
+imports CuPy: only
 :func:`fastmlp.backends.get_backend` does that, and only when a CUDA device is asked for.
 """
 
@@ -49,51 +51,49 @@ _FLUSH_SUBNORMALS = cupy.ElementwiseKernel(
     "fastmlp_flush_subnormals",
 )
 
-_ROW_SUM_EXP = cupy.ReductionKernel(
-    "T z",
-    "T total",
-    "exp(z)",
-    "a + b",
-    "total = a",
-    "0",
-    "fastmlp_row_sum_exp",
-)
-
-_CROSS_ENTROPY_PER_SAMPLE = cupy.ElementwiseKernel(
-    "raw T z, S y, T log_normalizer, int64 classes, T nan",
-    "T loss",
+_SOFTMAX_CROSS_ENTROPY_ROWS = cupy.ElementwiseKernel(
+    "S y, int64 classes, T onehot_weight, T uniform, T n, T nan",
+    "T loss, int64 hit, raw T z",
     """
-    // loss_n = log_normalizer_n - z_n,y_n, NaN for a label outside [0, classes)
-    loss = (y >= 0 && y < classes) ? log_normalizer - z[i * classes + y] : nan;
-    """,
-    "fastmlp_cross_entropy_per_sample",
-)
-
-_SMOOTHED_CROSS_ENTROPY_PER_SAMPLE = cupy.ElementwiseKernel(
-    "raw T z, S y, T log_normalizer, T spread, int64 classes, T onehot_weight, T uniform, T nan",
-    "T loss",
-    """
-    // loss_n = log_normalizer_n - sum_k q_nk z_nk, NaN for a label outside [0, classes), with
-    // sum_k q_nk z_nk = (1 - eps) z_n,y_n + (eps / K) sum_k z_nk (spread_n = sum_k z_nk)
-    loss = (y >= 0 && y < classes)
-        ? log_normalizer - (onehot_weight * z[i * classes + y] + uniform * spread) : nan;
-    """,
-    "fastmlp_smoothed_cross_entropy_per_sample",
-)
-
-_SOFTMAX_CROSS_ENTROPY_GRAD = cupy.ElementwiseKernel(
-    "raw S y, raw T log_normalizer, int64 classes, T onehot_weight, T uniform, T n",
-    "T z",
-    """
-    // z = (softmax(z) - q) / N, with softmax(z) = exp(z - logsumexp_k z_k) and the target
+    // One row of the (N, classes) logits z (flat) per element i, in one launch: the loss
+    // loss_i = log sum_k exp(s_k) - sum_k q_k s_k with s = z - max_k z_k (NaN for a label
+    // outside [0, classes)), hit_i = [argmax_k z_k = y] with NumPy's argmax (the first of
+    // equal logits, the first NaN), and z = (softmax(z) - q) / N, where the target is
     // q = onehot_weight * onehot(y) + uniform ((1 - eps) onehot(y) + eps / K; 1 and 0
-    // without label smoothing); a label outside [0, classes) matches no column, so its
-    // row gets no onehot term
-    ptrdiff_t row = i / classes;
-    T onehot = (i % classes) == y[row] ? onehot_weight : (T)0;
-    z = (exp(z - log_normalizer[row]) - uniform - onehot) / n;
+    // without label smoothing)
+    const ptrdiff_t start = i * classes;
+    T top = z[start];
+    T best_value = top;
+    ptrdiff_t best = 0;
+    for (ptrdiff_t k = 1; k < classes; ++k) {
+        const T value = z[start + k];
+        if (value > top) top = value;
+        if (best_value == best_value && (value > best_value || value != value)) {
+            best_value = value;
+            best = k;
+        }
+    }
+    // s = z - max_k z_k (kept in z); total = sum_k exp(s_k); spread = sum_k s_k
+    T total = 0;
+    T spread = 0;
+    for (ptrdiff_t k = 0; k < classes; ++k) {
+        const T shifted = z[start + k] - top;
+        z[start + k] = shifted;
+        total += exp(shifted);
+        spread += shifted;
+    }
+    const T log_normalizer = log(total);
+    const bool valid = y >= 0 && y < classes;
+    const T at_label = valid ? z[start + y] : (T)0;
+    const T weighted = uniform != 0 ? onehot_weight * at_label + uniform * spread : at_label;
+    loss = valid ? log_normalizer - weighted : nan;
+    hit = valid && best == y;
+    for (ptrdiff_t k = 0; k < classes; ++k) {
+        const T onehot = (valid && k == y) ? onehot_weight : (T)0;
+        z[start + k] = (exp(z[start + k] - log_normalizer) - uniform - onehot) / n;
+    }
     """,
-    "fastmlp_softmax_cross_entropy_grad",
+    "fastmlp_softmax_cross_entropy_rows",
 )
 
 
@@ -223,31 +223,31 @@ class CupyBackend(Backend):
         out[...] = rng.random_sample(out.shape, dtype=out.dtype)
 
     def cross_entropy_(
-        self, z: Any, y: Any, label_smoothing: float = 0.0, sample_losses: Any = None
+        self,
+        z: Any,
+        y: Any,
+        label_smoothing: float = 0.0,
+        sample_losses: Any = None,
+        correct: Any = None,
     ) -> Any:
         require_c_contiguous(z, "logits")
         n, classes = z.shape
         if y.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {tuple(y.shape)}")
+        if classes == 0 and n > 0:
+            raise ValueError("cross-entropy: logits need at least one class")
         onehot_weight, uniform = smoothing_weights(label_smoothing, classes)
-        # z = z - max_k z_k first (the loss and its gradient do not change), so that
-        # log_normalizer is not rounded to the precision of a huge max_k z_k
-        z -= z.max(axis=1, keepdims=True)
-        # log_normalizer = log sum_k exp(z_k)
-        log_normalizer = cupy.log(_ROW_SUM_EXP(z, axis=1))
-        flat = z.reshape(-1)
-        if label_smoothing:
-            # loss = mean_n [ log_normalizer_n - (1 - eps) z_n,y_n - (eps / K) sum_k z_nk ]
-            per_sample = _SMOOTHED_CROSS_ENTROPY_PER_SAMPLE(
-                flat, y, log_normalizer, z.sum(axis=1), classes, onehot_weight, uniform, math.nan
-            )
-        else:
-            # loss = mean_n [ log_normalizer_n - z_n,y_n ]
-            per_sample = _CROSS_ENTROPY_PER_SAMPLE(flat, y, log_normalizer, classes, math.nan)
+        per_sample = cupy.empty(n, dtype=z.dtype)
+        hits = cupy.empty(n, dtype=cupy.int64)
+        # one launch for the row max, the loss, the hits and the gradient, in place in z
+        _SOFTMAX_CROSS_ENTROPY_ROWS(
+            y, classes, onehot_weight, uniform, n, math.nan, per_sample, hits, z.reshape(-1)
+        )
         loss = per_sample.mean()
         if sample_losses is not None:
             sample_losses[...] = per_sample
-        _SOFTMAX_CROSS_ENTROPY_GRAD(y, log_normalizer, classes, onehot_weight, uniform, n, z)
+        if correct is not None:
+            correct += hits.sum()
         return loss
 
 

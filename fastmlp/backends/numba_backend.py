@@ -79,26 +79,36 @@ def _column_sums(out, x):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def _softmax_cross_entropy(z, y, per_sample, onehot_weight, uniform):  # pragma: no cover - compiled
+def _softmax_cross_entropy(z, y, per_sample, onehot_weight, uniform, correct):  # pragma: no cover
     # the target q = onehot_weight * onehot(y) + uniform: (1 - eps) onehot(y) + eps / K with
-    # label smoothing eps, onehot(y) without (onehot_weight 1, uniform 0)
+    # label smoothing eps, onehot(y) without (onehot_weight 1, uniform 0); correct[0] counts
+    # the rows whose argmax (NumPy's: the first of equal logits, the first NaN) is the label
     n, classes = z.shape
     if y.shape[0] != n or per_sample.shape[0] != n:
         raise ValueError("cross-entropy: labels and per-sample losses need one entry per row")
     if classes == 0 and n > 0:
         raise ValueError("cross-entropy: logits need at least one class")
+    if correct.shape[0] != 1:
+        raise ValueError("cross-entropy: the count of correct rows is one entry")
     smoothing = uniform != 0
+    hits = 0
     for row in range(n):
-        # shifted = z - max_k z_k
+        # shifted = z - max_k z_k; best = argmax_k z_k
         top = z[row, 0]
+        best, best_value = 0, top
         for col in range(1, classes):
-            if z[row, col] > top:
-                top = z[row, col]
+            value = z[row, col]
+            if value > top:
+                top = value
+            if best_value == best_value and (value > best_value or value != value):
+                best, best_value = col, value
+        label = y[row]
+        if label == best:
+            hits += 1
         total = 0.0
         for col in range(classes):
             z[row, col] = z[row, col] - top
             total += math.exp(z[row, col])
-        label = y[row]
         valid = label >= 0 and label < classes
         if not valid:
             per_sample[row] = math.nan
@@ -126,6 +136,7 @@ def _softmax_cross_entropy(z, y, per_sample, onehot_weight, uniform):  # pragma:
                 z[row, label] = z[row, label] - 1
         for col in range(classes):
             z[row, col] = z[row, col] / n
+    correct[0] = correct[0] + hits
 
 
 class NumbaBackend(NumpyBackend):
@@ -215,14 +226,27 @@ class NumbaBackend(NumpyBackend):
         _column_sums(out, x)
 
     def cross_entropy_(
-        self, z: Any, y: Any, label_smoothing: float = 0.0, sample_losses: Any = None
+        self,
+        z: Any,
+        y: Any,
+        label_smoothing: float = 0.0,
+        sample_losses: Any = None,
+        correct: Any = None,
     ) -> Any:
         per_sample = self._sample_losses(sample_losses, z.shape[0], z.dtype)
         loss = np.empty((), dtype=z.dtype)
         # the target's weights (1 - eps, eps / K), rounded once to the logits' dtype
         onehot_weight, uniform = smoothing_weights(label_smoothing, z.shape[1])
         scalar = z.dtype.type
-        _softmax_cross_entropy(z, y, per_sample, scalar(onehot_weight), scalar(uniform))
+        # the count of correct rows: into correct itself when it is the 0-d int64 array the
+        # training loop passes, else into scratch, then added
+        counted = correct is not None and correct.shape == () and correct.dtype == np.int64
+        hits = correct.reshape(1) if counted else self._scratch("hits", (1,), np.int64)
+        if not counted:
+            hits[0] = 0
+        _softmax_cross_entropy(z, y, per_sample, scalar(onehot_weight), scalar(uniform), hits)
+        if correct is not None and not counted:
+            correct += hits[0]
         # loss = mean_n loss_n
         np.mean(per_sample, out=loss)
         return loss

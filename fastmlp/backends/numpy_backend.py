@@ -208,7 +208,12 @@ class NumpyBackend(Backend):
         np.divide(z, row, out=z)
 
     def cross_entropy_(
-        self, z: Any, y: Any, label_smoothing: float = 0.0, sample_losses: Any = None
+        self,
+        z: Any,
+        y: Any,
+        label_smoothing: float = 0.0,
+        sample_losses: Any = None,
+        correct: Any = None,
     ) -> Any:
         require_c_contiguous(z, "logits")
         n, classes = z.shape
@@ -216,6 +221,7 @@ class NumpyBackend(Backend):
         log_normalizer = self._scratch("log_normalizer", (n, 1), z.dtype)
         per_sample = self._scratch("per_sample", (n,), z.dtype)
         true_class, invalid = self._label_positions(y, z.shape)
+        self._count_correct(correct, z, y)
         flat = z.reshape(-1)
         loss = np.empty((), dtype=z.dtype)
         # z = z - max_k z_k
@@ -279,13 +285,16 @@ class NumpyBackend(Backend):
             )
         return given
 
-    def mean_squared_error_(self, z: Any, y: Any, sample_losses: Any = None) -> Any:
+    def mean_squared_error_(
+        self, z: Any, y: Any, sample_losses: Any = None, correct: Any = None
+    ) -> Any:
         require_c_contiguous(z, "logits")
         n, classes = z.shape
         err = self._scratch("error", z.shape, z.dtype)
         row = self._scratch("row", (n, 1), z.dtype)
         per_sample = self._scratch("per_sample", (n,), z.dtype)
         true_class, invalid = self._label_positions(y, z.shape)
+        self._count_correct(correct, z, y)
         loss = np.empty((), dtype=z.dtype)
         self.softmax_(z)
         # e = p - onehot(y)

@@ -28,9 +28,11 @@ from fastmlp.registry import Registry
 class Loss:
     """A loss on the softmax output.
 
-    ``kernel``: the backend method ``kernel_(logits, labels) -> mean loss`` that also leaves
-    dLoss/dlogits in the logits; ``chance``: the loss of predicting the uniform distribution
-    over ``classes`` (for spotting a diverging run; label smoothing does not change it);
+    ``kernel``: the backend method ``kernel_(logits, labels, sample_losses=None,
+    correct=None) -> mean loss`` that also leaves dLoss/dlogits in the logits (and adds
+    the number of rows classified correctly to ``correct``); ``chance``: the loss of
+    predicting the uniform distribution over ``classes`` (for spotting a diverging run;
+    label smoothing does not change it);
     ``maths``: the formula, for help texts; ``title``: its name in prose and on figure
     axes ("cross-entropy"); ``label_smoothing``: whether the kernel also
     takes ``label_smoothing=eps`` (a smoothed target, see the module docstring).

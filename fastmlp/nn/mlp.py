@@ -536,10 +536,9 @@ class MLP:
         if self.n_models > 1:
             loss = self._stack_loss(delta, y, correct, self._training_loss)
         else:
-            if correct is not None:
-                correct += (delta.argmax(axis=1) == y).sum()
-            # the loss kernel leaves dLoss/dlogits in the logits buffer
-            loss = self._training_loss(delta, y)
+            # the loss kernel leaves dLoss/dlogits in the logits buffer and counts the
+            # correct rows into correct
+            loss = self._training_loss(delta, y, correct=correct)
         for layer in self._backward_order:
             delta = layer.backward(delta)
             if delta is None:  # the first layer: nothing before it needs a gradient
@@ -685,8 +684,7 @@ class MLP:
             labels = y[start : start + EVAL_CHUNK]
             logits = self._forward_logits(x[start : start + EVAL_CHUNK])
             if self.n_models == 1:
-                correct += (logits.argmax(axis=1) == labels).sum()
-                loss = self._loss_kernel(logits, labels)
+                loss = self._loss_kernel(logits, labels, correct=correct)
             else:
                 loss = self._stack_loss(logits, labels, correct, self._loss_kernel)
             total_loss += loss * labels.shape[0]
