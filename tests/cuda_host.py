@@ -163,13 +163,40 @@ def import_cupy_backend(stand_in: types.ModuleType, name: str = "cupy_backend_on
     return module
 
 
+class HostArray(np.ndarray):
+    """What the stand-in's ``empty`` makes: a NumPy array with CuPy's ``set`` (a copy)."""
+
+    def set(self, arr: np.ndarray, stream: Any = None) -> None:
+        self[...] = arr
+
+
+class _Event:
+    """``cupy.cuda.Event`` where nothing is queued: recorded and passed at once."""
+
+    def __init__(self, **_options: Any) -> None:
+        pass
+
+    def record(self, stream: Any = None) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
 def kernel_stand_in(directory: Path) -> types.ModuleType:
-    """A stand-in ``cupy`` with the host kernels, NumPy's ``empty`` and ``int64``, and a
-    do-nothing device."""
+    """A stand-in ``cupy`` with the host kernels, NumPy's ``asarray``, ``empty`` (making
+    :class:`HostArray`) and ``int64``, page-locked memory as plain bytes, and a do-nothing
+    device and stream."""
     stand_in = types.ModuleType("cupy")
     stand_in.ElementwiseKernel = functools.partial(HostElementwiseKernel, directory)
     stand_in.ReductionKernel = functools.partial(HostReductionKernel, directory)
-    stand_in.empty, stand_in.int64 = np.empty, np.int64
+    stand_in.asarray, stand_in.int64 = np.asarray, np.int64
+    stand_in.empty = lambda *args, **kwargs: np.empty(*args, **kwargs).view(HostArray)
     device = types.SimpleNamespace(use=lambda: None)
-    stand_in.cuda = types.SimpleNamespace(Device=lambda _device_id: device)
+    stand_in.cuda = types.SimpleNamespace(
+        Device=lambda _device_id: device,
+        alloc_pinned_memory=bytearray,
+        Event=_Event,
+        get_current_stream=lambda: None,
+    )
     return stand_in

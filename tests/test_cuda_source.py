@@ -630,6 +630,44 @@ def test_cross_entropy_kernels_of_tied_huge_logits_equal_numpy(host, dtype, labe
     check_cross_entropy(host, z, np.array([0]), label_smoothing, f"tied 1e30 logits, {dtype}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", optim.names())
+def test_per_model_kernel_equals_numpy(host, name, dtype):
+    """``run_formula_per_model_`` on a stack of 3 models: one launch of ``per_model_kernel``
+    over three groups of different widths, the first and last sharing one table of scalars
+    and the middle one its own (as weights and biases of different options do), special
+    values included, computes what the NumPy backend's per-column path computes: bit for
+    bit without transcendental functions."""
+    optimizer_class = optim.optimizer_class(name)
+    formula = optimizer_class.formula
+    members = [optim.create(name, **one)
+               for one in ({}, other_values(optimizer_class.hyperparameters), {})]  # fmt: skip
+    for member in members:
+        member.steps = 4
+        member.advance()
+    shared = [member.scalars(member.hyperparameter_values()) for member in members]
+    own = [member.scalars({**member.hyperparameter_values(), "lr": 0.37}) for member in members]
+    rng, dtype = np.random.default_rng(9), np.dtype(dtype)
+    specials = special_values(dtype).size ** 2
+    widths, starts = (16, 5, 7), [0]
+    for rows, width in zip((specials // 48 + 3, 4, 2), widths):
+        starts.append(starts[-1] + rows * 3 * width)
+    groups = [(starts[g], starts[g + 1], widths[g]) for g in range(3)]
+    size = starts[-1]
+    arrays = with_grid([rng.normal(size=size).astype(dtype) for _ in formula.arrays], rng)
+    expected, actual = [a.copy() for a in arrays], [a.copy() for a in arrays]
+    scalars = [shared, own, shared]
+    numpy_quietly(host.numpy.run_formula_per_model_, formula, expected, groups, scalars)
+    with host.log.running() as ran:
+        numpy_quietly(host.cupy.run_formula_per_model_, formula, actual, groups, scalars)
+    assert ran == {host.module.per_model_kernel(formula).definition}
+    rtol = tolerance(formula.exact, dtype)
+    inputs = list(zip(formula.arrays, arrays))
+    for array_name, got, want in zip(formula.arrays, actual, expected):
+        assert_same(got, want, rtol, rtol * rounding_scale(arrays),
+                    f"{name} per model, {dtype}: {array_name}", inputs)  # fmt: skip
+
+
 # Each module-level kernel of cupy_backend.py and the test that runs it.
 MODULE_KERNEL_CASES = {
     "_ADD_SCALED": "test_add_scaled_kernel_equals_numpy",
@@ -672,7 +710,9 @@ def kernel_constructions(tree):
 
 def test_every_kernel_cupy_backend_builds_has_a_case(imported):
     """Each module-level kernel of cupy_backend.py is in MODULE_KERNEL_CASES (and its test
-    asserts it ran), and every other kernel is a formula's, built by elementwise_kernel."""
+    asserts it ran), and every other kernel is a formula's, built by elementwise_kernel
+    (test_formula_kernel_compiled_for_the_cpu_equals_numpy) or per_model_kernel
+    (test_per_model_kernel_equals_numpy)."""
     tree = ast.parse(CUPY_BACKEND_SOURCE.read_text(), filename=str(CUPY_BACKEND_SOURCE))
     constructions = kernel_constructions(tree)
     module_level = {target for function, target, _ in constructions if function is None}
@@ -683,7 +723,7 @@ def test_every_kernel_cupy_backend_builds_has_a_case(imported):
         f"{sorted(set(MODULE_KERNEL_CASES) - module_level)}"
     )
     elsewhere = [(f, spelled) for f, _, spelled in constructions
-                 if f is not None and f != "elementwise_kernel"]  # fmt: skip
+                 if f not in (None, "elementwise_kernel", "per_model_kernel")]  # fmt: skip
     assert not elsewhere, f"kernels built where no case finds them: {elsewhere}"
     built = {getattr(imported.module, name).definition for name in MODULE_KERNEL_CASES}
     assert set(imported.built_at_import) == built

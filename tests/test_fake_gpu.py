@@ -201,10 +201,13 @@ def test_a_stacks_per_model_scalars_reach_the_device_without_waiting_for_it(fake
     """Each optimizer step of a stack with per-model hyperparameters copies its models'
     scalars to the device once, queued on the stream from page-locked memory: a copy from
     pageable memory (``cupy.asarray`` of NumPy data) would wait for every queued kernel,
-    a host sync per step. The only waiting copies are made once: the parameters, the
-    per-model weight decays of the three layers, the inputs and labels."""
+    a host sync per step. The only waiting copies are made once per stack: the parameters,
+    the per-model weight decays of the three layers, the inputs and labels (and once per
+    backend, the groups' layout). The update of all six groups is one launch per step."""
+    trained_stack(fake_gpu, "adam")  # the groups' layout is on the device from here on
     LEDGER.reset()
     trained_stack(fake_gpu, "adam")
     steps = 2 * 3  # two epochs of three batches
     assert LEDGER.queued_to_device == steps
     assert LEDGER.to_device == 1 + 3 + 4
+    assert LEDGER.launches["fastmlp_update_per_model"] == steps

@@ -402,6 +402,23 @@ class Backend:
         return valid, self.xp.where(valid, y, 0)
 
 
+def per_model_scalar_table(
+    formula: Formula, scalars: Sequence[Sequence[Mapping[str, float]]]
+) -> tuple[np.ndarray, list[int]]:
+    """The scalars of a stack's groups as one table: (values, which), values of shape
+    (tables, len(formula.scalars), K) in float64 with ``values[t, s, k]`` scalar s of model
+    k, and ``which[g]`` the table of group g. Groups given the same list of scalars (the
+    same options, see ``Backend.run_formula_per_model_``) share one table."""
+    tables: dict[int, int] = {}
+    rows: list[list[list[float]]] = []
+    for models in scalars:
+        if id(models) not in tables:
+            tables[id(models)] = len(rows)
+            rows.append([[model[name] for model in models] for name in formula.scalars])
+    shape = (len(rows), len(formula.scalars), len(scalars[0]) if scalars else 0)
+    return np.array(rows, dtype=np.float64).reshape(shape), [tables[id(m)] for m in scalars]
+
+
 def require_c_contiguous(a: Any, what: str) -> None:
     """A ValueError unless ``a`` is C-contiguous: kernels that index its flat view (a loss
     at each row's label) would otherwise read and write a copy."""

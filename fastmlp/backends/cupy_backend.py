@@ -26,6 +26,7 @@ import numpy as np
 from fastmlp.backends.base import (
     Backend,
     _check_formula_call,
+    per_model_scalar_table,
     require_c_contiguous,
     smoothing_weights,
 )
@@ -124,6 +125,7 @@ class CupyBackend(Backend):
         self._staging: list[_PinnedStaging | None] = [None] * PINNED_BUFFERS
         self._next_staging = 0
         self._uploaded: dict[tuple[int, np.dtype], Any] = {}  # (size, dtype) -> device array
+        self._layouts: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}  # see _group_layout
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return cupy.asnumpy(a)
@@ -192,6 +194,53 @@ class CupyBackend(Backend):
         outputs = [a for name, a in zip(formula.arrays, arrays) if name in updated]
         kernel(*inputs, *(scalars[name] for name in formula.scalars), *outputs)
 
+    def run_formula_per_model_(
+        self,
+        formula: Formula,
+        arrays: Sequence[Any],
+        groups: Sequence[tuple[int, int, int]],
+        scalars: Sequence[Sequence[Mapping[str, float]]],
+    ) -> None:
+        """One launch for every group of the stack (``per_model_kernel``): the models'
+        scalars as one (tables, scalars, K) table, uploaded once per step without a host
+        sync (``upload``); the groups' starts, widths and tables made once per layout."""
+        if not groups:
+            return
+        first = arrays[0]
+        for array in arrays[1:]:
+            if array.shape != first.shape or array.dtype != first.dtype:
+                _check_formula_call(formula, arrays, dict.fromkeys(formula.scalars), ())
+        ordered = sorted(groups)
+        if (
+            ordered[0][0] != 0
+            or ordered[-1][1] != first.shape[0]
+            or any(a[1] != b[0] for a, b in zip(ordered, ordered[1:]))
+        ):
+            raise ValueError("per-model groups must tile the arrays without gaps or overlaps")
+        table, tables = per_model_scalar_table(formula, scalars)
+        values = self.upload(table.reshape(-1), first.dtype)
+        layout = self._group_layout(tuple(groups), tuple(tables))
+        updated = set(formula.updates)
+        inputs = [array for name, array in zip(formula.arrays, arrays) if name not in updated]
+        outputs = [array for name, array in zip(formula.arrays, arrays) if name in updated]
+        per_model_kernel(formula)(*layout, len(groups), len(scalars[0]), values, *inputs, *outputs)
+
+    def _group_layout(
+        self, groups: tuple[tuple[int, int, int], ...], tables: tuple[int, ...]
+    ) -> tuple[Any, Any, Any]:
+        """(starts, widths, tables) of a stack's groups in the order of their starts, on
+        the device (copied once per layout: a stack's groups stay the same)."""
+        key = (groups, tables)
+        found = self._layouts.get(key)
+        if found is None:
+            order = sorted(range(len(groups)), key=lambda g: groups[g][0])
+            found = self._layouts[key] = tuple(
+                cupy.asarray(np.array(column, dtype=np.int64))
+                for column in ([groups[g][0] for g in order], [groups[g][2] for g in order],
+                               [tables[g] for g in order])
+            )  # fmt: skip
+        return found
+
     def bind_formula(
         self,
         formula: Formula,
@@ -249,6 +298,37 @@ class CupyBackend(Backend):
         if correct is not None:
             correct += hits.sum()
         return loss
+
+
+@functools.cache
+def per_model_kernel(formula: Formula) -> Any:
+    """The CuPy ElementwiseKernel that runs ``formula`` over every group of a stack in one
+    launch (``CupyBackend.run_formula_per_model_``): element i finds its group (the groups
+    tile the flat arrays in order, ``q_starts``) and its model k, then reads model k's
+    scalars from ``q_values`` (tables, scalars, K) at its group's table, and runs the
+    formula's body with them, as ``elementwise_kernel``'s body runs with scalars passed by
+    value. The kernel's own names start with q_: no formula name can clash."""
+    updated = set(formula.updates)
+    inputs = ["raw int64 q_starts", "raw int64 q_widths", "raw int64 q_tables",
+              "int64 q_groups", "int64 q_models", "raw T q_values"]  # fmt: skip
+    inputs += [f"T {name}" for name in formula.arrays if name not in updated]
+    outputs = [f"T {name}" for name in formula.arrays if name in updated]
+    count = len(formula.scalars)
+    lookup = [
+        "// the group of element i, its model k, and where k's scalars of that group are",
+        "ptrdiff_t q_group = 0;",
+        "while (q_group + 1 < q_groups && i >= q_starts[q_group + 1]) ++q_group;",
+        "const ptrdiff_t q_k = ((i - q_starts[q_group]) / q_widths[q_group]) % q_models;",
+        f"const ptrdiff_t q_first = q_tables[q_group] * {count} * q_models + q_k;",
+    ]
+    lookup += [f"const T {name} = q_values[q_first + {index} * q_models];"
+               for index, name in enumerate(formula.scalars)]  # fmt: skip
+    return cupy.ElementwiseKernel(
+        ", ".join(inputs),
+        ", ".join(outputs),
+        "\n".join([*lookup, formula.c_body()]),
+        f"fastmlp_{formula.name}_per_model",
+    )
 
 
 @functools.cache

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from fastmlp.backends.base import smoothing_weights
+from fastmlp.backends.base import per_model_scalar_table, smoothing_weights
 from fastmlp.backends.formulas import Formula, numba_per_model_source, numba_source
 from fastmlp.backends.numpy_backend import NumpyBackend
 from fastmlp.files import atomic_write_text
@@ -187,18 +187,10 @@ class NumbaBackend(NumpyBackend):
         if kernel is None or not groups:
             super().run_formula_per_model_(formula, arrays, groups, scalars)
             return
-        # groups given the same list of scalars (the same options) share one table
-        tables: dict[int, int] = {}
-        rows_of_values = []
-        for models in scalars:
-            if id(models) not in tables:
-                tables[id(models)] = len(rows_of_values)
-                rows_of_values.append([[model[name] for model in models]
-                                       for name in formula.scalars])  # fmt: skip
         dtype = arrays[0].dtype
-        shape = (len(rows_of_values), len(formula.scalars), len(scalars[0]))
-        values = np.array(rows_of_values, dtype=dtype).reshape(shape)
-        which = np.array([tables[id(models)] for models in scalars], dtype=np.int64)
+        table, tables = per_model_scalar_table(formula, scalars)
+        values = table.astype(dtype)
+        which = np.array(tables, dtype=np.int64)
         starts, rows, widths = _group_arrays(tuple(groups), len(scalars[0]))
         # one launch for every group of the stack
         kernel(starts, rows, widths, which, values, *_literals(formula, dtype), *arrays)
