@@ -239,8 +239,9 @@ class NumbaBackend(NumpyBackend):
         _softmax_cross_entropy(z, y, per_sample, scalar(onehot_weight), scalar(uniform), hits)
         if correct is not None and not counted:
             correct += hits[0]
-        # loss = mean_n loss_n
-        np.mean(per_sample, out=loss)
+        # loss = mean_n loss_n (np.mean's pairwise sum and division, without its wrappers)
+        np.add.reduce(per_sample, out=loss)
+        np.true_divide(loss, per_sample.shape[0], out=loss)
         return loss
 
 

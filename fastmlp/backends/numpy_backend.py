@@ -87,7 +87,7 @@ class NumpyBackend(Backend):
     def gather_(self, out: Any, x: Any, indices: Any) -> None:
         # mode="clip" skips the bounds-checked buffered path of the default mode="raise";
         # the indices come from a permutation, so they are always in range.
-        np.take(x, indices, axis=0, out=out, mode="clip")
+        x.take(indices, axis=0, out=out, mode="clip")
 
     def add_scaled_(self, y: Any, x: Any, alpha: float) -> None:
         s = self._scratch("update", y.shape, y.dtype)
@@ -245,7 +245,9 @@ class NumpyBackend(Backend):
         np.subtract(log_normalizer.reshape(-1), per_sample, out=per_sample)
         if invalid is not None:
             np.copyto(per_sample, np.nan, where=invalid)
-        np.mean(per_sample, out=loss)
+        # loss = mean_n loss_n (np.mean's pairwise sum and division, without its wrappers)
+        np.add.reduce(per_sample, out=loss)
+        np.true_divide(loss, per_sample.shape[0], out=loss)
         if sample_losses is not None:  # before per_sample serves as scratch below
             np.copyto(self._sample_losses(sample_losses, n, z.dtype), per_sample)
         # z = (softmax(z) - q) / N, q = (1 - eps) onehot(y) + eps / K
