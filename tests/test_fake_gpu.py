@@ -211,3 +211,26 @@ def test_a_stacks_per_model_scalars_reach_the_device_without_waiting_for_it(fake
     assert LEDGER.queued_to_device == steps
     assert LEDGER.to_device == 1 + 3 + 4
     assert LEDGER.launches["fastmlp_update_per_model"] == steps
+
+
+def stack_step_launches(backend, n_models):
+    """Launches per training step of a stack of ``n_models`` models of R (Adam, one rate
+    each): the difference between epochs of 8 and of 4 steps, over 4."""
+    counts = []
+    for steps in (4, 8):
+        x, y = images(64 * steps, 0)
+        model = fastmlp.MLP(784, (128, 128, 128), 10, device=backend, seed=list(range(n_models)),
+                            n_models=n_models)  # fmt: skip
+        optimizer = optim.create("adam", model.param_groups(), lr=[1e-3] * n_models)
+        LEDGER.reset()
+        fastmlp.train(model, optimizer, x, y, epochs=1, batch_size=64, seed=0, progress=False,
+                      verbose=False)  # fmt: skip
+        counts.append(LEDGER.total_launches)
+    return (counts[1] - counts[0]) / 4
+
+
+def test_a_stack_step_costs_the_same_launches_for_2_models_as_for_8(fake_gpu):
+    """One launch where there were K: every product, kernel and the optimizer step of a
+    stack serve all its models, so a step of 8 models of R costs what a step of 2 does
+    (39: a single model's 32, and the per-model loss blocks and counts)."""
+    assert stack_step_launches(fake_gpu, 2) == stack_step_launches(fake_gpu, 8) == 39
