@@ -668,6 +668,23 @@ def test_per_model_kernel_equals_numpy(host, name, dtype):
                     f"{name} per model, {dtype}: {array_name}", inputs)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "groups, message",
+    [([(0, 24, 4), (24, 30, 2)], "tile"), ([(0, 24, 4), (30, 36, 2)], "tile"),
+     ([(0, 24, 0), (24, 36, 2)], "rows of 3"), ([(0, 20, 4), (20, 36, 2)], "rows of 3")],
+    ids=["short", "a gap", "no width", "a ragged group"],
+)  # fmt: skip
+def test_the_per_model_kernel_refuses_groups_it_would_misread(host, groups, message):
+    """The CUDA kernel indexes by the groups' starts and widths without checks of its own,
+    so the host refuses groups that do not tile the arrays in rows of K models first."""
+    formula = optim.optimizer_class("sgd").formula
+    arrays = [np.zeros(36) for _ in formula.arrays]
+    scalars = [[{"lr": 0.1}] * 3] * len(groups)
+    with host.log.running() as ran, pytest.raises(ValueError, match=message):
+        host.cupy.run_formula_per_model_(formula, arrays, groups, scalars)
+    assert not ran
+
+
 # Each module-level kernel of cupy_backend.py and the test that runs it.
 MODULE_KERNEL_CASES = {
     "_ADD_SCALED": "test_add_scaled_kernel_equals_numpy",

@@ -217,13 +217,18 @@ class CupyBackend(Backend):
             or any(a[1] != b[0] for a, b in zip(ordered, ordered[1:]))
         ):
             raise ValueError("per-model groups must tile the arrays without gaps or overlaps")
+        n_models = len(scalars[0])
+        if n_models < 1 or any(
+            width < 1 or (stop - start) % (n_models * width) for start, stop, width in groups
+        ):
+            raise ValueError(f"each per-model group must be rows of {n_models} x its width")
         table, tables = per_model_scalar_table(formula, scalars)
         values = self.upload(table.reshape(-1), first.dtype)
         layout = self._group_layout(tuple(groups), tuple(tables))
         updated = set(formula.updates)
         inputs = [array for name, array in zip(formula.arrays, arrays) if name not in updated]
         outputs = [array for name, array in zip(formula.arrays, arrays) if name in updated]
-        per_model_kernel(formula)(*layout, len(groups), len(scalars[0]), values, *inputs, *outputs)
+        per_model_kernel(formula)(*layout, len(groups), n_models, values, *inputs, *outputs)
 
     def _group_layout(
         self, groups: tuple[tuple[int, int, int], ...], tables: tuple[int, ...]
