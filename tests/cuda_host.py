@@ -106,11 +106,13 @@ class HostElementwiseKernel(HostKernel):
                     value = values[index] = np.ascontiguousarray(value)  # kept until the run
                 assert value.flags.c_contiguous and value.dtype == dtype, name
                 parameters.append(f"{c_type}* {name}_")
+                # as CuPy declares them: an input element const, an output's a reference
+                const = "const " if index < len(self.inputs) else ""
                 locals_.append(f"{c_type}* {name} = {name}_;" if raw
-                               else f"{c_type}& {name} = {name}_[i];")  # fmt: skip
+                               else f"{const}{c_type}& {name} = {name}_[i];")  # fmt: skip
                 arguments.append(ctypes.c_void_p(value.ctypes.data))
-            else:
-                parameters.append(f"{c_type} {name}")
+            else:  # a scalar: const, as CuPy passes it
+                parameters.append(f"const {c_type} {name}")
                 arguments.append(c_scalar(value))
         body = "for (ptrdiff_t i = 0; i < size; ++i) {\n" + "\n".join(locals_)
         self.run(body + "\n" + self.code[0] + "\n}", parameters, arguments, bound)
@@ -163,40 +165,13 @@ def import_cupy_backend(stand_in: types.ModuleType, name: str = "cupy_backend_on
     return module
 
 
-class HostArray(np.ndarray):
-    """What the stand-in's ``empty`` makes: a NumPy array with CuPy's ``set`` (a copy)."""
-
-    def set(self, arr: np.ndarray, stream: Any = None) -> None:
-        self[...] = arr
-
-
-class _Event:
-    """``cupy.cuda.Event`` where nothing is queued: recorded and passed at once."""
-
-    def __init__(self, **_options: Any) -> None:
-        pass
-
-    def record(self, stream: Any = None) -> None:
-        pass
-
-    def synchronize(self) -> None:
-        pass
-
-
 def kernel_stand_in(directory: Path) -> types.ModuleType:
-    """A stand-in ``cupy`` with the host kernels, NumPy's ``asarray``, ``empty`` (making
-    :class:`HostArray`) and ``int64``, page-locked memory as plain bytes, and a do-nothing
-    device and stream."""
+    """A stand-in ``cupy`` with the host kernels, NumPy's ``asarray``, ``empty`` and
+    ``int64``, and a do-nothing device."""
     stand_in = types.ModuleType("cupy")
     stand_in.ElementwiseKernel = functools.partial(HostElementwiseKernel, directory)
     stand_in.ReductionKernel = functools.partial(HostReductionKernel, directory)
-    stand_in.asarray, stand_in.int64 = np.asarray, np.int64
-    stand_in.empty = lambda *args, **kwargs: np.empty(*args, **kwargs).view(HostArray)
+    stand_in.asarray, stand_in.empty, stand_in.int64 = np.asarray, np.empty, np.int64
     device = types.SimpleNamespace(use=lambda: None)
-    stand_in.cuda = types.SimpleNamespace(
-        Device=lambda _device_id: device,
-        alloc_pinned_memory=bytearray,
-        Event=_Event,
-        get_current_stream=lambda: None,
-    )
+    stand_in.cuda = types.SimpleNamespace(Device=lambda _device_id: device)
     return stand_in

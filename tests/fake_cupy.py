@@ -12,10 +12,8 @@ NumPy array subclass standing for device memory, and it keeps a :class:`Ledger` 
 * **device-to-host transfers**: ``cupy.asnumpy``, ``.get()``, and anything that turns a
   device array into a host value (``float(a)``, ``int(a)``, ``bool(a)``, ``a.item()``,
   ``a.tolist()``): each is a synchronisation of the host with the device;
-* **host-to-device transfers**: ``cupy.asarray`` of host data, and ``a.set(host)`` from
-  pageable memory or without a stream: each waits for the device, as CUDA's copies from
-  pageable memory do; ``a.set(host, stream=...)`` from page-locked memory
-  (``cupy.cuda.alloc_pinned_memory``) is queued like a kernel and counted apart.
+* **host-to-device transfers**: ``cupy.asarray`` of host data (CuPy stages it through
+  page-locked memory and queues the copy: no wait for the device, but a copy per call).
 
 Shape-only operations (views, slices, ``reshape``) launch nothing, as on a GPU. The counts
 are what the CuPy backend would issue; they do not model CuPy's own fusion or caching.
@@ -51,7 +49,6 @@ class Ledger:
         self.launches: collections.Counter[str] = collections.Counter()
         self.to_host = 0
         self.to_device = 0
-        self.queued_to_device = 0  # copies from page-locked memory on a stream
         self.recording = True
 
     def launch(self, name: str) -> None:
@@ -66,13 +63,9 @@ class Ledger:
         if self.recording:
             self.to_device += 1
 
-    def queue_to_device(self) -> None:
-        if self.recording:
-            self.queued_to_device += 1
-
     def reset(self) -> None:
         self.launches.clear()
-        self.to_host = self.to_device = self.queued_to_device = 0
+        self.to_host = self.to_device = 0
 
     @property
     def total_launches(self) -> int:
@@ -185,19 +178,6 @@ class DeviceArray(np.ndarray):
         LEDGER.transfer_to_host()
         return np.array(self.view(np.ndarray))
 
-    def set(self, arr: np.ndarray, stream: Any = None) -> None:
-        """Copy host ``arr`` in (same dtype and shape): queued when it is page-locked and a
-        stream is given, else a copy that waits for the device."""
-        if not isinstance(arr, np.ndarray) or isinstance(arr, DeviceArray):
-            raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
-        if arr.dtype != self.dtype or arr.shape != self.shape:
-            raise ValueError(f"set: {arr.dtype} {arr.shape} into {self.dtype} {self.shape}")
-        if stream is not None and _is_pinned(arr):
-            LEDGER.queue_to_device()
-        else:
-            LEDGER.transfer_to_device()
-        self.view(np.ndarray)[...] = arr
-
     # ndarray methods that run a kernel without going through a ufunc or array function
     def _method(name: str) -> Callable[..., Any]:  # noqa: N805 - a class-body helper
         def method(self: DeviceArray, *args: Any, **kwargs: Any) -> Any:
@@ -216,33 +196,6 @@ class DeviceArray(np.ndarray):
     copy = _method("copy")
     fill = _method("fill")
     del _method
-
-
-class PinnedMemory(bytearray):
-    """What ``cupy.cuda.alloc_pinned_memory`` returns: page-locked host bytes."""
-
-
-def _is_pinned(array: np.ndarray) -> bool:
-    """Whether ``array`` is a view of page-locked memory (``np.frombuffer`` of it)."""
-    base: Any = array
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if isinstance(base, memoryview):
-        base = base.obj
-    return isinstance(base, PinnedMemory)
-
-
-class _Event:
-    """``cupy.cuda.Event``: recorded on a stream, waited for by ``synchronize``."""
-
-    def __init__(self, block: bool = False, disable_timing: bool = False) -> None:
-        self.recorded = 0
-
-    def record(self, stream: Any = None) -> None:
-        self.recorded += 1
-
-    def synchronize(self) -> None:
-        """Everything before the record has run (at once here: nothing is queued)."""
 
 
 class _RandomState:
@@ -290,13 +243,9 @@ class FakeCupy(types.ModuleType):
         self.random = types.SimpleNamespace(RandomState=_RandomState)
         device_object = types.SimpleNamespace(use=lambda: None, synchronize=lambda: None)
         memory = 64 * 2**30
-        null_stream = types.SimpleNamespace(ptr=0)
         self.cuda = types.SimpleNamespace(
             Device=lambda _device_id=0: device_object,
             runtime=types.SimpleNamespace(memGetInfo=lambda: (memory, memory)),
-            alloc_pinned_memory=PinnedMemory,
-            Event=_Event,
-            get_current_stream=lambda: null_stream,
         )
         self.get_default_memory_pool = lambda: types.SimpleNamespace(free_bytes=lambda: 0)
         self.ElementwiseKernel = lambda *args, **kwargs: _Counted(

@@ -301,8 +301,7 @@ def test_a_stack_on_cuda_steps_as_the_stack_on_the_cpu(name, cp):
     """A stack of 4 (per-model seeds, weight decays and learning rates): 5 steps on the
     same batches give the CPU stack's parameters and per-model losses, in float64. On the
     GPU this runs the per-model optimizer kernel (one launch for all groups, the models'
-    scalars uploaded through page-locked memory), the batched products and the fused
-    loss rows."""
+    scalars in one table), the batched products and the fused loss rows."""
     x, y = blobs()
     models = {
         device: fastmlp.MLP(
@@ -327,19 +326,3 @@ def test_a_stack_on_cuda_steps_as_the_stack_on_the_cpu(name, cp):
         cp.asnumpy(models["cuda"].params), models["cpu"].params, rtol=1e-12, atol=1e-13
     )
     np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-12)
-
-
-def test_uploads_reach_the_kernels_queued_after_them_in_order(gpu, cp):
-    """Uploads of one size share a device array and cycle through the page-locked buffers:
-    each kernel queued after an upload reads that upload's values, for more uploads in a
-    row than there are page-locked buffers, cast to the dtype asked for."""
-    from fastmlp.backends.cupy_backend import PINNED_BUFFERS
-
-    values = np.arange(1000, dtype=np.float64) / 7
-    copies = []
-    for k in range(3 * PINNED_BUFFERS):
-        uploaded = gpu.upload(values * (k + 1), "float32")
-        assert uploaded.dtype == np.float32 and uploaded.shape == (1000,)
-        copies.append(uploaded * 1)  # a kernel that reads it, queued before the next upload
-    for k, copy in enumerate(copies):
-        np.testing.assert_array_equal(cp.asnumpy(copy), (values * (k + 1)).astype(np.float32))

@@ -141,12 +141,6 @@ class Backend:
         """``a`` as a host NumPy array (a device-to-host copy on GPU backends)."""
         return np.asarray(a)
 
-    def upload(self, values: np.ndarray, dtype: Any) -> Any:
-        """Host ``values`` (1-D) as an array of this backend, for the kernels queued next;
-        on a GPU without waiting for the device (see ``CupyBackend.upload``). The array may
-        be reused by the next upload of as many values: read it before then."""
-        return self.xp.asarray(values, dtype=dtype)
-
     def empty(self, shape: int | tuple[int, ...], dtype: Any = "float32") -> Any:
         """An uninitialised array of this backend."""
         return self.xp.empty(shape, dtype=dtype)
@@ -227,7 +221,7 @@ class Backend:
         groups given the same list are groups with the same scalars. Here: one kernel per
         group, each scalar a row vector holding model k's value over model k's columns
         (``scalars_as_arrays``), every group's row vectors made on the host and moved to the
-        device in one transfer (``upload``: on a GPU queued, not waited for).
+        device in one transfer.
         """
         per_column = scalars_as_arrays(formula)
         vectors = [
@@ -235,7 +229,7 @@ class Backend:
             for (_, _, width), models in zip(groups, scalars)
             for name in formula.scalars
         ]
-        values = self.upload(np.concatenate(vectors) if vectors else np.zeros(0), arrays[0].dtype)
+        values = self.asarray(np.concatenate(vectors) if vectors else np.zeros(0), arrays[0].dtype)
         offset = 0
         for (start, stop, width), models in zip(groups, scalars):
             columns = len(models) * width

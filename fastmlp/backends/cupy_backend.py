@@ -98,20 +98,6 @@ _SOFTMAX_CROSS_ENTROPY_ROWS = cupy.ElementwiseKernel(
 )
 
 
-# Page-locked staging buffers for uploads: a buffer is written again only after the copy
-# queued from it has run, which waits only when the device is this many uploads behind.
-PINNED_BUFFERS = 4
-
-
-class _PinnedStaging:
-    """A page-locked host buffer and the event recorded after the copy queued from it."""
-
-    def __init__(self, nbytes: int) -> None:
-        self.memory = cupy.cuda.alloc_pinned_memory(nbytes)
-        self.nbytes = nbytes
-        self.copied = cupy.cuda.Event(disable_timing=True)
-
-
 class CupyBackend(Backend):
     """CuPy on one CUDA device; construction makes that device current."""
 
@@ -122,42 +108,10 @@ class CupyBackend(Backend):
         self.device_id = device_id
         self.device = f"cuda:{device_id}"
         cupy.cuda.Device(device_id).use()
-        self._staging: list[_PinnedStaging | None] = [None] * PINNED_BUFFERS
-        self._next_staging = 0
-        self._uploaded: dict[tuple[int, np.dtype], Any] = {}  # (size, dtype) -> device array
         self._layouts: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}  # see _group_layout
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return cupy.asnumpy(a)
-
-    def upload(self, values: np.ndarray, dtype: Any) -> Any:
-        """``values`` on the device without a host sync. ``cupy.asarray`` of a NumPy array
-        copies from pageable memory, which waits for every queued kernel first (once per
-        step, for a stack's per-model scalars); a copy from page-locked memory is queued
-        on the stream like a kernel. So the values go through the next of
-        ``PINNED_BUFFERS`` page-locked buffers (written once the copy queued from it has
-        run) into a device array kept per size and dtype, which the stream's order keeps
-        from being overwritten before the kernels queued earlier have read it."""
-        host = np.ascontiguousarray(values, dtype=dtype).reshape(-1)
-        key = (host.size, host.dtype)
-        target = self._uploaded.get(key)
-        if target is None:
-            target = self._uploaded[key] = cupy.empty(host.size, dtype=host.dtype)
-        if host.size == 0:
-            return target
-        index = self._next_staging
-        self._next_staging = (index + 1) % PINNED_BUFFERS
-        staging = self._staging[index]
-        if staging is not None:
-            staging.copied.synchronize()  # the copy queued from it has run
-        if staging is None or staging.nbytes < host.nbytes:
-            staging = self._staging[index] = _PinnedStaging(host.nbytes)
-        staged = np.frombuffer(staging.memory, host.dtype, host.size)
-        staged[...] = host
-        stream = cupy.cuda.get_current_stream()
-        target.set(staged, stream=stream)
-        staging.copied.record(stream)
-        return target
 
     def rng(self, seed: int | None = None) -> Any:
         return cupy.random.RandomState(seed)
@@ -202,8 +156,9 @@ class CupyBackend(Backend):
         scalars: Sequence[Sequence[Mapping[str, float]]],
     ) -> None:
         """One launch for every group of the stack (``per_model_kernel``): the models'
-        scalars as one (tables, scalars, K) table, uploaded once per step without a host
-        sync (``upload``); the groups' starts, widths and tables made once per layout."""
+        scalars as one (tables, scalars, K) table, copied to the device once per step
+        (``cupy.asarray`` stages it through page-locked memory and does not wait for the
+        device); the groups' starts, widths and tables made once per layout."""
         if not groups:
             return
         first = arrays[0]
@@ -223,7 +178,7 @@ class CupyBackend(Backend):
         ):
             raise ValueError(f"each per-model group must be rows of {n_models} x its width")
         table, tables = per_model_scalar_table(formula, scalars)
-        values = self.upload(table.reshape(-1), first.dtype)
+        values = cupy.asarray(table.reshape(-1), dtype=first.dtype)
         layout = self._group_layout(tuple(groups), tuple(tables))
         updated = set(formula.updates)
         inputs = [array for name, array in zip(formula.arrays, arrays) if name not in updated]
@@ -238,7 +193,8 @@ class CupyBackend(Backend):
         key = (groups, tables)
         found = self._layouts.get(key)
         if found is None:
-            order = sorted(range(len(groups)), key=lambda g: groups[g][0])
+            # by start, an empty group before the group starting where it is
+            order = sorted(range(len(groups)), key=lambda g: groups[g][:2])
             found = self._layouts[key] = tuple(
                 cupy.asarray(np.array(column, dtype=np.int64))
                 for column in ([groups[g][0] for g in order], [groups[g][2] for g in order],
