@@ -105,33 +105,38 @@ def _softmax_cross_entropy(z, y, per_sample, onehot_weight, uniform, correct):  
         label = y[row]
         if label == best:
             hits += 1
-        total = 0.0
-        for col in range(classes):
-            z[row, col] = z[row, col] - top
-            total += math.exp(z[row, col])
         valid = label >= 0 and label < classes
+        # shifted_k = z_k - max_k z_k; total = sum_k exp(shifted_k); spread = sum_k shifted_k;
+        # z = exp(shifted) (each exp computed once, reused for the gradient)
+        total = 0.0
+        spread = 0.0
+        at_label = top  # shifted_y (set below when the label is valid), in z's dtype
+        for col in range(classes):
+            shifted = z[row, col] - top
+            spread += shifted
+            if col == label:
+                at_label = shifted
+            z[row, col] = math.exp(shifted)
+            total += z[row, col]
         if not valid:
             per_sample[row] = math.nan
         elif smoothing:
             # sum_k q_k shifted_k = (1 - eps) shifted_y + (eps / K) sum_k shifted_k
-            spread = 0.0
-            for col in range(classes):
-                spread += z[row, col]
-            weighted = onehot_weight * z[row, label] + uniform * spread
+            weighted = onehot_weight * at_label + uniform * spread
             # loss_n = log sum_k exp(shifted_k) - sum_k q_k shifted_k
             per_sample[row] = math.log(total) - weighted
         else:
             # loss_n = log sum_k exp(shifted_k) - shifted_y
-            per_sample[row] = math.log(total) - z[row, label]
+            per_sample[row] = math.log(total) - at_label
         # z = (softmax(z) - q) / N
         if smoothing:
             for col in range(classes):
-                z[row, col] = math.exp(z[row, col]) / total - uniform
+                z[row, col] = z[row, col] / total - uniform
             if valid:
                 z[row, label] = z[row, label] - onehot_weight
         else:
             for col in range(classes):
-                z[row, col] = math.exp(z[row, col]) / total
+                z[row, col] = z[row, col] / total
             if valid:
                 z[row, label] = z[row, label] - 1
         for col in range(classes):
