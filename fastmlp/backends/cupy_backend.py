@@ -142,11 +142,8 @@ class CupyBackend(Backend):
         row_vectors: tuple[str, ...] = (),
     ) -> None:
         _check_formula_call(formula, arrays, scalars, row_vectors)
-        kernel = elementwise_kernel(formula)
-        updated = set(formula.updates)
-        inputs = [a for name, a in zip(formula.arrays, arrays) if name not in updated]
-        outputs = [a for name, a in zip(formula.arrays, arrays) if name in updated]
-        kernel(*inputs, *(scalars[name] for name in formula.scalars), *outputs)
+        inputs, outputs = _reads_and_writes(formula, arrays)
+        elementwise_kernel(formula)(*inputs, *(scalars[name] for name in formula.scalars), *outputs)
 
     def run_formula_per_model_(
         self,
@@ -165,36 +162,40 @@ class CupyBackend(Backend):
         for array in arrays[1:]:
             if array.shape != first.shape or array.dtype != first.dtype:
                 _check_formula_call(formula, arrays, dict.fromkeys(formula.scalars), ())
-        ordered = sorted(groups)
-        if (
-            ordered[0][0] != 0
-            or ordered[-1][1] != first.shape[0]
-            or any(a[1] != b[0] for a, b in zip(ordered, ordered[1:]))
-        ):
-            raise ValueError("per-model groups must tile the arrays without gaps or overlaps")
         n_models = len(scalars[0])
-        if n_models < 1 or any(
-            width < 1 or (stop - start) % (n_models * width) for start, stop, width in groups
-        ):
-            raise ValueError(f"each per-model group must be rows of {n_models} x its width")
         table, tables = per_model_scalar_table(formula, scalars)
         values = cupy.asarray(table.reshape(-1), dtype=first.dtype)
-        layout = self._group_layout(tuple(groups), tuple(tables))
-        updated = set(formula.updates)
-        inputs = [array for name, array in zip(formula.arrays, arrays) if name not in updated]
-        outputs = [array for name, array in zip(formula.arrays, arrays) if name in updated]
+        layout = self._group_layout(tuple(groups), tuple(tables), n_models, first.shape[0])
+        inputs, outputs = _reads_and_writes(formula, arrays)
         per_model_kernel(formula)(*layout, len(groups), n_models, values, *inputs, *outputs)
 
     def _group_layout(
-        self, groups: tuple[tuple[int, int, int], ...], tables: tuple[int, ...]
+        self,
+        groups: tuple[tuple[int, int, int], ...],
+        tables: tuple[int, ...],
+        n_models: int,
+        size: int,
     ) -> tuple[Any, Any, Any]:
         """(starts, widths, tables) of a stack's groups in the order of their starts, on
-        the device (copied once per layout: a stack's groups stay the same)."""
-        key = (groups, tables)
+        the device; checked and copied once per layout (a stack's groups stay the same):
+        the kernel indexes by them unchecked, so groups that do not tile the ``size``
+        elements in rows of ``n_models`` x their width are a ValueError."""
+        key = (groups, tables, n_models, size)
         found = self._layouts.get(key)
         if found is None:
             # by start, an empty group before the group starting where it is
             order = sorted(range(len(groups)), key=lambda g: groups[g][:2])
+            ordered = [groups[g] for g in order]
+            if (
+                ordered[0][0] != 0
+                or ordered[-1][1] != size
+                or any(a[1] != b[0] for a, b in zip(ordered, ordered[1:]))
+            ):
+                raise ValueError("per-model groups must tile the arrays without gaps or overlaps")
+            if n_models < 1 or any(
+                width < 1 or (stop - start) % (n_models * width) for start, stop, width in groups
+            ):
+                raise ValueError(f"each per-model group must be rows of {n_models} x its width")
             found = self._layouts[key] = tuple(
                 cupy.asarray(np.array(column, dtype=np.int64))
                 for column in ([groups[g][0] for g in order], [groups[g][2] for g in order],
@@ -212,14 +213,12 @@ class CupyBackend(Backend):
     ) -> Callable[..., None]:
         kernel = elementwise_kernel(formula)
         fixed = dict(scalars)
-        updated = set(formula.updates)
-        reads = [index for index, name in enumerate(formula.arrays) if name not in updated]
-        writes = [index for index, name in enumerate(formula.arrays) if name in updated]
         values = [fixed[name] for name in formula.scalars]
 
         def bound(*arrays: Any) -> None:
             _check_formula_call(formula, arrays, fixed, row_vectors)
-            kernel(*[arrays[i] for i in reads], *values, *[arrays[i] for i in writes])
+            inputs, outputs = _reads_and_writes(formula, arrays)
+            kernel(*inputs, *values, *outputs)
 
         return bound
 
@@ -259,6 +258,15 @@ class CupyBackend(Backend):
         if correct is not None:
             correct += hits.sum()
         return loss
+
+
+def _reads_and_writes(formula: Formula, arrays: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """The formula's arrays split as its kernels take them: those it only reads (inputs),
+    then those it updates (outputs), each in the formula's order."""
+    updated = formula.updates
+    inputs = [array for name, array in zip(formula.arrays, arrays) if name not in updated]
+    outputs = [array for name, array in zip(formula.arrays, arrays) if name in updated]
+    return inputs, outputs
 
 
 @functools.cache

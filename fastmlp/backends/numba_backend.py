@@ -235,15 +235,13 @@ class NumbaBackend(NumpyBackend):
         # the target's weights (1 - eps, eps / K), rounded once to the logits' dtype
         onehot_weight, uniform = smoothing_weights(label_smoothing, z.shape[1])
         scalar = z.dtype.type
-        # the count of correct rows: into correct itself when it is the 0-d int64 array the
-        # training loop passes, else into scratch, then added
-        counted = correct is not None and correct.shape == () and correct.dtype == np.int64
-        hits = correct.reshape(1) if counted else self._scratch("hits", (1,), np.int64)
-        if not counted:
-            hits[0] = 0
+        # the loop counts the correct rows into the training loop's 0-d int64 counter
+        # itself; any other counter gets the shared count (the loop's then goes to scratch)
+        fused = correct is not None and correct.shape == () and correct.dtype == np.int64
+        if not fused:
+            self._count_correct(correct, z, y)
+        hits = correct.reshape(1) if fused else self._scratch("hits", (1,), np.int64)
         _softmax_cross_entropy(z, y, per_sample, scalar(onehot_weight), scalar(uniform), hits)
-        if correct is not None and not counted:
-            correct += hits[0]
         # loss = mean_n loss_n (np.mean's pairwise sum and division, without its wrappers)
         np.add.reduce(per_sample, out=loss)
         np.true_divide(loss, per_sample.shape[0], out=loss)
