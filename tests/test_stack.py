@@ -96,6 +96,38 @@ def test_every_optimizer_steps_each_model_as_it_would_alone(device, optimizer_na
 
 
 @pytest.mark.parametrize("device", BACKENDS)
+@pytest.mark.parametrize("optimizer_name", ["adam", "nadam", "momentum"])
+def test_hyperparameters_set_between_steps_reach_every_model(device, optimizer_name):
+    """The stack's optimizer keeps its models' values from step to step until one changes
+    (a schedule setting new rates, a user setting beta1): each step uses those set before
+    it, per model or one for all."""
+    stack, singles = stack_and_singles(device)
+    x, y = problem()
+    values = per_model_hyperparameters(optimizer_name)
+    stacked = optim.create(optimizer_name, stack.param_groups(), **values)
+    alone = [
+        optim.create(optimizer_name, single.param_groups(), **{k: v[i] for k, v in values.items()})
+        for i, single in enumerate(singles)
+    ]
+    changed = "beta1" if "beta1" in values else "momentum"
+    for step in range(5):
+        rates = [0.01 / (step + 1), 0.003, 0.02 * (step + 1)] if step % 2 else [0.004] * K
+        stacked.lr = tuple(rates) if step % 2 else rates[0]
+        if step == 3:
+            setattr(stacked, changed, (0.5, 0.6, 0.7))
+        rows = slice(16 * step, 16 * step + 16)
+        stack.loss_and_grad(x[rows], y[rows])
+        stacked.step(stack.params, stack.grads, stack.backend)
+        for k, (single, optimizer) in enumerate(zip(singles, alone)):
+            optimizer.lr = rates[k]
+            if step == 3:
+                setattr(optimizer, changed, (0.5, 0.6, 0.7)[k])
+            single.loss_and_grad(x[rows], y[rows])
+            optimizer.step(single.params, single.grads, single.backend)
+    assert_same(stack, singles)
+
+
+@pytest.mark.parametrize("device", BACKENDS)
 @pytest.mark.parametrize("activation", ACTIVATIONS.names())
 @pytest.mark.parametrize("loss", ["cross_entropy", "mean_squared_error"])
 def test_every_activation_and_loss_with_per_model_dropout(device, activation, loss):

@@ -404,13 +404,13 @@ def per_model_scalar_table(
     k, and ``which[g]`` the table of group g. Groups given the same list of scalars (the
     same options, see ``Backend.run_formula_per_model_``) share one table."""
     tables: dict[int, int] = {}
-    rows: list[list[list[float]]] = []
+    entries: list[float] = []  # values[t, s, k] in C order
     for models in scalars:
         if id(models) not in tables:
-            tables[id(models)] = len(rows)
-            rows.append([[model[name] for model in models] for name in formula.scalars])
-    shape = (len(rows), len(formula.scalars), len(scalars[0]) if scalars else 0)
-    return np.array(rows, dtype=np.float64).reshape(shape), [tables[id(m)] for m in scalars]
+            tables[id(models)] = len(tables)
+            entries += [model[name] for name in formula.scalars for model in models]
+    shape = (len(tables), len(formula.scalars), len(scalars[0]) if scalars else 0)
+    return np.array(entries, dtype=np.float64).reshape(shape), [tables[id(m)] for m in scalars]
 
 
 def require_c_contiguous(a: Any, what: str) -> None:

@@ -174,6 +174,10 @@ class Optimizer:
         self._ready: tuple[Any, ...] = ()  # the params and state _prepare_state last checked
         # (arrays, groups, launches) that _launches last made
         self._launch_views: tuple[tuple[Any, ...], list[ParamGroup], list[Any]] | None = None
+        # a stack's (groups, layout) and (values, option sets, result) that
+        # _per_model_layout and _per_model_values last made
+        self._per_model_groups: tuple[list[ParamGroup], Any] | None = None
+        self._per_model_cache: tuple[dict[str, Any], Any, Any] | None = None
 
     def _checked_group(self, group: ParamGroup) -> ParamGroup:
         declared = {parameter.name: parameter for parameter in self.hyperparameters}
@@ -257,33 +261,69 @@ class Optimizer:
         K * width) and updated by ``backend.run_formula_per_model_`` with each model's
         scalars (computed once per step for each distinct set of group options)."""
         assert self._members is not None
+        groups, option_sets, which = self._per_model_layout(params.shape[0])
+        members_values, fastest = self._per_model_values(option_sets)
+        for member in self._members:
+            member.steps = self.steps
+            member.advance()
+        computed = [
+            [member.scalars(values) for member, values in zip(self._members, per_options)]
+            for per_options in members_values
+        ]
+        scalars = [computed[index] for index in which]
+        backend.run_formula_per_model_(self.formula, [params, grads, *buffers], groups, scalars)
+        # each buffer flushed whole, on the schedule of its fastest-decaying model and group
+        self._flush_subnormals(backend, params.dtype, {}, buffers, fastest)
+        if self.steps % PARAMETER_FLUSH_PERIOD == 0:
+            backend.flush_subnormals_(params, flush_threshold(params.dtype))
+
+    def _per_model_layout(
+        self, size: int
+    ) -> tuple[list[tuple[int, int, int]], list[dict[str, float]], list[int]]:
+        """(groups, option sets, which) of a stack's step: each group as (start, stop,
+        width), the distinct group options, and the index of each group's options among
+        them. Made once per set of groups."""
+        cached = self._per_model_groups
+        if cached is not None and cached[0] == self.param_groups:
+            return cached[1]
+        stacks = {(group.start, group.stop): group.stack for group in self.param_groups}
+        groups, option_sets, which = [], [], []
+        for start, stop, options in self._groups(size):
+            if options not in option_sets:
+                option_sets.append(options)
+            which.append(option_sets.index(options))
+            # every group has a stack (_checked_group)
+            groups.append((start, stop, stacks[(start, stop)][1]))
+        layout = (groups, option_sets, which)
+        self._per_model_groups = (list(self.param_groups), layout)
+        return layout
+
+    def _per_model_values(
+        self, option_sets: list[dict[str, float]]
+    ) -> tuple[list[list[dict[str, float]]], dict[str, float]]:
+        """(for each option set the K models' hyperparameter values under it, each buffer's
+        fastest decay over models and option sets), with the members' hyperparameters set to
+        their models' current values. Made again only when the values change (a schedule
+        setting a new rate)."""
+        assert self._members is not None
         current = self.hyperparameter_values()
+        cached = self._per_model_cache
+        if cached is not None and cached[0] == current and cached[1] is option_sets:
+            return cached[2]
         models = per_model_values(current)[1] or [current] * self.n_models
         for member, values in zip(self._members, models):
             for key, value in values.items():
                 setattr(member, key, value)
-            member.steps = self.steps
-            member.advance()
-        stacks = {(group.start, group.stop): group.stack for group in self.param_groups}
-        computed: dict[tuple[Any, ...], list[dict[str, float]]] = {}  # options -> scalars
-        decays: list[dict[str, float]] = []
-        groups, scalars = [], []
-        for start, stop, options in self._groups(params.shape[0]):
-            key = tuple(sorted(options.items()))
-            if key not in computed:
-                pairs = [(member, {**values, **options})
-                         for member, values in zip(self._members, models)]  # fmt: skip
-                computed[key] = [member.scalars(values) for member, values in pairs]
-                decays += [member.decays(values) for member, values in pairs]
-            # every group has a stack (_checked_group)
-            groups.append((start, stop, stacks[(start, stop)][1]))
-            scalars.append(computed[key])
-        backend.run_formula_per_model_(self.formula, [params, grads, *buffers], groups, scalars)
-        # each buffer flushed whole, on the schedule of its fastest-decaying model and group
+        members_values = [[{**values, **options} for values in models] for options in option_sets]
+        decays = [
+            member.decays(values)
+            for per_options in members_values
+            for member, values in zip(self._members, per_options)
+        ]
         fastest = {name: min(decay[name] for decay in decays) for name in decays[0]}
-        self._flush_subnormals(backend, params.dtype, {}, buffers, fastest)
-        if self.steps % PARAMETER_FLUSH_PERIOD == 0:
-            backend.flush_subnormals_(params, flush_threshold(params.dtype))
+        result = (members_values, fastest)
+        self._per_model_cache = (current, option_sets, result)
+        return result
 
     def _launches(
         self, params: Any, grads: Any, buffers: list[Any]
@@ -431,6 +471,7 @@ class Optimizer:
         for key in known:
             setattr(self, key, getattr(rebuilt, key))
         self.n_models, self._members = rebuilt.n_models, rebuilt._members
+        self._per_model_cache = None  # the members' values are the new members' own
         self.param_groups = [
             self._checked_group(ParamGroup(**group)) for group in state.get("param_groups", [])
         ]
