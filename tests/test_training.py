@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,6 +225,29 @@ def test_blas_threads_pins_the_rounding_so_a_run_repeats_exactly(idx_dir, tmp_pa
     environment = json.loads(first.run_dir.file("config.json").read_text())["environment"]
     assert environment["blas"]["threads"] == 1
     assert first.summary["environment"]["blas"]["threads"] == 1
+
+
+def test_the_blas_recorded_is_numpys_when_another_package_loads_its_own(monkeypatch):
+    """SciPy's wheels load a second OpenBLAS into the process; the record names NumPy's
+    (the one inside its installation), whichever threadpoolctl lists first."""
+    from fastmlp.runs import environment
+
+    libs = Path(np.__file__).resolve().parent.with_name("numpy.libs")
+    scipy = {
+        "user_api": "blas",
+        "internal_api": "openblas",
+        "version": "0.3.30",
+        "num_threads": 2,
+        "filepath": "/site-packages/scipy.libs/libscipy_openblas.so",
+    }
+    numpy = {**scipy, "version": "0.3.31", "num_threads": 1,
+             "filepath": str(libs / "libscipy_openblas64_.so")}  # fmt: skip
+    monkeypatch.setattr(environment, "_threadpool_info", lambda: [scipy, numpy])
+    assert environment.blas_library() == {"name": "openblas", "version": "0.3.31", "threads": 1}
+    monkeypatch.setattr(environment, "_threadpool_info", lambda: [scipy])
+    assert environment.blas_library()["version"] == "0.3.30"  # the only one loaded
+    monkeypatch.setattr(environment, "_threadpool_info", lambda: [scipy, dict(scipy)])
+    assert environment.blas_library()["threads"] is None  # unknown: NumPy's configuration
 
 
 @pytest.mark.parametrize(

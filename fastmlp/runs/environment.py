@@ -37,16 +37,22 @@ def _threadpool_info() -> list[dict[str, Any]]:
 
 def blas_library() -> dict[str, Any]:
     """The BLAS NumPy uses: name, version and thread count (from threadpoolctl when it is
-    installed, else NumPy's build configuration)."""
-    for pool in _threadpool_info():
-        if pool.get("user_api") == "blas":
-            return {
-                "name": pool.get("internal_api"),
-                "version": pool.get("version"),
-                "threads": pool.get("num_threads"),
-            }
+    installed, else NumPy's build configuration). Other packages may load their own BLAS
+    into the process (SciPy's wheels bring another OpenBLAS): NumPy's is the one inside its
+    installation (``numpy.libs`` beside a wheel's package), or the only one loaded."""
     config = getattr(getattr(np, "__config__", None), "CONFIG", {})
     blas = config.get("Build Dependencies", {}).get("blas", {})
+    pools = [pool for pool in _threadpool_info() if pool.get("user_api") == "blas"]
+    package = Path(np.__file__).resolve().parent
+    homes = (str(package) + os.sep, str(package.with_name("numpy.libs")) + os.sep)
+    numpys = [pool for pool in pools if str(pool.get("filepath", "")).startswith(homes)]
+    found = numpys or (pools if len(pools) == 1 else [])
+    if found:
+        return {
+            "name": found[0].get("internal_api"),
+            "version": found[0].get("version"),
+            "threads": found[0].get("num_threads"),
+        }
     return {"name": blas.get("name"), "version": blas.get("version"), "threads": None}
 
 
