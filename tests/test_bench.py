@@ -150,3 +150,34 @@ def test_bench_command_refuses_a_target_that_is_not_an_accuracy(target, capsys):
         main(["bench", "--time_to_accuracy", target])
     assert exit_info.value.code == 2
     assert "must be an accuracy in (0, 1]" in capsys.readouterr().err
+
+
+def test_stacks_report_per_model_rates_against_one_model(idx_dir, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "out"
+    assert main(["bench", "--stack", "2", "3", "--hidden_sizes", "8", "--batch_sizes", "32",
+                 "--rounds", "2", "--samples", "128", "--data_dir", str(idx_dir),
+                 "--out", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "fastmlp stack of 2 (" in printed and "samples/s per model (× one model)" in printed
+    report = json.loads((out / "compare-cpu-stack.json").read_text())
+    assert report["network"] == "784-8-10"
+    (result,) = report["results"]
+    single, two, three = result["samples_per_second"]
+    rates = result["samples_per_second"]
+    for stack in (two, three):
+        per_round = sorted(b / a for a, b in zip(rates[single], rates[stack]))
+        assert result["median_speedup"][stack] == pytest.approx(sum(per_round) / 2)
+    assert (out / "compare-cpu-stack.png").stat().st_size > 0
+
+
+def test_the_stack_curve_is_each_stacks_median_per_model_speedup():
+    from fastmlp.bench.compare import BatchResult
+    from fastmlp.bench.stack_curve import stack_speedups
+
+    result = BatchResult(64, 1024, 3, {
+        "fastmlp (numba, cpu)": [100.0, 200.0, 100.0],
+        "fastmlp stack of 4 (numba, cpu)": [150.0, 200.0, 300.0],
+        "fastmlp stack of 2 (numba, cpu)": [110.0, 220.0, 90.0],
+    })  # fmt: skip
+    assert stack_speedups(result) == {1: 1.0, 2: pytest.approx(1.1), 4: pytest.approx(1.5)}

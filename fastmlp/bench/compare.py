@@ -38,7 +38,7 @@ import numpy as np
 
 import fastmlp
 from fastmlp.backends.denormals import denormals_are_zero
-from fastmlp.bench.competitors import CONTENDERS, HIDDEN, STACK_PREFIX, make_contender
+from fastmlp.bench.competitors import CONTENDERS, HIDDEN, STACK_PREFIX, make_contender, stack_size
 from fastmlp.errors import UserError
 from fastmlp.runs.environment import blas_library, processor_name
 
@@ -72,6 +72,13 @@ class BatchResult:
         ours = next(iter(self.samples_per_second.values()))
         theirs = self.samples_per_second[name]
         return statistics.median(a / b for a, b in zip(ours, theirs))
+
+    def median_speedup(self, name: str) -> float:
+        """Median over rounds of ``name``'s rate divided by fastmlp's in the same round (a
+        stack's per-model rate against one model's)."""
+        ours = next(iter(self.samples_per_second.values()))
+        theirs = self.samples_per_second[name]
+        return statistics.median(b / a for a, b in zip(ours, theirs))
 
     @property
     def floor(self) -> str | None:
@@ -252,11 +259,17 @@ def compare(
 
 def markdown_table(results: Sequence[BatchResult]) -> str:
     """One row per batch size: fastmlp's samples/s (and its share of the matmul floor),
-    then each competitor's samples/s and fastmlp's ratio to it."""
+    then each competitor's samples/s and fastmlp's ratio to it; for a stack of models its
+    samples/s per model and their ratio to one model's."""
     names = list(results[0].samples_per_second)
     floor = results[0].floor
     header = ["batch", f"{names[0]} samples/s" + (" (share of floor)" if floor else "")]
-    header += [f"{name} samples/s (fastmlp ×)" for name in names[1:]]
+    header += [
+        f"{name} samples/s per model (× one model)"
+        if stack_size(name)
+        else f"{name} samples/s (fastmlp ×)"
+        for name in names[1:]
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for result in results:
         first = f"{result.median_rate(names[0]):,.0f}"
@@ -264,7 +277,8 @@ def markdown_table(results: Sequence[BatchResult]) -> str:
             first += f" ({100 * result.share_of_floor(names[0]):.0f}%)"
         cells = [str(result.batch_size), first]
         for name in names[1:]:
-            cells.append(f"{result.median_rate(name):,.0f} ({result.median_ratio(name):.2f}×)")
+            ratio = result.median_speedup(name) if stack_size(name) else result.median_ratio(name)
+            cells.append(f"{result.median_rate(name):,.0f} ({ratio:.2f}×)")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -281,7 +295,7 @@ def write_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
-    stacks = any(name.startswith("fastmlp stack") for name in results[0].samples_per_second)
+    stacks = any(stack_size(name) for name in results[0].samples_per_second)
     stem = f"compare-{device.replace(':', '')}" + ("-stack" if stacks else "")
     network = "-".join(str(size) for size in (784, *hidden_sizes, 10))
     payload = {
@@ -298,6 +312,12 @@ def write_report(
                 **asdict(result),
                 "median_ratio": {
                     name: result.median_ratio(name) for name in list(result.samples_per_second)[1:]
+                },
+                # a stack's per-model samples/s over one model's
+                "median_speedup": {
+                    name: result.median_speedup(name)
+                    for name in result.samples_per_second
+                    if stack_size(name)
                 },
                 "share_of_floor": {
                     name: result.share_of_floor(name) for name in result.samples_per_second

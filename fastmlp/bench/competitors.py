@@ -11,6 +11,7 @@ per model, comparable with one model's.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -27,6 +28,18 @@ STACK_PREFIX = "fastmlp-stack-"
 def stack_contender(n_models: int) -> str:
     """The contender name of a stack of ``n_models`` models."""
     return f"{STACK_PREFIX}{n_models}"
+
+
+def stack_label(n_models: int) -> str:
+    """What a stack of ``n_models`` adds to fastmlp's row name ("" for one model)."""
+    return "" if n_models == 1 else f" stack of {n_models}"
+
+
+def stack_size(row: str) -> int | None:
+    """K of a result row named for a stack of K models (``fastmlp stack of K (...)``), else
+    None."""
+    found = re.match(r"fastmlp stack of (\d+) ", row)
+    return int(found.group(1)) if found else None
 
 
 class Contender:
@@ -57,8 +70,8 @@ class FastMLP(Contender):
             784, hidden_sizes, 10, device=device, seed=0, dtype=dtype, n_models=n_models
         )
         precision = "" if dtype == "float32" else f", {dtype}"
-        stack = "" if n_models == 1 else f" stack of {n_models}"
-        self.name = f"fastmlp{stack} ({self.model.backend.name}, {device}{precision})"
+        where = f"{self.model.backend.name}, {device}{precision}"
+        self.name = f"fastmlp{stack_label(n_models)} ({where})"
         if n_models == 1:
             self.optimizer = fastmlp.optim.Adam(lr=LEARNING_RATE)
         else:

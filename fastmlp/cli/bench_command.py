@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 from fastmlp.bench.compare import COMPETITORS
 from fastmlp.bench.competitors import CONTENDERS
@@ -130,16 +132,33 @@ def run(args: argparse.Namespace) -> int:
     for name, why in left_out.items():
         print(f"left out {name}: {why}")
     print(markdown_table(results))
-    if args.stack:
-        for result in results:
-            single, *stacks = result.samples_per_second
-            speedups = ", ".join(f"{name}: {1 / result.median_ratio(name):.2f}x" for name in stacks)
-            print(f"batch {result.batch_size}, per-model samples/s against one model: {speedups}")
     json_path, markdown_path = write_report(
         results, source, device, args.out, tuple(args.hidden_sizes or HIDDEN)
     )
     print(f"saved {json_path} and {markdown_path}")
+    if args.stack:
+        _stack_figure(results, json_path)
     return 0
+
+
+def _stack_figure(results: list[Any], json_path: Path) -> None:
+    """The per-model throughput of each stack against K, as a PNG beside the JSON (said
+    and skipped without matplotlib)."""
+    from fastmlp.bench.stack_curve import plot_stack_curve
+    from fastmlp.errors import MissingDependencyError
+
+    report = json.loads(json_path.read_text())
+    machine = report["machine"]
+    title = (
+        f"{report['network']}, float32, stacks against one model\n{report['device']}: "
+        f"{machine['cpu']} ({machine['cores']} cores), {machine['date'][:10]}"
+    )
+    try:
+        figure = plot_stack_curve(results, json_path.with_suffix(".png"), title)
+    except MissingDependencyError as error:
+        print(f"no figure: {error}")
+        return
+    print(f"saved {figure}")
 
 
 def _time_to_accuracy(target: float, device: str, data_dir: str | None) -> int:
