@@ -349,8 +349,18 @@ def test_ctrl_c_in_a_stack_requeues_its_trials_and_the_sweep_finishes(
     assert [trial.state.name for trial in trials if trial not in stopped] == ["WAITING"] * 4
     monkeypatch.undo()
     summary = run_sweep(config, tmp_path, idx_dir, stack=4)
-    counted = [t for t in trials_of(tmp_path, "stopped") if not t.user_attrs.get("interrupted")]
+    trials = trials_of(tmp_path, "stopped")
+    counted = [t for t in trials if not t.user_attrs.get("interrupted")]
     assert summary.progress.complete == 12 == len(by_params(counted)) == len(counted)
+    # each retry continued its interrupted run alone, from the run's checkpoint
+    retries = [t for t in counted if t.user_attrs.get("retry_of") is not None]
+    assert len(retries) == 4
+    for retry in retries:
+        cut = trials[retry.user_attrs["retry_of"]]
+        assert retry.user_attrs["run_dir"] == cut.user_attrs["run_dir"]
+        assert "stack_size" not in retry.user_attrs
+        assert [row["epoch"] for row in metrics_of(tmp_path, "stopped", retry)] == [1, 2, 3]
+        assert sorted(retry.intermediate_values) == [1, 2, 3]
 
 
 def test_sweep_stack_on_the_command_line(idx_dir, tmp_path, capsys):

@@ -384,6 +384,74 @@ def test_a_trial_left_running_by_a_killed_worker_is_failed_and_run_again(idx_dir
     assert summary.progress.complete == 2 and summary.progress.interrupted == 1
 
 
+def test_a_retried_trial_continues_its_interrupted_run_from_the_checkpoint(
+    idx_dir, tmp_path, monkeypatch
+):
+    """Ctrl-C at epoch 2 of 4: the retry resumes that run directory (not epoch 1 again),
+    reports epochs 1-2 to Optuna before its first new epoch, and ends bit for bit where an
+    uninterrupted trial of the same parameters ends."""
+    from fastmlp.runs import experiment
+    from fastmlp.sweep import trial as trial_module
+
+    config = sweep_config(method="grid", epochs={"value": 4}, hidden_size={"values": [8]})
+    run(config, tmp_path / "whole", idx_dir)
+    reporter = trial_module.metric_reporter
+
+    def interrupting(trial, metric):
+        def report(metrics):
+            if metrics.epoch == 2:
+                raise KeyboardInterrupt
+            reporter(trial, metric)(metrics)
+
+        return report
+
+    monkeypatch.setattr(trial_module, "metric_reporter", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path / "cut", idx_dir)
+    monkeypatch.setattr(trial_module, "metric_reporter", reporter)
+    resumed, trained = [], []
+    original = experiment.run_experiment
+
+    def spy(settings, **options):
+        resumed.append(options.get("resume"))
+        callbacks = [*options.pop("callbacks"), lambda metrics: trained.append(metrics.epoch)]
+        return original(settings, callbacks=callbacks, **options)
+
+    monkeypatch.setattr(experiment, "run_experiment", spy)
+    assert run(config, tmp_path / "cut", idx_dir).progress.complete == 1
+    cut, retry = trials_of(tmp_path / "cut", "test")
+    assert cut.user_attrs["interrupted"] and retry.user_attrs["retry_of"] == cut.number
+    assert retry.user_attrs["run_dir"] == cut.user_attrs["run_dir"]
+    assert resumed == [tmp_path / "cut" / "test" / cut.user_attrs["run_dir"]]
+    assert trained == [3, 4]
+    assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
+    (whole,) = trials_of(tmp_path / "whole", "test")
+    assert retry.intermediate_values == whole.intermediate_values
+    assert retry.value == whole.value
+    lines = (tmp_path / "cut" / "test" / retry.user_attrs["run_dir"] / "metrics.jsonl")
+    assert [json.loads(line)["epoch"] for line in lines.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_a_trial_names_its_run_directory_as_it_starts(idx_dir, tmp_path, monkeypatch):
+    """So that the retry of a trial whose worker was killed (kill -9) finds the run."""
+    from fastmlp.sweep import trial as trial_module
+
+    seen = []
+    reporter = trial_module.metric_reporter
+
+    def recording(trial, metric):
+        def report(metrics):
+            seen.append(trial.user_attrs.get("run_dir"))
+            reporter(trial, metric)(metrics)
+
+        return report
+
+    monkeypatch.setattr(trial_module, "metric_reporter", recording)
+    run(sweep_config(method="grid", hidden_size={"values": [8]}), tmp_path, idx_dir)
+    (trial,) = trials_of(tmp_path, "test")
+    assert seen == [trial.user_attrs["run_dir"]] and seen[0].startswith("runs/")
+
+
 def test_a_trial_whose_worker_was_killed_before_naming_itself_is_failed_and_run_again(
     idx_dir, tmp_path
 ):

@@ -10,7 +10,8 @@
   those a stack keeps per model: the optimizer's and the schedule's hyperparameters, weight
   decay, dropout);
 * runs a trial alone in its group as any trial (:func:`~fastmlp.sweep.trial.run_trial`),
-  and a group of several with
+  as it runs a retry that continues its interrupted run from the run's checkpoint, and a
+  group of several with
   :func:`~fastmlp.runs.stack_experiment.run_stacked_experiments`: each trial keeps its own
   run directory, W&B run, per-epoch reports to Optuna and pruning decision (a pruned
   trial's model stops inside its stack), and its outcome is what it would be alone.
@@ -30,6 +31,7 @@ from fastmlp.sweep.trial import (
     failed,
     interrupted,
     metric_reporter,
+    resumable_run,
     run_trial,
     stopped,
     trial_outcome,
@@ -62,6 +64,8 @@ def run_trials(trials: Sequence[Any], config: SweepConfig, options: TrialOptions
             key = stack_key(settings)
         except Exception:  # a bad setting: the trial fails alone, as it would unstacked
             key = f"alone {trial.number}"
+        if resumable_run(trial, options.sweep_dir) is not None:
+            key = f"continues {trial.number}"  # its interrupted run, alone from its checkpoint
         groups.setdefault(key, []).append(trial)
     for group in groups.values():
         if any(outcome.interrupted for outcome in outcomes.values()):
@@ -90,6 +94,8 @@ def run_stacked_trials(
         names = [trial_run_name(one, trial.number, runs, swept=config.parameters)
                  for trial, one in zip(trials, settings)]  # fmt: skip
         run_dirs = [RunDirectory(runs / name) for name in names]
+        for trial, run_dir in zip(trials, run_dirs):  # named as they start (see run_trial)
+            trial.set_user_attr("run_dir", str(run_dir.path.relative_to(options.sweep_dir)))
         results = run_stacked_experiments(
             settings,
             out=runs,

@@ -12,6 +12,13 @@ How a trial ends, as an Optuna state:
 * FAIL     -- it diverged, or raised; ``failure`` says why. A fatal error (the data or the
   device is missing: every trial would fail the same way) also stops the sweep.
   Ctrl-C gives FAIL with ``interrupted`` set.
+
+An interrupted trial (Ctrl-C, SIGTERM, or a killed worker) is queued again as a new trial
+with ``retry_of`` set. The retry continues the interrupted trial's run directory from its
+checkpoint (``run_experiment(resume=...)``, which repairs whatever the kill left) instead of
+training from the first epoch, and reports the epochs already trained to Optuna before its
+first new one, so that the pruner judges it on its whole curve. Each trial names its run
+directory (``run_dir``) as it starts, so a killed worker's trial is found too.
 """
 
 from __future__ import annotations
@@ -25,14 +32,17 @@ from typing import Any
 from fastmlp.backends import DeviceUnavailableError
 from fastmlp.data import DataError
 from fastmlp.errors import one_line
-from fastmlp.runs import RunDirectory, run_name
+from fastmlp.runs import RunDirectory, RunDirectoryError, run_name
 from fastmlp.runs.config import normalize_config
+from fastmlp.runs.experiment import COMPLETE
 from fastmlp.sweep.aliases import FINAL_METRICS
 from fastmlp.sweep.config import SweepConfig
 from fastmlp.training import EpochMetrics, StopTraining
 
 # How an interrupted trial's failure reads.
 INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
+# The statuses of a run that has ended: a retry of its trial starts afresh, not from it.
+ENDED = (*COMPLETE, "pruned", "failed")
 # Errors of the environment rather than of one configuration: they stop the sweep.
 FATAL_ERRORS = (DataError, DeviceUnavailableError, ImportError, OSError)
 
@@ -120,6 +130,62 @@ def metric_reporter(trial: Any, metric: str) -> Any:
     return report
 
 
+def resumable_run(trial: Any, sweep_dir: Path) -> RunDirectory | None:
+    """The run directory that the interrupted trial which ``trial`` retries (``retry_of``)
+    left with a checkpoint to continue from; None for a first attempt, a run never
+    checkpointed, or one whose summary says it ended (finished, diverged, stopped early,
+    pruned)."""
+    earlier = trial.user_attrs.get("retry_of")
+    if earlier is None:
+        return None
+    trials = trial.study.get_trials(deepcopy=False)
+    if not 0 <= earlier < len(trials) or trials[earlier].number != earlier:
+        return None
+    relative = trials[earlier].user_attrs.get("run_dir")
+    if not relative:
+        return None
+    run_dir = RunDirectory(sweep_dir / relative)
+    if not run_dir.checkpoint_path.is_file():
+        return None
+    try:
+        status = run_dir.read_summary().get("status")
+    except RunDirectoryError:  # none yet, or unreadable: resume rewrites it
+        status = None
+    return None if status in ENDED else run_dir
+
+
+class ContinuingReporter:
+    """:func:`metric_reporter` for a trial continuing ``run_dir``: before its first new
+    epoch it reports the epochs the run had trained (metrics.jsonl as resume left it);
+    :meth:`catch_up` reports them when no epoch was left to train."""
+
+    def __init__(self, trial: Any, metric: str, run_dir: RunDirectory) -> None:
+        self.trial, self.metric, self.run_dir = trial, metric, run_dir
+        self._report = metric_reporter(trial, metric)
+        self.caught_up = False
+
+    def __call__(self, metrics: EpochMetrics) -> None:
+        if not self.caught_up:
+            self.caught_up = True
+            report_epochs(self.trial, self.metric, self.run_dir.read_metrics(), metrics.epoch)
+        self._report(metrics)
+
+    def catch_up(self, history: list[dict[str, Any]]) -> None:
+        """Report the run's ``history`` if no new epoch has reported it."""
+        if not self.caught_up:
+            self.caught_up = True
+            report_epochs(
+                self.trial, self.metric, history, history[-1]["epoch"] + 1 if history else 0
+            )
+
+
+def report_epochs(trial: Any, metric: str, rows: list[dict[str, Any]], before: int) -> None:
+    """Report ``metric`` of the ``rows`` (metrics.jsonl lines) of epochs before ``before``."""
+    for row in rows:
+        if row["epoch"] < before and row.get(metric) is not None:
+            trial.report(row[metric], row["epoch"])
+
+
 def _run_attributes(summary: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
     attributes = {"epochs": history[-1]["epoch"] if history else 0}
     for key in ("val_accuracy", "best_val_accuracy", "test_accuracy"):
@@ -142,9 +208,9 @@ def interrupted(
 
 def stopped(run_dir: RunDirectory | None, sweep_dir: Path, status: str, **entries: Any) -> dict:
     """Write the summary of a run that an exception stopped (interrupted, failed);
-    the trial attributes that describe it (none if the run directory was never made)."""
+    the trial attributes that describe it (no run directory if it was never made)."""
     if run_dir is None or not run_dir.path.is_dir():
-        return {}
+        return {"run_dir": ""}  # the trial named it as it started
     history = run_dir.read_metrics()
     summary = {**run_dir.read_summary(), "status": status, "run_dir": str(run_dir.path), **entries}
     summary["epochs_completed"] = history[-1]["epoch"] if history else 0
@@ -171,10 +237,18 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
 
     runs = options.sweep_dir / "runs"
     settings = trial_settings(config, trial.params, options)
-    run_dir = None
+    resumed = resumable_run(trial, options.sweep_dir)
+    run_dir = resumed
     try:
-        name = trial_run_name(settings, trial.number, runs, swept=config.parameters)
-        run_dir = RunDirectory(runs / name)
+        if resumed is None:
+            name = trial_run_name(settings, trial.number, runs, swept=config.parameters)
+            run_dir = RunDirectory(runs / name)
+            reporter: Any = metric_reporter(trial, config.metric)
+        else:
+            name = resumed.name
+            reporter = ContinuingReporter(trial, config.metric, resumed)
+        # named as the trial starts: a retry after a kill finds the run to continue
+        trial.set_user_attr("run_dir", str(run_dir.path.relative_to(options.sweep_dir)))
         result = run_experiment(
             settings,
             out=runs,
@@ -182,11 +256,14 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
             wandb_mode=options.wandb_mode,
             progress=False,
             verbose=False,
+            resume=None if resumed is None else resumed.path,
             group=options.group,
             name=name,
-            callbacks=[metric_reporter(trial, config.metric)],
+            callbacks=[reporter],
             figures=options.figures,
         )
+        if resumed is not None:
+            reporter.catch_up(result.history)
     except KeyboardInterrupt as interrupt:
         return interrupted(stopped(run_dir, options.sweep_dir, "interrupted"), interrupt)
     except Exception as error:
