@@ -428,7 +428,7 @@ def test_a_retried_trial_continues_its_interrupted_run_from_the_checkpoint(
     (whole,) = trials_of(tmp_path / "whole", "test")
     assert retry.intermediate_values == whole.intermediate_values
     assert retry.value == whole.value
-    lines = (tmp_path / "cut" / "test" / retry.user_attrs["run_dir"] / "metrics.jsonl")
+    lines = tmp_path / "cut" / "test" / retry.user_attrs["run_dir"] / "metrics.jsonl"
     assert [json.loads(line)["epoch"] for line in lines.read_text().splitlines()] == [1, 2, 3, 4]
 
 
