@@ -384,17 +384,10 @@ def test_a_trial_left_running_by_a_killed_worker_is_failed_and_run_again(idx_dir
     assert summary.progress.complete == 2 and summary.progress.interrupted == 1
 
 
-def test_a_retried_trial_continues_its_interrupted_run_from_the_checkpoint(
-    idx_dir, tmp_path, monkeypatch
-):
-    """Ctrl-C at epoch 2 of 4: the retry resumes that run directory (not epoch 1 again),
-    reports epochs 1-2 to Optuna before its first new epoch, and ends bit for bit where an
-    uninterrupted trial of the same parameters ends."""
-    from fastmlp.runs import experiment
+def interrupt_at_epoch_2(config, out, idx_dir, monkeypatch):
+    """Run the sweep ``config`` until Ctrl-C in its first trial's second epoch."""
     from fastmlp.sweep import trial as trial_module
 
-    config = sweep_config(method="grid", epochs={"value": 4}, hidden_size={"values": [8]})
-    run(config, tmp_path / "whole", idx_dir)
     reporter = trial_module.metric_reporter
 
     def interrupting(trial, metric):
@@ -407,8 +400,21 @@ def test_a_retried_trial_continues_its_interrupted_run_from_the_checkpoint(
 
     monkeypatch.setattr(trial_module, "metric_reporter", interrupting)
     with pytest.raises(KeyboardInterrupt):
-        run(config, tmp_path / "cut", idx_dir)
+        run(config, out, idx_dir)
     monkeypatch.setattr(trial_module, "metric_reporter", reporter)
+
+
+def test_a_retried_trial_continues_its_interrupted_run_from_the_checkpoint(
+    idx_dir, tmp_path, monkeypatch
+):
+    """Ctrl-C at epoch 2 of 4: the retry resumes that run directory (not epoch 1 again),
+    reports epochs 1-2 to Optuna before its first new epoch, and ends bit for bit where an
+    uninterrupted trial of the same parameters ends."""
+    from fastmlp.runs import experiment
+
+    config = sweep_config(method="grid", epochs={"value": 4}, hidden_size={"values": [8]})
+    run(config, tmp_path / "whole", idx_dir)
+    interrupt_at_epoch_2(config, tmp_path / "cut", idx_dir, monkeypatch)
     resumed, trained = [], []
     original = experiment.run_experiment
 
@@ -430,6 +436,22 @@ def test_a_retried_trial_continues_its_interrupted_run_from_the_checkpoint(
     assert retry.value == whole.value
     lines = tmp_path / "cut" / "test" / retry.user_attrs["run_dir"] / "metrics.jsonl"
     assert [json.loads(line)["epoch"] for line in lines.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_a_retry_whose_run_cannot_be_continued_trains_afresh(
+    idx_dir, tmp_path, monkeypatch, capsys
+):
+    config = sweep_config(method="grid", epochs={"value": 3}, hidden_size={"values": [8]})
+    interrupt_at_epoch_2(config, tmp_path, idx_dir, monkeypatch)
+    cut = trials_of(tmp_path, "test")[0]
+    (tmp_path / "test" / cut.user_attrs["run_dir"] / "checkpoint.npz").write_bytes(b"not a zip")
+    assert run(config, tmp_path, idx_dir).progress.complete == 1
+    assert "cannot continue" in capsys.readouterr().err
+    cut, retry = trials_of(tmp_path, "test")
+    assert (
+        retry.state.name == "COMPLETE" and retry.user_attrs["run_dir"] != cut.user_attrs["run_dir"]
+    )
+    assert sorted(retry.intermediate_values) == [1, 2, 3]
 
 
 def test_a_trial_names_its_run_directory_as_it_starts(idx_dir, tmp_path, monkeypatch):

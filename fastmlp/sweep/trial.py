@@ -23,6 +23,7 @@ directory (``run_dir``) as it starts, so a killed worker's trial is found too.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from typing import Any
 from fastmlp.backends import DeviceUnavailableError
 from fastmlp.data import DataError
 from fastmlp.errors import one_line
+from fastmlp.nn.checkpoint import CheckpointError
 from fastmlp.runs import RunDirectory, RunDirectoryError, run_name
 from fastmlp.runs.config import normalize_config
 from fastmlp.runs.experiment import COMPLETE
@@ -228,16 +230,40 @@ def stopped(run_dir: RunDirectory | None, sweep_dir: Path, status: str, **entrie
 def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOutcome:
     """Run one trial to its end and say how it ended; never raises.
 
+    A retry continues its interrupted run (:func:`resumable_run`); if that run cannot be
+    continued after all (a checkpoint or run directory that resume refuses), the retry
+    starts afresh in a new directory, saying why on stderr.
+
     Args:
         trial: an ``optuna.Trial`` whose parameters are already sampled.
         config: the sweep configuration.
         options: data, tracking and device options shared by all trials.
     """
+    resumed = resumable_run(trial, options.sweep_dir)
+    if resumed is not None:
+        try:
+            return _run(trial, config, options, resumed)
+        except _CannotContinue as cannot:
+            print(
+                f"trial {trial.number}: cannot continue {resumed.path} ({cannot}); "
+                "training it afresh",
+                file=sys.stderr,
+            )
+    return _run(trial, config, options, None)
+
+
+class _CannotContinue(Exception):
+    """The run a retry was to continue is refused by resume (its message says why)."""
+
+
+def _run(
+    trial: Any, config: SweepConfig, options: TrialOptions, resumed: RunDirectory | None
+) -> TrialOutcome:
+    """:func:`run_trial` in a new run directory, or continuing ``resumed``."""
     from fastmlp.runs.experiment import run_experiment
 
     runs = options.sweep_dir / "runs"
     settings = trial_settings(config, trial.params, options)
-    resumed = resumable_run(trial, options.sweep_dir)
     run_dir = resumed
     try:
         if resumed is None:
@@ -266,6 +292,10 @@ def run_trial(trial: Any, config: SweepConfig, options: TrialOptions) -> TrialOu
             reporter.catch_up(result.history)
     except KeyboardInterrupt as interrupt:
         return interrupted(stopped(run_dir, options.sweep_dir, "interrupted"), interrupt)
+    except (CheckpointError, RunDirectoryError) as error:
+        if resumed is not None and not getattr(reporter, "caught_up", True):
+            raise _CannotContinue(one_line(error)) from error
+        return failed(error, run_dir, options.sweep_dir)
     except Exception as error:
         return failed(error, run_dir, options.sweep_dir)
 
