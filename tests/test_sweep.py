@@ -405,7 +405,7 @@ def interrupt_at_epoch_2(config, out, idx_dir, monkeypatch):
 
 
 def test_a_retried_trial_continues_its_interrupted_run_from_the_checkpoint(
-    idx_dir, tmp_path, monkeypatch
+    idx_dir, tmp_path, monkeypatch, capsys
 ):
     """Ctrl-C at epoch 2 of 4: the retry resumes that run directory (not epoch 1 again),
     reports epochs 1-2 to Optuna before its first new epoch, and ends bit for bit where an
@@ -429,7 +429,8 @@ def test_a_retried_trial_continues_its_interrupted_run_from_the_checkpoint(
     assert cut.user_attrs["interrupted"] and retry.user_attrs["retry_of"] == cut.number
     assert retry.user_attrs["run_dir"] == cut.user_attrs["run_dir"]
     assert resumed == [tmp_path / "cut" / "test" / cut.user_attrs["run_dir"]]
-    assert trained == [3, 4]
+    assert trained == [3, 4] and retry.user_attrs["continued_from_epoch"] == 2
+    assert f"continuing trial {cut.number} after epoch 2" in capsys.readouterr().out
     assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
     (whole,) = trials_of(tmp_path / "whole", "test")
     assert retry.intermediate_values == whole.intermediate_values

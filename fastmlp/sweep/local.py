@@ -322,6 +322,9 @@ def _describe(
     took = f"{seconds:.1f} s" if together == 1 else f"{seconds:.1f} s for {together} trials"
     if stack:
         took += f", {stack} in its stack"
+    continued = outcome.attributes.get("continued_from_epoch")
+    if continued is not None:
+        took += f", continuing trial {trial.user_attrs.get('retry_of')} after epoch {continued}"
     return f"trial {trial.number} {run}: {result} ({took})"
 
 

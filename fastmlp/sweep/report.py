@@ -129,7 +129,10 @@ def _note(trial: Any) -> str:
         return f"same parameters as trial {attributes['repeat_of']}: result reused"
     note = attributes.get("failure", "")
     if attributes.get("retry_of") is not None:
-        note = f"rerun of trial {attributes['retry_of']}" + (f"; {note}" if note else "")
+        rerun = f"rerun of trial {attributes['retry_of']}"
+        if attributes.get("continued_from_epoch") is not None:
+            rerun += f", continued after its epoch {attributes['continued_from_epoch']}"
+        note = rerun + (f"; {note}" if note else "")
     return note
 
 

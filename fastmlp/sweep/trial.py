@@ -165,10 +165,13 @@ class ContinuingReporter:
         self.trial, self.metric, self.run_dir = trial, metric, run_dir
         self._report = metric_reporter(trial, metric)
         self.caught_up = False
+        # the epochs the run had trained when it was continued
+        self.first_epoch = 0
 
     def __call__(self, metrics: EpochMetrics) -> None:
         if not self.caught_up:
             self.caught_up = True
+            self.first_epoch = metrics.epoch - 1
             report_epochs(self.trial, self.metric, self.run_dir.read_metrics(), metrics.epoch)
         self._report(metrics)
 
@@ -176,9 +179,8 @@ class ContinuingReporter:
         """Report the run's ``history`` if no new epoch has reported it."""
         if not self.caught_up:
             self.caught_up = True
-            report_epochs(
-                self.trial, self.metric, history, history[-1]["epoch"] + 1 if history else 0
-            )
+            self.first_epoch = history[-1]["epoch"] if history else 0
+            report_epochs(self.trial, self.metric, history, self.first_epoch + 1)
 
 
 def report_epochs(trial: Any, metric: str, rows: list[dict[str, Any]], before: int) -> None:
@@ -298,8 +300,10 @@ def _run(
         return failed(error, run_dir, options.sweep_dir)
     except Exception as error:
         return failed(error, run_dir, options.sweep_dir)
-
-    return trial_outcome(result, config, options, settings)
+    outcome = trial_outcome(result, config, options, settings)
+    if resumed is not None:
+        outcome.attributes["continued_from_epoch"] = reporter.first_epoch
+    return outcome
 
 
 def failed(error: Exception, run_dir: RunDirectory | None, sweep_dir: Path) -> TrialOutcome:
