@@ -288,7 +288,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP (see fastmlp.interrupts)
         print(
-            "interrupted: finished trials are saved; run the same command to continue",
+            "interrupted: finished trials are saved; run the same command to continue "
+            "(unfinished trials go on from their last epoch)",
             file=sys.stderr,
         )
         return exit_status(interrupt)
