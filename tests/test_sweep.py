@@ -499,6 +499,45 @@ def test_sweep_with_the_same_name_but_other_parameters_is_refused(idx_dir, tmp_p
         run(sweep_config(hidden_size={"values": [8, 32]}), tmp_path, idx_dir, count=2)
 
 
+def test_a_trial_killed_outright_is_continued_from_its_last_checkpoint(tmp_path):
+    """kill -9 of the worker mid-trial: the next start fails the trial it left running and
+    its retry continues the run directory from the last checkpoint, every epoch's metrics
+    line exactly once."""
+    data = write_idx_dataset(tmp_path / "data", train=600, test=100)
+    raw = {"name": "killed", "method": "grid",
+           "metric": {"name": "val_accuracy", "goal": "maximize"},
+           "parameters": {**TINY, "epochs": {"value": 300}, "batch_size": {"value": 16},
+                          "hidden_size": {"values": [8]}}}  # fmt: skip
+    config_path = tmp_path / "killed.yaml"
+    config_path.write_text(json.dumps(raw))  # JSON is YAML
+    command = [sys.executable, "-m", "fastmlp", "sweep", str(config_path), "--data_dir",
+               str(data), "--out", str(tmp_path / "sweeps"), "--wandb_mode",
+               "disabled"]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    runs = tmp_path / "sweeps" / "killed" / "runs"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        found = list(runs.glob("*/metrics.jsonl")) if runs.exists() else []
+        if found and len(found[0].read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    process.kill()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL, stderr
+    summary = run(parse_sweep_config(raw), tmp_path / "sweeps", data)
+    assert summary.progress.complete == 1 and summary.progress.interrupted == 1
+    killed, retry = trials_of(tmp_path / "sweeps", "killed")
+    assert killed.state.name == "FAIL" and "pid" in killed.user_attrs["failure"]
+    assert retry.user_attrs["run_dir"] == killed.user_attrs["run_dir"]
+    assert retry.user_attrs["continued_from_epoch"] >= 2
+    metrics = tmp_path / "sweeps" / "killed" / retry.user_attrs["run_dir"] / "metrics.jsonl"
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == list(range(1, 301)) and sorted(retry.intermediate_values) == epochs
+
+
 @pytest.mark.parametrize(
     ("number", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
 )
