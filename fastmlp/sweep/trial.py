@@ -165,13 +165,13 @@ class ContinuingReporter:
         self.trial, self.metric, self.run_dir = trial, metric, run_dir
         self._report = metric_reporter(trial, metric)
         self.caught_up = False
-        # the epochs the run had trained when it was continued
-        self.first_epoch = 0
+        # how many epochs the run had trained when it was continued
+        self.trained_before = 0
 
     def __call__(self, metrics: EpochMetrics) -> None:
         if not self.caught_up:
             self.caught_up = True
-            self.first_epoch = metrics.epoch - 1
+            self.trained_before = metrics.epoch - 1
             report_epochs(self.trial, self.metric, self.run_dir.read_metrics(), metrics.epoch)
         self._report(metrics)
 
@@ -179,8 +179,8 @@ class ContinuingReporter:
         """Report the run's ``history`` if no new epoch has reported it."""
         if not self.caught_up:
             self.caught_up = True
-            self.first_epoch = history[-1]["epoch"] if history else 0
-            report_epochs(self.trial, self.metric, history, self.first_epoch + 1)
+            self.trained_before = history[-1]["epoch"] if history else 0
+            report_epochs(self.trial, self.metric, history, self.trained_before + 1)
 
 
 def report_epochs(trial: Any, metric: str, rows: list[dict[str, Any]], before: int) -> None:
@@ -295,14 +295,14 @@ def _run(
     except KeyboardInterrupt as interrupt:
         return interrupted(stopped(run_dir, options.sweep_dir, "interrupted"), interrupt)
     except (CheckpointError, RunDirectoryError) as error:
-        if resumed is not None and not getattr(reporter, "caught_up", True):
+        if resumed is not None and not reporter.caught_up:  # refused before any epoch
             raise _CannotContinue(one_line(error)) from error
         return failed(error, run_dir, options.sweep_dir)
     except Exception as error:
         return failed(error, run_dir, options.sweep_dir)
     outcome = trial_outcome(result, config, options, settings)
     if resumed is not None:
-        outcome.attributes["continued_from_epoch"] = reporter.first_epoch
+        outcome.attributes["continued_from_epoch"] = reporter.trained_before
     return outcome
 
 
