@@ -325,6 +325,21 @@ def test_a_stacked_random_sweep_keeps_its_count_and_stacks_share_their_shape(idx
     assert "stack_size" not in trials[6].user_attrs  # the last, alone
 
 
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_companions_from_listed_per_model_values_never_repeat_a_point(idx_dir, tmp_path, method):
+    """With learning rates and weight decays from lists (as in the classic sweep), a
+    stack's companions are the points of that product not yet tried for its network, so no
+    companion is a repeat and a stack of 4 covers 2 x 2 values at once."""
+    config = sweep(method, "listed", hidden_size={"values": [8, 16]},
+                   learning_rate={"values": [1e-2, 3e-3]},
+                   weight_decay={"values": [0, 1e-3]})  # fmt: skip
+    assert run_sweep(config, tmp_path, idx_dir, count=4, stack=4).progress.complete == 4
+    trials = trials_of(tmp_path, "listed")
+    assert len({trial.params["hidden_size"] for trial in trials}) == 1
+    assert len(by_params(trials)) == 4 and all("repeat_of" not in t.user_attrs for t in trials)
+    assert all(trial.user_attrs["stack_size"] == 4 for trial in trials)
+
+
 def test_ctrl_c_in_a_stack_requeues_its_trials_and_the_sweep_finishes(
     idx_dir, tmp_path, monkeypatch
 ):

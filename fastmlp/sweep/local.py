@@ -17,6 +17,8 @@ queued again; so are trials stopped by Ctrl-C.
 
 from __future__ import annotations
 
+import itertools
+import random
 import sys
 import time
 import warnings
@@ -224,8 +226,10 @@ def _next_trials(study: Any, spec: WorkerSpec, lock: Any) -> list[Any]:
 
     A stack's first trial is sampled as any trial; its companions are sampled with the
     first one's shape-determining parameters (every swept setting that a stack cannot
-    keep per model) fixed to its values: the grid points not yet taken that share them,
-    or the sampler's proposals for the other parameters. Each trial's sampled values
+    keep per model) fixed to its values: the grid points not yet taken that share them;
+    when the per-model parameters take listed values, the points of their product not yet
+    tried (``_untried_points``: no companion repeats a trial); else the sampler's
+    proposals for them. Each trial's sampled values
     still follow the sweep's distributions; the sweep tries fewer architectures, each
     with more of the per-model settings.
 
@@ -269,11 +273,47 @@ def _ask_companions(
             return [study.ask(distributions) for _ in points]
         finally:
             sampler.preferred = []
-    study.sampler = PartialFixedSampler(shared, sampler)
+    points = _untried_points(study, first, shared, distributions)
     try:
+        if points is not None:  # each companion one of them, none a repeat
+            companions = []
+            for point in points[:count]:
+                study.sampler = PartialFixedSampler({**shared, **point}, sampler)
+                companions.append(study.ask(distributions))
+            return companions
+        study.sampler = PartialFixedSampler(shared, sampler)
         return [study.ask(distributions) for _ in range(count)]
     finally:
         study.sampler = sampler
+
+
+def _untried_points(
+    study: Any, first: Any, shared: dict[str, Any], distributions: dict[str, Any]
+) -> list[dict[str, Any]] | None:
+    """When every swept per-model parameter takes listed values (the classic sweep's
+    learning rates and weight decays): the points of their product that no trial with the
+    ``shared`` values has had or is queued to have (an interrupted one excepted: its retry
+    is queued), in an order drawn from ``first``'s number. None when one is continuous,
+    where the sampler's proposals do not repeat each other."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
+
+    names = [name for name in distributions if name not in shared]
+    if not names or not all(
+        isinstance(distributions[name], CategoricalDistribution) for name in names
+    ):
+        return None
+    taken = set()
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted"):
+            continue
+        params = trial.params or trial.system_attrs.get("fixed_params", {})
+        if all(params.get(name) == value for name, value in shared.items()):
+            taken.add(tuple(params.get(name) for name in names))
+    choices = [distributions[name].choices for name in names]
+    points = [point for point in itertools.product(*choices) if point not in taken]
+    random.Random(first.number).shuffle(points)
+    return [dict(zip(names, point)) for point in points]
 
 
 # The trial attributes that describe a run's result (copied to a repeat of that run).
