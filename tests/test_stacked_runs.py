@@ -388,7 +388,19 @@ def test_sweep_stack_on_the_command_line(idx_dir, tmp_path, capsys):
     assert main(["sweep", str(config), "--stack", "4", "--dry_run"]) == 0
     out = capsys.readouterr().out
     assert "stacks: up to 4 trials sharing hidden_size trained as one stack" in out
-    assert "learning_rate differ per model" in out
+    assert "learning_rate differ per model" in out and "companions: the grid points" in out
+    listed = "learning_rate: {values: [0.01, 0.03]}"
+    continuous = "learning_rate: {distribution: log_uniform_values, min: 0.001, max: 0.1}"
+    other = tmp_path / "other.yaml"
+    for method, rates, companions in [
+        ("random", listed, "the 2 points of learning_rate that the first trial's network"),
+        ("bayes", listed, "the 2 points of learning_rate"),
+        ("random", continuous, "the sampler's proposals"),
+    ]:
+        other.write_text(config.read_text().replace("method: grid", f"method: {method}")
+                         .replace(listed, rates))  # fmt: skip
+        assert main(["sweep", str(other), "--stack", "4", "--count", "4", "--dry_run"]) == 0
+        assert f"companions: {companions}" in capsys.readouterr().out
     assert main(["sweep", str(config), "--stack", "2", "--engine", "wandb"]) == 2
     assert "--stack is for --engine local" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:

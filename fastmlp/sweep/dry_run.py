@@ -10,6 +10,7 @@ and the warnings. It only reads the config: nothing is trained, created or writt
 from __future__ import annotations
 
 import json
+import math
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -178,5 +179,22 @@ def _stacks(config: SweepConfig, stack: int) -> str:
     fixed = f"sharing {', '.join(shared)}" if shared else "(every swept setting per model)"
     return (
         f"up to {stack} trials {fixed} trained as one stack of models; "
-        f"{', '.join(per_model)} differ per model"
+        f"{', '.join(per_model)} differ per model; {_companions(config, per_model)}"
     )
+
+
+def _companions(config: SweepConfig, per_model: list[str]) -> str:
+    """How a stack's companions get their per-model values (see ``local._next_trials``)."""
+    from optuna.distributions import CategoricalDistribution
+
+    if config.method == "grid":
+        return "companions: the grid points not yet taken that share the first trial's values"
+    distributions = config.distributions()
+    listed = [distributions[name] for name in per_model if name in distributions]
+    if listed and all(isinstance(one, CategoricalDistribution) for one in listed):
+        points = math.prod(len(one.choices) for one in listed)
+        return (
+            f"companions: the {points} points of {' x '.join(per_model)} that the first "
+            "trial's network has not tried, in random order (none repeats a trial)"
+        )
+    return "companions: the sampler's proposals for the per-model settings"
