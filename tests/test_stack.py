@@ -61,16 +61,22 @@ def assert_same(stack, singles):
         np.testing.assert_allclose(stack.select(k).params, single.params, rtol=1e-9, atol=1e-14)
 
 
-def step_both(stack, singles, optimizer_name, steps=5, max_grad_norm=None):
-    """``steps`` steps of the stack and of each single model on the same batches; returns
-    the stack's last losses and the singles'."""
-    x, y = problem()
+def optimizers(stack, singles, optimizer_name):
+    """(the per-model values, the stack's optimizer of them, each single model's own)."""
     values = per_model_hyperparameters(optimizer_name)
     stacked = optim.create(optimizer_name, stack.param_groups(), **values)
     alone = [
         optim.create(optimizer_name, single.param_groups(), **{k: v[i] for k, v in values.items()})
         for i, single in enumerate(singles)
     ]
+    return values, stacked, alone
+
+
+def step_both(stack, singles, optimizer_name, steps=5, max_grad_norm=None):
+    """``steps`` steps of the stack and of each single model on the same batches; returns
+    the stack's last losses and the singles'."""
+    x, y = problem()
+    _, stacked, alone = optimizers(stack, singles, optimizer_name)
     for step in range(steps):
         rows = slice(16 * step, 16 * step + 16)
         losses = stack.loss_and_grad(x[rows], y[rows], max_grad_norm=max_grad_norm)
@@ -103,12 +109,7 @@ def test_hyperparameters_set_between_steps_reach_every_model(device, optimizer_n
     it, per model or one for all."""
     stack, singles = stack_and_singles(device)
     x, y = problem()
-    values = per_model_hyperparameters(optimizer_name)
-    stacked = optim.create(optimizer_name, stack.param_groups(), **values)
-    alone = [
-        optim.create(optimizer_name, single.param_groups(), **{k: v[i] for k, v in values.items()})
-        for i, single in enumerate(singles)
-    ]
+    values, stacked, alone = optimizers(stack, singles, optimizer_name)
     changed = "beta1" if "beta1" in values else "momentum"
     for step in range(5):
         rates = [0.01 / (step + 1), 0.003, 0.02 * (step + 1)] if step % 2 else [0.004] * K

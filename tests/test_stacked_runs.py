@@ -345,17 +345,10 @@ def test_ctrl_c_in_a_stack_requeues_its_trials_and_the_sweep_finishes(
 ):
     from fastmlp.sweep import stacked_trials
     from fastmlp.sweep.trial import metric_reporter
-
-    def interrupting(trial, metric):
-        def report(metrics):
-            if metrics.epoch == 2:
-                raise KeyboardInterrupt
-            metric_reporter(trial, metric)(metrics)
-
-        return report
+    from tests.reporters import interrupting_at
 
     config = sweep("grid", "stopped", **GRID)
-    monkeypatch.setattr(stacked_trials, "metric_reporter", interrupting)
+    monkeypatch.setattr(stacked_trials, "metric_reporter", interrupting_at(2, metric_reporter))
     with pytest.raises(KeyboardInterrupt):
         run_sweep(config, tmp_path, idx_dir, stack=4)
     trials = trials_of(tmp_path, "stopped")

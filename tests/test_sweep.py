@@ -37,6 +37,7 @@ from fastmlp.sweep import (  # noqa: E402
 from fastmlp.sweep.local import make_pruner, make_sampler  # noqa: E402
 from fastmlp.sweep.study import SweepDirectory, load_study, open_storage  # noqa: E402
 from tests.datasets import write_idx_dataset  # noqa: E402
+from tests.reporters import interrupting_at  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # A one-hidden-layer network, one epoch on the tiny generated dataset: about 0.3 s a trial.
@@ -389,16 +390,7 @@ def interrupt_at_epoch_2(config, out, idx_dir, monkeypatch):
     from fastmlp.sweep import trial as trial_module
 
     reporter = trial_module.metric_reporter
-
-    def interrupting(trial, metric):
-        def report(metrics):
-            if metrics.epoch == 2:
-                raise KeyboardInterrupt
-            reporter(trial, metric)(metrics)
-
-        return report
-
-    monkeypatch.setattr(trial_module, "metric_reporter", interrupting)
+    monkeypatch.setattr(trial_module, "metric_reporter", interrupting_at(2, reporter))
     with pytest.raises(KeyboardInterrupt):
         run(config, out, idx_dir)
     monkeypatch.setattr(trial_module, "metric_reporter", reporter)
