@@ -538,10 +538,11 @@ def test_ctrl_c_or_sigterm_keep_finished_trials_and_the_same_command_finishes_th
 ):
     data = write_idx_dataset(tmp_path / "data", train=2000, test=100)
     config = tmp_path / "slow.yaml"
+    # every trial long enough (a second or more) to be still running when the signal lands
     config.write_text(
         "method: random\nmetric: {name: val_accuracy, goal: maximize}\nparameters:\n"
         "  dataset: {value: mnist}\n  num_layers: {value: 1}\n  hidden_size: {values: [8, 16]}\n"
-        "  epochs: {values: [1, 10]}\n  batch_size: {value: 16}\n  device: {value: cpu}\n"
+        "  epochs: {values: [4, 10]}\n  batch_size: {value: 16}\n  device: {value: cpu}\n"
     )
     command = [
         sys.executable,
@@ -596,7 +597,8 @@ def test_ctrl_c_or_sigterm_keep_finished_trials_and_the_same_command_finishes_th
     assert finished.returncode == 0, finished.stderr
     trials = trials_of(tmp_path / "sweeps", "slow")
     counted = [trial for trial in trials if not trial.user_attrs.get("interrupted")]
-    assert len(counted) == 6 and {trial.state.name for trial in counted} == {"COMPLETE"}
+    outcomes = [(t.number, t.state.name, t.user_attrs.get("failure")) for t in counted]
+    assert len(counted) == 6 and {t.state.name for t in counted} == {"COMPLETE"}, outcomes
     rerun = {trial.user_attrs.get("retry_of") for trial in counted}
     assert {trial.number for trial in interrupted} <= rerun
 
