@@ -447,6 +447,27 @@ def test_a_retry_whose_run_cannot_be_continued_trains_afresh(
     assert sorted(retry.intermediate_values) == [1, 2, 3]
 
 
+def test_ctrl_c_while_a_trial_reports_to_optuna_waits_until_the_report_is_written(
+    idx_dir, tmp_path, monkeypatch
+):
+    """A signal landing inside a trial's journal write (where Optuna's file lock would fail
+    with an error of its own and the trial be recorded as failed) is held until the write
+    is done: the trial is interrupted, with the epoch it was reporting reported."""
+    original = optuna.trial.Trial.report
+
+    def signalled(self, value, step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        original(self, value, step)
+
+    monkeypatch.setattr(optuna.trial.Trial, "report", signalled)
+    config = sweep_config(method="grid", epochs={"value": 4}, hidden_size={"values": [8]})
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path, idx_dir)
+    cut = trials_of(tmp_path, "test")[0]
+    assert cut.user_attrs["interrupted"] and sorted(cut.intermediate_values) == [1, 2]
+
+
 def test_a_trial_names_its_run_directory_as_it_starts(idx_dir, tmp_path, monkeypatch):
     """So that the retry of a trial whose worker was killed (kill -9) finds the run."""
     from fastmlp.sweep import trial as trial_module
@@ -538,11 +559,10 @@ def test_ctrl_c_or_sigterm_keep_finished_trials_and_the_same_command_finishes_th
 ):
     data = write_idx_dataset(tmp_path / "data", train=2000, test=100)
     config = tmp_path / "slow.yaml"
-    # every trial long enough (a second or more) to be still running when the signal lands
     config.write_text(
         "method: random\nmetric: {name: val_accuracy, goal: maximize}\nparameters:\n"
         "  dataset: {value: mnist}\n  num_layers: {value: 1}\n  hidden_size: {values: [8, 16]}\n"
-        "  epochs: {values: [4, 10]}\n  batch_size: {value: 16}\n  device: {value: cpu}\n"
+        "  epochs: {values: [30, 60]}\n  batch_size: {value: 16}\n  device: {value: cpu}\n"
     )
     command = [
         sys.executable,
@@ -571,16 +591,27 @@ def test_ctrl_c_or_sigterm_keep_finished_trials_and_the_same_command_finishes_th
         stdin=subprocess.DEVNULL,
     )
     journal = tmp_path / "sweeps" / "slow" / "study.journal"
+
+    def training(trial):
+        """Whether ``trial`` is running with at least 10 of its epochs still to train."""
+        run_dir = trial.user_attrs.get("run_dir")
+        if trial.state.name != "RUNNING" or not run_dir:
+            return False
+        metrics = tmp_path / "sweeps" / "slow" / run_dir / "metrics.jsonl"
+        done = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+        return 1 <= done <= trial.params["epochs"] - 10
+
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if journal.exists():
             try:
-                states = [t.state.name for t in trials_of(tmp_path / "sweeps", "slow")]
+                trials = trials_of(tmp_path / "sweeps", "slow")
             except SweepError:  # the journal exists a moment before the study in it
-                states = []
-            if "COMPLETE" in states and "RUNNING" in states:
+                trials = []
+            # the signal lands in the middle of a trial's training, after one trial finished
+            if any(t.state.name == "COMPLETE" for t in trials) and any(map(training, trials)):
                 break
-        time.sleep(0.2)
+        time.sleep(0.02)
     process.send_signal(number)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == status, stderr
@@ -589,7 +620,8 @@ def test_ctrl_c_or_sigterm_keep_finished_trials_and_the_same_command_finishes_th
     assert "RUNNING" not in {trial.state.name for trial in trials}
     assert any(trial.state.name == "COMPLETE" for trial in trials)
     interrupted = [trial for trial in trials if trial.user_attrs.get("interrupted")]
-    assert interrupted and all(trial.state.name == "FAIL" for trial in interrupted)
+    states = [(t.number, t.state.name, t.user_attrs.get("failure")) for t in trials]
+    assert interrupted and all(t.state.name == "FAIL" for t in interrupted), (states, stderr)
 
     finished = subprocess.run(
         command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=120

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fastmlp.interrupts import interrupts_deferred
 from fastmlp.runs import RunDirectory
 from fastmlp.runs.stack_experiment import run_stacked_experiments, stack_key
 from fastmlp.sweep.config import SweepConfig
@@ -94,8 +95,9 @@ def run_stacked_trials(
         names = [trial_run_name(one, trial.number, runs, swept=config.parameters)
                  for trial, one in zip(trials, settings)]  # fmt: skip
         run_dirs = [RunDirectory(runs / name) for name in names]
-        for trial, run_dir in zip(trials, run_dirs):  # named as they start (see run_trial)
-            trial.set_user_attr("run_dir", str(run_dir.path.relative_to(options.sweep_dir)))
+        with interrupts_deferred():  # named as they start (see run_trial)
+            for trial, run_dir in zip(trials, run_dirs):
+                trial.set_user_attr("run_dir", str(run_dir.path.relative_to(options.sweep_dir)))
         results = run_stacked_experiments(
             settings,
             out=runs,

@@ -33,6 +33,7 @@ from typing import Any
 from fastmlp.backends import DeviceUnavailableError
 from fastmlp.data import DataError
 from fastmlp.errors import one_line
+from fastmlp.interrupts import interrupts_deferred
 from fastmlp.nn.checkpoint import CheckpointError
 from fastmlp.runs import RunDirectory, RunDirectoryError, run_name
 from fastmlp.runs.config import normalize_config
@@ -125,8 +126,12 @@ def metric_reporter(trial: Any, metric: str) -> Any:
         value = getattr(metrics, metric, None)  # None: not measured per epoch (test_accuracy)
         if value is None:
             return
-        trial.report(value, metrics.epoch)
-        if trial.should_prune():
+        # a journal write that Ctrl-C must not cut (Optuna's file lock then fails with an
+        # error of its own instead of the interrupt): the signal waits until it is done
+        with interrupts_deferred():
+            trial.report(value, metrics.epoch)
+            prune = trial.should_prune()
+        if prune:
             raise StopTraining("pruned", f"pruned after epoch {metrics.epoch}")
 
     return report
@@ -185,9 +190,10 @@ class ContinuingReporter:
 
 def report_epochs(trial: Any, metric: str, rows: list[dict[str, Any]], before: int) -> None:
     """Report ``metric`` of the ``rows`` (metrics.jsonl lines) of epochs before ``before``."""
-    for row in rows:
-        if row["epoch"] < before and row.get(metric) is not None:
-            trial.report(row[metric], row["epoch"])
+    with interrupts_deferred():  # journal writes, as in metric_reporter
+        for row in rows:
+            if row["epoch"] < before and row.get(metric) is not None:
+                trial.report(row[metric], row["epoch"])
 
 
 def _run_attributes(summary: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -276,7 +282,8 @@ def _run(
             name = resumed.name
             reporter = ContinuingReporter(trial, config.metric, resumed)
         # named as the trial starts: a retry after a kill finds the run to continue
-        trial.set_user_attr("run_dir", str(run_dir.path.relative_to(options.sweep_dir)))
+        with interrupts_deferred():
+            trial.set_user_attr("run_dir", str(run_dir.path.relative_to(options.sweep_dir)))
         result = run_experiment(
             settings,
             out=runs,
