@@ -149,21 +149,54 @@ def per_model_values(values: Mapping[str, Any]) -> tuple[int, list[dict[str, Any
     ]
 
 
-def stacked_values(members: list[dict[str, Any]], given: Mapping[str, Any]) -> dict[str, Any]:
-    """The hyperparameter values of an entry for a stack, from its K ``members``' checked
-    values: a tuple of the K where ``given`` had a sequence, else the value all share."""
-    return {
-        key: (tuple(one[key] for one in members)
-              if isinstance(given.get(key), (list, tuple, np.ndarray)) else value)
-        for key, value in members[0].items()
+def checked_or_per_model(
+    kind: str,
+    name: str,
+    declared: Iterable[Hyperparameter],
+    values: Mapping[str, Any],
+    make: Any,
+) -> tuple[int, list[Any] | None, dict[str, Any]]:
+    """(K, members, checked) of an entry built from ``values`` (an optimizer, a schedule):
+    for one model (1, None, :func:`checked_values`); with a sequence of K for some value
+    (one per model of a stack), the K members ``make(**model_values)`` and the entry's
+    values from theirs: a tuple of the K where ``values`` had a sequence, else the value
+    all share."""
+    n_models, models = per_model_values(values)
+    if models is None:
+        return 1, None, checked_values(kind, name, declared, values)
+    members = [make(**model) for model in models]
+    member_values = [member.hyperparameter_values() for member in members]
+    checked = {
+        key: (tuple(one[key] for one in member_values)
+              if isinstance(values.get(key), (list, tuple, np.ndarray)) else value)
+        for key, value in member_values[0].items()
     }  # fmt: skip
+    return n_models, members, checked
 
 
-def shown_number(value: Any) -> str:
-    """A hyperparameter value as ``repr`` shows it: ``0.001``, or ``[0.1, 0.5]`` per model."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(f"{item:g}" for item in value) + "]"
-    return f"{value:g}"
+def values_of(entry: Any, declared: Iterable[Hyperparameter]) -> dict[str, Any]:
+    """The keyword arguments that rebuild ``entry`` (JSON-serialisable): its value of each
+    ``declared`` hyperparameter, a list of one per model where they differ across a stack."""
+    return {
+        parameter.name: (list(value) if isinstance(value, tuple) else value)
+        for parameter in declared
+        for value in (getattr(entry, parameter.name),)
+    }
+
+
+def entry_repr(entry: Any) -> str:
+    """``Adam(lr=0.001, ...)``: the entry's class and hyperparameter values, a per-model
+    value as ``[0.1, 0.5]``."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(f"{item:g}" for item in value) + "]"
+        return f"{value:g}"
+
+    values = ", ".join(
+        f"{key}={shown(value)}" for key, value in entry.hyperparameter_values().items()
+    )
+    return f"{type(entry).__name__}({values})"
 
 
 def own_values(

@@ -39,7 +39,7 @@ from numba import njit
 
 from fastmlp.backends.base import per_model_scalar_table, smoothing_weights
 from fastmlp.backends.formulas import Formula, numba_per_model_source, numba_source
-from fastmlp.backends.numpy_backend import NumpyBackend
+from fastmlp.backends.numpy_backend import NumpyBackend, mean_into
 from fastmlp.files import atomic_write_text
 
 # error_model="numpy": IEEE division (x / 0 = inf) instead of Python's ZeroDivisionError
@@ -242,9 +242,7 @@ class NumbaBackend(NumpyBackend):
             self._count_correct(correct, z, y)
         hits = correct.reshape(1) if fused else self._scratch("hits", (1,), np.int64)
         _softmax_cross_entropy(z, y, per_sample, scalar(onehot_weight), scalar(uniform), hits)
-        # loss = mean_n loss_n (np.mean's pairwise sum and division, without its wrappers)
-        np.add.reduce(per_sample, out=loss)
-        np.true_divide(loss, per_sample.shape[0], out=loss)
+        mean_into(loss, per_sample)
         return loss
 
 

@@ -66,10 +66,10 @@ from fastmlp.backends.formulas import Formula, formula
 from fastmlp.registry import (
     Hyperparameter,
     Registry,
-    checked_values,
+    checked_or_per_model,
+    entry_repr,
     per_model_values,
-    shown_number,
-    stacked_values,
+    values_of,
 )
 
 FLUSH_MARGIN = 2.0**26
@@ -157,15 +157,11 @@ class Optimizer:
             OPTIMIZERS.register(cls.name, cls, cls.aliases)
 
     def __init__(self, param_groups: Sequence[ParamGroup] = (), **values: Any) -> None:
-        self.n_models, models = per_model_values(values)
         # one optimizer of each model's values (None: one model), for its per-step scalars
-        self._members: list[Optimizer] | None = None
-        if models is None:
-            checked = checked_values("optimizer", self.name, self.hyperparameters, values)
-        else:
-            self._members = [type(self)(**model) for model in models]
-            member_values = [member.hyperparameter_values() for member in self._members]
-            checked = stacked_values(member_values, values)
+        self._members: list[Optimizer] | None
+        self.n_models, self._members, checked = checked_or_per_model(
+            "optimizer", self.name, self.hyperparameters, values, type(self)
+        )
         for name, value in checked.items():
             setattr(self, name, value)
         self.param_groups = [self._checked_group(group) for group in param_groups]
@@ -197,17 +193,10 @@ class Optimizer:
     def hyperparameter_values(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this optimizer (JSON-serialisable): a float
         per hyperparameter, or a list of one per model where they differ across a stack."""
-        return {
-            parameter.name: (list(value) if isinstance(value, tuple) else value)
-            for parameter in self.hyperparameters
-            for value in (getattr(self, parameter.name),)
-        }
+        return values_of(self, self.hyperparameters)
 
     def __repr__(self) -> str:
-        settings = ", ".join(
-            f"{key}={shown_number(value)}" for key, value in self.hyperparameter_values().items()
-        )
-        return f"{type(self).__name__}({settings})"
+        return entry_repr(self)
 
     # ------------------------------------------------------------- subclasses
 
@@ -286,14 +275,13 @@ class Optimizer:
         cached = self._per_model_groups
         if cached is not None and cached[0] == self.param_groups:
             return cached[1]
-        stacks = {(group.start, group.stop): group.stack for group in self.param_groups}
         groups, option_sets, which = [], [], []
-        for start, stop, options in self._groups(size):
-            if options not in option_sets:
-                option_sets.append(options)
-            which.append(option_sets.index(options))
+        for group in self._groups(size):
+            if group.options not in option_sets:
+                option_sets.append(group.options)
+            which.append(option_sets.index(group.options))
             # every group has a stack (_checked_group)
-            groups.append((start, stop, stacks[(start, stop)][1]))
+            groups.append((group.start, group.stop, group.stack[1]))
         layout = (groups, option_sets, which)
         self._per_model_groups = (list(self.param_groups), layout)
         return layout
@@ -342,11 +330,11 @@ class Optimizer:
         ):
             return cached[2]
         merged: list[tuple[int, int, dict[str, float]]] = []
-        for start, stop, options in self._groups(params.shape[0]):
-            if merged and merged[-1][2] == options:
-                merged[-1] = (merged[-1][0], stop, options)
+        for group in self._groups(params.shape[0]):
+            if merged and merged[-1][2] == group.options:
+                merged[-1] = (merged[-1][0], group.stop, group.options)
             else:
-                merged.append((start, stop, options))
+                merged.append((group.start, group.stop, group.options))
         whole = len(merged) == 1
         launches = [
             (list(arrays) if whole else [array[start:stop] for array in arrays], options)
@@ -355,9 +343,11 @@ class Optimizer:
         self._launch_views = (arrays, list(self.param_groups), launches)
         return launches
 
-    def _groups(self, size: int) -> list[tuple[int, int, dict[str, float]]]:
+    def _groups(self, size: int) -> list[ParamGroup]:
+        """The parameter groups by start (one of the whole buffer when there are none),
+        checked to tile the ``size`` parameters."""
         if not self.param_groups:
-            return [(0, size, {})]
+            return [ParamGroup(0, size)]
         groups = sorted(self.param_groups, key=lambda group: group.start)
         if (
             groups[0].start != 0
@@ -367,7 +357,7 @@ class Optimizer:
             raise ValueError(
                 f"parameter groups must tile the {size} parameters without gaps or overlaps"
             )
-        return [(group.start, group.stop, group.options) for group in groups]
+        return groups
 
     def _prepare_state(self, backend: Backend, params: Any) -> None:
         """Make every state buffer: zeros at the first step, or the loaded host copies moved

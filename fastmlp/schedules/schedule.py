@@ -25,14 +25,7 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar
 
-from fastmlp.registry import (
-    Hyperparameter,
-    Registry,
-    checked_values,
-    per_model_values,
-    shown_number,
-    stacked_values,
-)
+from fastmlp.registry import Hyperparameter, Registry, checked_or_per_model, entry_repr, values_of
 
 SCHEDULES: Registry[type[Schedule]] = Registry("learning-rate schedule")
 
@@ -70,15 +63,11 @@ class Schedule:
         return (*cls.hyperparameters, *warmup)
 
     def __init__(self, **values: Any) -> None:
-        self.n_models, models = per_model_values(values)
         # with per-model values: the K schedules of a stack's models (see per_model)
-        self._members: list[Schedule] | None = None
-        if models is None:
-            checked = checked_values("schedule", self.name, self.all_hyperparameters(), values)
-        else:
-            self._members = [type(self)(**model) for model in models]
-            checked = stacked_values([one.hyperparameter_values() for one in self._members],
-                                     values)  # fmt: skip
+        self._members: list[Schedule] | None
+        self.n_models, self._members, checked = checked_or_per_model(
+            "schedule", self.name, self.all_hyperparameters(), values, type(self)
+        )
         for name, value in checked.items():
             setattr(self, name, value)
         if not self.has_warmup:
@@ -95,17 +84,10 @@ class Schedule:
     def hyperparameter_values(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this schedule (a list of one value per model
         where they differ across a stack)."""
-        return {
-            p.name: (list(value) if isinstance(value, tuple) else value)
-            for p in self.all_hyperparameters()
-            for value in (getattr(self, p.name),)
-        }
+        return values_of(self, self.all_hyperparameters())
 
     def __repr__(self) -> str:
-        values = ", ".join(
-            f"{key}={shown_number(value)}" for key, value in self.hyperparameter_values().items()
-        )
-        return f"{type(self).__name__}({values})"
+        return entry_repr(self)
 
     # -------------------------------------------------------------- subclasses
 
