@@ -195,8 +195,7 @@ class NumbaBackend(NumpyBackend):
         dtype = arrays[0].dtype
         table, tables = per_model_scalar_table(formula, scalars)
         values = table.astype(dtype)
-        which = np.array(tables, dtype=np.int64)
-        starts, rows, widths = _group_arrays(tuple(groups), len(scalars[0]))
+        starts, rows, widths, which = _group_arrays(tuple(groups), len(scalars[0]), tuple(tables))
         # one launch for every group of the stack
         kernel(starts, rows, widths, which, values, *_literals(formula, dtype), *arrays)
 
@@ -266,14 +265,15 @@ def _loop(formula: Formula, ndim: int, row_vectors: tuple[str, ...]) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _group_arrays(
-    groups: tuple[tuple[int, int, int], ...], n_models: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(starts, rows, widths) of a stack's groups, as the per-model kernel takes them."""
+    groups: tuple[tuple[int, int, int], ...], n_models: int, tables: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, rows, widths, which table) of a stack's groups, as the per-model kernel
+    takes them; made once per layout."""
     starts = np.array([start for start, _, _ in groups], dtype=np.int64)
     rows = np.array([(stop - start) // (n_models * width) for start, stop, width in groups],
                     dtype=np.int64)  # fmt: skip
     widths = np.array([width for _, _, width in groups], dtype=np.int64)
-    return starts, rows, widths
+    return starts, rows, widths, np.array(tables, dtype=np.int64)
 
 
 def _per_model_loop(formula: Formula) -> Any:
