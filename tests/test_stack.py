@@ -424,3 +424,12 @@ def test_loss_kernels_write_each_samples_loss_when_asked(device, kernel):
     getattr(Backend(), kernel)(logits.copy(), labels, sample_losses=reference)
     np.testing.assert_allclose(mine, reference, rtol=1e-12)
     assert np.isnan(mine[4]) and np.isfinite(np.delete(mine, 4)).all()
+
+
+def test_per_model_rates_without_the_stacks_groups_say_so():
+    stack = fastmlp.MLP(**SHAPE, n_models=K, seed=SEEDS)
+    x, y = problem(16)
+    stack.loss_and_grad(x, y)
+    optimizer = optim.create("adam", lr=[1e-3] * K)
+    with pytest.raises(ValueError, match=r"need the parameter groups of a stack of 3"):
+        optimizer.step(stack.params, stack.grads)

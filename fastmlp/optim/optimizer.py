@@ -275,6 +275,12 @@ class Optimizer:
         cached = self._per_model_groups
         if cached is not None and cached[0] == self.param_groups:
             return cached[1]
+        if not self.param_groups:  # given groups are checked to be a stack's (_checked_group)
+            raise ValueError(
+                f"per-model hyperparameters for {self.n_models} models need the parameter "
+                f"groups of a stack of {self.n_models}: pass MLP(n_models={self.n_models})"
+                ".param_groups() to the optimizer"
+            )
         groups, option_sets, which = [], [], []
         for group in self._groups(size):
             if group.options not in option_sets:
