@@ -185,14 +185,14 @@ def _stacks(config: SweepConfig, stack: int) -> str:
 
 def _companions(config: SweepConfig, per_model: list[str]) -> str:
     """How a stack's companions get their per-model values (see ``local._next_trials``)."""
-    from optuna.distributions import CategoricalDistribution
+    from fastmlp.sweep.local import listed_choices
 
     if config.method == "grid":
         return "companions: the grid points not yet taken that share the first trial's values"
     distributions = config.distributions()
-    listed = [distributions[name] for name in per_model if name in distributions]
-    if listed and all(isinstance(one, CategoricalDistribution) for one in listed):
-        points = math.prod(len(one.choices) for one in listed)
+    choices = listed_choices(distributions, [name for name in per_model if name in distributions])
+    if choices is not None:
+        points = math.prod(len(values) for values in choices)
         return (
             f"companions: the {points} points of {' x '.join(per_model)} that the first "
             "trial's network has not tried, in random order (none repeats a trial)"

@@ -287,6 +287,19 @@ def _ask_companions(
         study.sampler = sampler
 
 
+def listed_choices(distributions: dict[str, Any], names: list[str]) -> list[Any] | None:
+    """The values listed for each of ``names`` (a stack's per-model parameters), or None
+    when there are none or one of them is not a list of values (a continuous
+    distribution)."""
+    from optuna.distributions import CategoricalDistribution
+
+    if not names or not all(
+        isinstance(distributions[name], CategoricalDistribution) for name in names
+    ):
+        return None
+    return [distributions[name].choices for name in names]
+
+
 def _untried_points(
     study: Any, first: Any, shared: dict[str, Any], distributions: dict[str, Any]
 ) -> list[dict[str, Any]] | None:
@@ -295,13 +308,11 @@ def _untried_points(
     ``shared`` values has had or is queued to have (an interrupted one excepted: its retry
     is queued), in an order drawn from ``first``'s number. None when one is continuous,
     where the sampler's proposals do not repeat each other."""
-    from optuna.distributions import CategoricalDistribution
     from optuna.trial import TrialState
 
     names = [name for name in distributions if name not in shared]
-    if not names or not all(
-        isinstance(distributions[name], CategoricalDistribution) for name in names
-    ):
+    choices = listed_choices(distributions, names)
+    if choices is None:
         return None
     taken = set()
     for trial in study.get_trials(deepcopy=False):
@@ -310,7 +321,6 @@ def _untried_points(
         params = trial.params or trial.system_attrs.get("fixed_params", {})
         if all(params.get(name) == value for name, value in shared.items()):
             taken.add(tuple(params.get(name) for name in names))
-    choices = [distributions[name].choices for name in names]
     points = [point for point in itertools.product(*choices) if point not in taken]
     random.Random(first.number).shuffle(points)
     return [dict(zip(names, point)) for point in points]
