@@ -15,9 +15,10 @@ module-level kernels and a formula kernel (one model's and a stack's) for every 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from tests.cuda_host import import_cupy_backend
+from tests.cuda_host import C_TYPES, import_cupy_backend
 from tests.test_cuda_source import (
     FORMULA_CASES,
     KernelDefinition,
@@ -32,10 +33,8 @@ cupy_core = pytest.importorskip("cupy._core.core")
 cupy_compiler = pytest.importorskip("cupy.cuda.compiler")
 
 ARCHITECTURE = "90"  # H100 and H200
-TYPES = {"float32": "float", "float64": "double"}
-LABEL_TYPE = "long long"  # S: the labels, int64 on the device
-# the types of the parameters declared with a NumPy type name instead of T or S
-NAMED_TYPES = {"int64": "long long", "int32": "int", "float32": "float", "float64": "double"}
+DTYPES = ["float32", "float64"]
+LABEL_TYPE = C_TYPES[np.dtype("int64")][0]  # S: the labels, int64 on the device
 
 
 def parameters(text: str) -> list[tuple[bool, str, str]]:
@@ -53,7 +52,7 @@ def cupy_source(definition: KernelDefinition, scalar_inputs: set[str], use_32bit
     inputs, outputs = parameters(definition.in_params), parameters(definition.out_params)
     declared, bindings = [], []
     for index, (raw, type_name, name) in enumerate(inputs + outputs):
-        c_type = NAMED_TYPES.get(type_name, type_name)
+        c_type = type_name if type_name in ("T", "S") else C_TYPES[np.dtype(type_name)][0]
         const = "const " if index < len(inputs) else ""
         if name in scalar_inputs:
             declared.append(f"const {c_type} {name}")
@@ -139,13 +138,13 @@ def test_kernels_cover_the_module_level_kernels_and_every_formula(kernels):
 
 
 @pytest.mark.parametrize("use_32bit", [True, False], ids=["index32", "index64"])
-@pytest.mark.parametrize("dtype", sorted(TYPES))
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_every_cupy_backend_kernel_compiles_with_nvrtc(nvrtc, kernels, dtype, use_32bit):
     """Each kernel, as CuPy would write it for 1-D arrays of ``dtype``, compiles to PTX; a
     failure names the kernel and NVRTC's first error line."""
-    failures = []
+    failures, c_type = [], C_TYPES[np.dtype(dtype)][0]
     for kernel_id, definition, scalars in kernels:
-        source = cupy_source(definition, scalars, use_32bit).replace("{T}", TYPES[dtype])
+        source = cupy_source(definition, scalars, use_32bit).replace("{T}", c_type)
         try:
             ptx = compile_for_the_gpu(source)
         except cupy_compiler.CompileException as error:
